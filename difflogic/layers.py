@@ -1,0 +1,408 @@
+"""Logic-gate layers as ``torch.nn`` modules.
+
+Every learnable neuron is a 2-input gate with 16 logits (one per gate in
+:mod:`difflogic.gates`).  ``train()`` mode computes the relaxed (expected) output;
+``eval()`` mode fixes every neuron to its argmax gate, so on {0, 1} inputs the output is
+exactly {0, 1}.  In eval mode the layers also accept uint8/bool {0,1} tensors and then run
+the integer hard kernels (that is what :class:`Thresholds` feeds them in eval mode).
+
+Wiring (which inputs a gate reads) is drawn once at construction from torch's RNG and
+stored as buffers, so ``state_dict()`` alone rebuilds the exact network.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from . import _checks, gates
+from .functional import conv_output_size, gate_coefficients, group_sum
+
+try:  # the kernel dispatcher (native C++/CUDA with a PyTorch fallback)
+    from . import _ops
+except ImportError:  # pragma: no cover - only while bootstrapping a source tree
+    _ops = None
+
+BACKENDS = ("auto", "native", "torch")
+INITS = ("residual", "gaussian")
+
+
+def init_logits(shape, init: str, residual_logit: float, generator=None) -> torch.Tensor:
+    """Gate logits for a new layer.
+
+    ``residual`` (default, Petersen et al. 2024): logit 5 on the pass-through gate "A" and 0
+    elsewhere (~91% mass on A), so deep stacks start as near-identity wires and gradients
+    do not vanish.  ``gaussian``: i.i.d. N(0, 1) logits as in the 2022 paper.
+    """
+    if init == "residual":
+        w = torch.zeros(*shape, gates.NUM_GATES)
+        w[..., gates.PASS_THROUGH_A] = _checks.finite_number("residual_logit", residual_logit)
+        return w
+    if init == "gaussian":
+        return torch.randn(*shape, gates.NUM_GATES, generator=generator)
+    raise ValueError(f"init must be one of {INITS}, got {init!r}")
+
+
+def _check_backend(backend: str) -> str:
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    return backend
+
+
+class _GateLayer(nn.Module):
+    """Shared logic of the learnable layers: logits -> (relaxed | hard) coefficients."""
+
+    weight: nn.Parameter
+
+    def coefficients(self) -> torch.Tensor:
+        return gate_coefficients(self.weight, hard=not self.training)
+
+    def ops(self) -> torch.Tensor:
+        """The hard gate id (argmax) of every neuron, uint8."""
+        return self.weight.argmax(-1).to(torch.uint8)
+
+    def _binary_path(self, x: torch.Tensor) -> bool:
+        if x.dtype in _checks.BINARY_DTYPES:
+            if self.training:
+                raise TypeError(f"{type(self).__name__}: uint8/bool inputs are only accepted in "
+                                "eval() mode; call .eval() or feed float activations")
+            return True
+        return False
+
+
+class LogicDense(_GateLayer):
+    """A layer of ``out_features`` randomly wired 2-input gates over ``in_features`` inputs.
+
+    Wiring: every input is used about equally often (a shuffled cover of the inputs, as
+    upstream's ``random``), and a gate never reads the same input twice.
+    """
+
+    def __init__(self, in_features: int, out_features: int, *, init: str = "residual",
+                 residual_logit: float = 5.0, backend: str = "auto", device=None, dtype=None):
+        super().__init__()
+        self.in_features = _checks.positive_int("in_features", in_features, 2)
+        self.out_features = _checks.positive_int("out_features", out_features)
+        self.backend = _check_backend(backend)
+        a, b = random_pairs(in_features, out_features)
+        self.register_buffer("wire_a", a.to(device))
+        self.register_buffer("wire_b", b.to(device))
+        self.weight = nn.Parameter(init_logits((out_features,), init, residual_logit)
+                                   .to(device=device, dtype=dtype or torch.get_default_dtype()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _checks.check_input(x, type(self).__name__, rank=2, size=((1, self.in_features),))
+        if self._binary_path(x):
+            return _ops.dense_hard(x.to(torch.uint8), self.wire_a, self.wire_b, self.ops())
+        coeffs = self.coefficients().to(x.dtype)
+        return _ops.dense(x, self.wire_a, self.wire_b, coeffs, backend=self.backend)
+
+    def output_shape(self, input_shape):
+        return (self.out_features,)
+
+    def gate_count(self, input_shape=None) -> int:
+        return self.out_features
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}"
+
+
+def random_pairs(n_in: int, n_out: int, generator=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random (a, b) input indices for n_out gates with a != b and near-uniform input use."""
+    if n_in < 2:
+        raise ValueError(f"a 2-input gate layer needs at least 2 inputs, got {n_in}")
+    slots = torch.arange(2 * n_out) % n_in
+    slots = slots[torch.randperm(2 * n_out, generator=generator)]
+    a, b = slots[:n_out].clone(), slots[n_out:].clone()
+    same = a == b
+    while bool(same.any()):  # resample the second input of colliding pairs
+        b[same] = torch.randint(0, n_in, (int(same.sum()),), generator=generator)
+        same = a == b
+    return a.long(), b.long()
+
+
+class LogicLayer(LogicDense):
+    """Upstream-compatible alias: ``LogicLayer(in_dim, out_dim, device='cuda', grad_factor=1.0,
+    implementation=None, connections='random')`` as in difflogic 0.1 (NeurIPS 2022).
+
+    Defaults follow upstream (Gaussian init).  ``device='cuda'`` on a machine without a GPU
+    falls back to the CPU with a warning so old scripts still run.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, device="cuda", grad_factor: float = 1.0,
+                 implementation=None, connections: str = "random", *, init: str = "gaussian",
+                 residual_logit: float = 5.0):
+        if connections not in ("random", "unique"):
+            raise ValueError(f"connections must be 'random' or 'unique', got {connections!r}")
+        if implementation not in (None, "cuda", "python"):
+            raise ValueError(f"implementation must be None, 'cuda' or 'python', got {implementation!r}")
+        device = torch.device(device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            import warnings
+            warnings.warn("LogicLayer(device='cuda'): no CUDA device available, using the CPU",
+                          stacklevel=2)
+            device = torch.device("cpu")
+        super().__init__(in_dim, out_dim, init=init, residual_logit=residual_logit,
+                         backend="torch" if implementation == "python" else "auto", device=device)
+        self.grad_factor = _checks.finite_number("grad_factor", grad_factor)
+
+    def forward(self, x):
+        if self.grad_factor != 1.0 and torch.is_grad_enabled() and x.requires_grad:
+            x = _GradFactor.apply(x, self.grad_factor)
+        return super().forward(x)
+
+
+class _GradFactor(torch.autograd.Function):
+    """Identity forward, gradient scaled by a factor (upstream's vanishing-gradient remedy)."""
+
+    @staticmethod
+    def forward(ctx, x, factor):
+        ctx.factor = factor
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * ctx.factor, None
+
+
+class LogicConv2d(_GateLayer):
+    """Logic-gate tree convolution (Petersen et al. 2024, Sec. 3).
+
+    Each output channel is one binary tree of ``2**depth - 1`` learnable gates over
+    ``2**depth`` leaves; the tree (gates and leaf positions) is shared across all spatial
+    positions.  The leaves are drawn at random inside the ``kernel_size`` receptive field
+    from ``channels_per_tree`` input channels of the tree's channel group (``groups`` splits
+    channels like a grouped convolution).  The two leaves of a first-level gate never coincide.
+
+    ``or_pool`` > 1 fuses a logical-OR pooling of that size (stride = size) after the tree,
+    the LogicTreeNet block: the fused kernel stores only the pooled value and its argmax.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, depth: int = 3,
+                 stride: int = 1, padding: int = 0, channels_per_tree: int = 2, groups: int = 1,
+                 or_pool: int = 1, *, init: str = "residual", residual_logit: float = 5.0,
+                 backend: str = "auto", device=None, dtype=None):
+        super().__init__()
+        self.in_channels = _checks.positive_int("in_channels", in_channels)
+        self.out_channels = _checks.positive_int("out_channels", out_channels)
+        self.kernel_size = _checks.pair("kernel_size", kernel_size)
+        self.depth = _checks.positive_int("depth", depth)
+        if depth > 5:
+            raise ValueError(f"depth must be between 1 and 5 (fused kernels), got {depth}")
+        self.stride = _checks.positive_int("stride", stride)
+        self.padding = _checks.positive_int("padding", padding, 0)
+        self.channels_per_tree = _checks.positive_int("channels_per_tree", channels_per_tree)
+        self.groups = _checks.positive_int("groups", groups)
+        self.or_pool = _checks.positive_int("or_pool", or_pool)
+        self.backend = _check_backend(backend)
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"groups={groups} must divide in_channels={in_channels} and "
+                             f"out_channels={out_channels}")
+        kh, kw = self.kernel_size
+        if kh * kw * min(in_channels // groups, channels_per_tree) < 2:
+            raise ValueError("a 1x1 kernel over a single channel gives a tree only one distinct "
+                             "leaf; use kernel_size > 1 or channels_per_tree >= 2 with more channels")
+        c, dy, dx = random_tree_leaves(in_channels, out_channels, self.kernel_size, depth,
+                                       channels_per_tree, groups)
+        self.register_buffer("leaf_c", c.to(device))
+        self.register_buffer("leaf_dy", dy.to(device))
+        self.register_buffer("leaf_dx", dx.to(device))
+        self.weight = nn.Parameter(init_logits((out_channels, 2 ** depth - 1), init, residual_logit)
+                                   .to(device=device, dtype=dtype or torch.get_default_dtype()))
+
+    def conv_shape(self, input_shape) -> tuple[int, int, int]:
+        """(K, Ho, Wo) before pooling, with a clear error when the kernel does not fit."""
+        _, H, W = input_shape
+        kh, kw = self.kernel_size
+        Ho = conv_output_size(H, kh, self.stride, self.padding)
+        Wo = conv_output_size(W, kw, self.stride, self.padding)
+        if Ho < self.or_pool or Wo < self.or_pool:
+            raise ValueError(f"{type(self).__name__}: kernel_size={self.kernel_size} with "
+                             f"padding={self.padding}, stride={self.stride}, or_pool={self.or_pool} "
+                             f"does not fit a {H}x{W} input; increase padding or shrink the kernel")
+        return self.out_channels, Ho, Wo
+
+    def output_shape(self, input_shape):
+        K, Ho, Wo = self.conv_shape(input_shape)
+        return (K, Ho // self.or_pool, Wo // self.or_pool)
+
+    def gate_count(self, input_shape) -> int:
+        """Tree gates at every position plus the OR gates of the fused pool (paper counting)."""
+        K, Ho, Wo = self.conv_shape(input_shape)
+        trees = K * Ho * Wo * (2 ** self.depth - 1)
+        p = self.or_pool
+        return trees + (p * p - 1) * K * (Ho // p) * (Wo // p)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _checks.check_input(x, type(self).__name__, rank=4, size=((1, self.in_channels),))
+        self.conv_shape(x.shape[1:])
+        args = (self.leaf_c, self.leaf_dy, self.leaf_dx)
+        geom = (self.kernel_size, self.stride, self.padding, self.or_pool)
+        if self._binary_path(x):
+            return _ops.tree_conv_pool_hard(x.to(torch.uint8), *args, self.ops(), *geom)
+        coeffs = self.coefficients().to(x.dtype)
+        return _ops.tree_conv_pool(x, *args, coeffs, *geom, backend=self.backend)
+
+    def extra_repr(self) -> str:
+        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+             f"depth={self.depth}, stride={self.stride}, padding={self.padding}, "
+             f"channels_per_tree={self.channels_per_tree}, groups={self.groups}")
+        return s + (f", or_pool={self.or_pool}" if self.or_pool > 1 else "")
+
+
+def random_tree_leaves(in_channels, out_channels, kernel_size, depth, channels_per_tree, groups,
+                       generator=None):
+    """Leaf (channel, dy, dx) tensors of shape (K, 2**depth) for K random trees."""
+    L = 2 ** depth
+    kh, kw = kernel_size
+    cin_g = in_channels // groups
+    group = torch.arange(out_channels) * groups // out_channels          # (K,)
+    n_ch = min(channels_per_tree, cin_g)
+    # each tree's channel subset: the first n_ch of a random permutation of its group
+    perm = torch.rand(out_channels, cin_g, generator=generator).argsort(-1)[:, :n_ch]
+    choice = torch.randint(0, n_ch, (out_channels, L), generator=generator)
+    c = group[:, None] * cin_g + perm.gather(1, choice)
+    dy = torch.randint(0, kh, (out_channels, L), generator=generator)
+    dx = torch.randint(0, kw, (out_channels, L), generator=generator)
+    # a first-level gate must not read the same leaf twice: resample the right leaf
+    while True:
+        same = (c[:, 0::2] == c[:, 1::2]) & (dy[:, 0::2] == dy[:, 1::2]) & (dx[:, 0::2] == dx[:, 1::2])
+        if not bool(same.any()):
+            break
+        k, g = same.nonzero(as_tuple=True)
+        n = k.numel()
+        c[k, 2 * g + 1] = group[k] * cin_g + perm[k, torch.randint(0, n_ch, (n,), generator=generator)]
+        dy[k, 2 * g + 1] = torch.randint(0, kh, (n,), generator=generator)
+        dx[k, 2 * g + 1] = torch.randint(0, kw, (n,), generator=generator)
+    return c.long(), dy.long(), dx.long()
+
+
+class OrPool2d(nn.Module):
+    """Logical OR pooling (stride = kernel size): max in training (the max t-conorm, as in the
+    paper), logical OR when hard, which max computes exactly on {0, 1} inputs."""
+
+    def __init__(self, kernel_size: int = 2):
+        super().__init__()
+        self.kernel_size = _checks.positive_int("kernel_size", kernel_size)
+
+    def forward(self, x):
+        _checks.check_input(x, type(self).__name__, rank=4)
+        p = self.kernel_size
+        if x.shape[2] < p or x.shape[3] < p:
+            raise ValueError(f"OrPool2d: kernel_size={p} is larger than the {x.shape[2]}x{x.shape[3]} input")
+        if x.dtype in _checks.BINARY_DTYPES:
+            x = x.to(torch.uint8)
+            N, C, H, W = x.shape
+            return x[:, :, :H // p * p, :W // p * p].reshape(N, C, H // p, p, W // p, p).amax((3, 5))
+        return torch.nn.functional.max_pool2d(x, p, p)
+
+    def output_shape(self, input_shape):
+        C, H, W = input_shape
+        return (C, H // self.kernel_size, W // self.kernel_size)
+
+    def gate_count(self, input_shape) -> int:
+        C, H, W = self.output_shape(input_shape)
+        return (self.kernel_size ** 2 - 1) * C * H * W
+
+    def extra_repr(self):
+        return f"kernel_size={self.kernel_size}"
+
+
+class GroupSum(nn.Module):
+    """Class scores: the outputs split into ``k`` consecutive groups, each summed, divided by tau.
+
+    Signature compatible with upstream ``GroupSum(k, tau=1., device='cuda')`` (device ignored).
+    Accepts (N, F) or (N, C, H, W) (flattened in C, H, W order).
+    """
+
+    def __init__(self, k: int, tau: float = 1.0, device=None):
+        super().__init__()
+        self.k = _checks.positive_int("k", k)
+        self.tau = _checks.finite_number("tau", tau)
+        if self.tau <= 0:
+            raise ValueError(f"tau must be > 0, got {tau}")
+
+    def forward(self, x):
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"GroupSum: expected a torch.Tensor input, got {type(x).__name__}")
+        x = x.flatten(1) if x.dim() > 2 else x
+        if x.dim() != 2 or x.shape[1] % self.k:
+            raise ValueError(f"GroupSum: input features ({tuple(x.shape)}) must be a 2-D tensor "
+                             f"whose size is divisible by k={self.k}")
+        if x.dtype in _checks.BINARY_DTYPES:  # exact integer counts, then the temperature
+            return group_sum(x.to(torch.int32), self.k, 1).float() / self.tau
+        return group_sum(x, self.k, self.tau)
+
+    def output_shape(self, input_shape):
+        return (self.k,)
+
+    def gate_count(self, input_shape=None) -> int:
+        return 0
+
+    def extra_repr(self):
+        return f"k={self.k}, tau={self.tau}"
+
+
+class Thresholds(nn.Module):
+    """Fixed thermometer input encoding: each channel compared with T thresholds.
+
+    (N, C, ...) in [0, 1] -> (N, C*T, ...) with output channel ``c*T + t`` = ``x[:, c] > thr[c, t]``.
+    ``thresholds``: a sequence of T floats (shared) or a (C, T) nested sequence / tensor.
+    In training the output is float 0/1; in eval it is uint8 so the whole network downstream
+    runs the integer hard kernels.  Not learnable.
+    """
+
+    def __init__(self, thresholds, channels: int | None = None):
+        super().__init__()
+        t = torch.as_tensor(thresholds, dtype=torch.float32)
+        if t.dim() == 1:
+            t = t[None].expand(channels or 1, -1).clone()
+        if t.dim() != 2 or t.numel() == 0:
+            raise ValueError(f"thresholds must be a non-empty list or a (channels, T) array, got shape {tuple(t.shape)}")
+        if channels is not None and t.shape[0] != channels:
+            raise ValueError(f"thresholds have {t.shape[0]} rows but channels={channels}")
+        if not bool(torch.isfinite(t).all()) or bool((t < 0).any()) or bool((t >= 1).any()):
+            raise ValueError(f"thresholds must be finite and in [0, 1) (inputs are scaled to [0, 1]), got {t.tolist()}")
+        self.register_buffer("thresholds", t)
+
+    @classmethod
+    def uniform(cls, num_thresholds: int, channels: int = 1) -> "Thresholds":
+        """T evenly spaced thresholds (i+1)/(T+1): 3 gives 0.25/0.5/0.75 (paper's CIFAR S/M)."""
+        T = _checks.positive_int("num_thresholds", num_thresholds)
+        return cls([(i + 1) / (T + 1) for i in range(T)], channels)
+
+    @property
+    def channels(self) -> int:
+        return self.thresholds.shape[0]
+
+    @property
+    def num_thresholds(self) -> int:
+        return self.thresholds.shape[1]
+
+    def forward(self, x):
+        rank = x.dim() if isinstance(x, torch.Tensor) and x.dim() >= 2 else 2
+        _checks.check_input(x, "Thresholds", rank=rank, size=((1, self.channels),), allow_binary=False)
+        t = self.thresholds.to(x.device, x.dtype).reshape(1, self.channels, self.num_thresholds,
+                                                            *([1] * (x.dim() - 2)))
+        out = x.unsqueeze(2) > t
+        out = out.flatten(1, 2)
+        return out.to(x.dtype) if self.training else out.to(torch.uint8)
+
+    def output_shape(self, input_shape):
+        return (input_shape[0] * self.num_thresholds, *input_shape[1:])
+
+    def gate_count(self, input_shape=None) -> int:
+        return 0
+
+    def extra_repr(self):
+        return f"channels={self.channels}, num_thresholds={self.num_thresholds}"
+
+
+class Flatten(nn.Flatten):
+    """``nn.Flatten`` with shape bookkeeping for gate counting and the compiler."""
+
+    def output_shape(self, input_shape):
+        return (math.prod(input_shape),)
+
+    def gate_count(self, input_shape=None) -> int:
+        return 0
