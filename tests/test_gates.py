@@ -1,0 +1,64 @@
+"""The 16 gates: ids = truth tables, coefficients = relaxations, expressions = truth tables."""
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from difflogic import functional, gates
+
+
+def test_sixteen_gates_in_upstream_order():
+    assert len(gates.GATES) == 16
+    assert [g.id for g in gates.GATES] == list(range(16))
+    assert gates.NAMES[1] == "AND" and gates.NAMES[6] == "XOR" and gates.NAMES[14] == "NAND"
+    assert gates.PASS_THROUGH_A == 3  # the residual-init gate of the 2024 paper
+    # every truth table appears exactly once
+    assert len({g.truth_table for g in gates.GATES}) == 16
+
+
+@pytest.mark.parametrize("op", range(16))
+def test_every_gate_exhaustively(op):
+    g = gates.GATES[op]
+    for a, b in itertools.product((0, 1), repeat=2):
+        expected = g.truth_table[2 * a + b]
+        c0, c1, c2, c3 = g.coeffs
+        assert c0 + c1 * a + c2 * b + c3 * a * b == expected
+        assert gates.hard_gate(op, a, b) == expected
+        assert g(a, b) == expected
+        # rendered C expression agrees (evaluate as Python with 1-bit words)
+        e = gates.render(op, "A", "B", zero="0", one="1")
+        assert (eval(e, {"A": a, "B": b}) & 1) == expected
+
+
+def test_words_bitwise():
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 2**63, 100, dtype=np.uint64)
+    b = rng.integers(0, 2**63, 100, dtype=np.uint64)
+    for op in range(16):
+        r = gates.eval_expr(op, a, b)
+        for bit in (0, 5, 63):
+            abit = (a >> np.uint64(bit)) & np.uint64(1)
+            bbit = (b >> np.uint64(bit)) & np.uint64(1)
+            assert np.array_equal((r >> np.uint64(bit)) & np.uint64(1),
+                                  gates.hard_gate(op, abit.astype(np.int64), bbit.astype(np.int64)).astype(np.uint64))
+
+
+def test_four_coefficient_form_equals_sixteen_gate_mixture():
+    torch.manual_seed(0)
+    logits = torch.randn(50, 16, dtype=torch.float64)
+    a = torch.rand(50, dtype=torch.float64)
+    b = torch.rand(50, dtype=torch.float64)
+    y4 = functional.apply_coeffs(functional.gate_coefficients(logits), a, b)
+    y16 = functional.relaxed_gates_all16(torch.softmax(logits, -1), a, b)
+    torch.testing.assert_close(y4, y16, rtol=0, atol=1e-14)
+
+
+def test_hard_coefficients_select_argmax_gate():
+    logits = torch.full((16, 16), -1.0)
+    logits[torch.arange(16), torch.arange(16)] = 3.0
+    c = functional.gate_coefficients(logits, hard=True)
+    for op in range(16):
+        for a, b in itertools.product((0.0, 1.0), repeat=2):
+            v = functional.apply_coeffs(c[op], torch.tensor(a), torch.tensor(b))
+            assert float(v) == gates.GATES[op].truth_table[2 * int(a) + int(b)]

@@ -1,0 +1,341 @@
+"""Native CPU kernels (difflogic._C via difflogic._ops) against the PyTorch references.
+
+Forward values, input gradients and coefficient gradients must match difflogic.functional in
+float32 (~1e-5) and float64 (~1e-12) over odd shapes, strides, paddings, kernel shapes, tree
+depths, pool sizes and channel counts; float64 gradcheck on small shapes; hard (uint8) kernels
+must equal both the torch fallback and the relaxed kernels with one-hot gate coefficients.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from difflogic import _ops, gates
+from difflogic import functional as F
+
+native = pytest.mark.skipif(not _ops.native_available(),
+                            reason="difflogic._C is not built (pip install . or the cmake dev build)")
+
+TOL = {torch.float32: dict(rtol=1e-5, atol=1e-5), torch.float64: dict(rtol=1e-12, atol=1e-12)}
+
+
+def relaxed_coeffs(shape, dtype, gen):
+    """Coefficients of random gate distributions (what the layers feed the kernels)."""
+    logits = torch.randn(*shape, 16, generator=gen, dtype=torch.float64) * 2
+    return F.gate_coefficients(logits).to(dtype)
+
+
+def grads(fn, x, coeffs, gy):
+    x = x.detach().clone().requires_grad_(True)
+    c = coeffs.detach().clone().requires_grad_(True)
+    y = fn(x, c)
+    gx, gc = torch.autograd.grad(y, (x, c), gy)
+    return y.detach(), gx, gc
+
+
+def rand_wiring(n_in, n_out, gen, same_every=0):
+    a = torch.randint(0, n_in, (n_out,), generator=gen)
+    b = torch.randint(0, n_in, (n_out,), generator=gen)
+    if same_every:
+        b[::same_every] = a[::same_every]  # a == b: both partial derivatives hit one input
+    return a, b
+
+
+def rand_leaves(C, K, L, kh, kw, gen):
+    return (torch.randint(0, C, (K, L), generator=gen), torch.randint(0, kh, (K, L), generator=gen),
+            torch.randint(0, kw, (K, L), generator=gen))
+
+
+# ----------------------------------------------------------------------------- dense
+@native
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("N,n_in,n_out", [(1, 2, 1), (7, 5, 13), (33, 64, 100), (130, 300, 517)])
+def test_dense_matches_reference(dtype, N, n_in, n_out):
+    gen = torch.Generator().manual_seed(N * 1000 + n_out)
+    x = torch.rand(N, n_in, generator=gen, dtype=torch.float64).to(dtype)
+    a, b = rand_wiring(n_in, n_out, gen, same_every=3)
+    c = relaxed_coeffs((n_out,), dtype, gen)
+    gy = torch.randn(N, n_out, generator=gen, dtype=torch.float64).to(dtype)
+    got = grads(lambda x, c: _ops.dense(x, a, b, c, backend="native"), x, c, gy)
+    ref = grads(lambda x, c: F.dense_reference(x, a, b, c), x, c, gy)
+    for g, r, name in zip(got, ref, ("y", "grad_x", "grad_coeffs")):
+        torch.testing.assert_close(g, r, **TOL[dtype], msg=lambda m: f"{name}: {m}")
+
+
+@native
+def test_dense_gradcheck_float64_with_repeated_inputs():
+    gen = torch.Generator().manual_seed(1)
+    x = torch.rand(4, 6, generator=gen, dtype=torch.float64, requires_grad=True)
+    a, b = rand_wiring(6, 9, gen, same_every=2)
+    c = torch.randn(9, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x, c: _ops.dense(x, a, b, c, backend="native"), (x, c))
+
+
+@native
+def test_dense_grad_of_coeffs_only():
+    """x without requires_grad: the kernel skips grad_x; coeff grads still right."""
+    gen = torch.Generator().manual_seed(2)
+    x = torch.rand(5, 8, generator=gen)
+    a, b = rand_wiring(8, 6, gen)
+    c = relaxed_coeffs((6,), torch.float32, gen).requires_grad_(True)
+    (g1,) = torch.autograd.grad(_ops.dense(x, a, b, c, backend="native").sum(), c)
+    (g2,) = torch.autograd.grad(F.dense_reference(x, a, b, c).sum(), c)
+    torch.testing.assert_close(g1, g2, **TOL[torch.float32])
+
+
+# ----------------------------------------------------------------------------- tree conv + pool
+# (N, C, H, W, K, depth, (kh, kw), stride, padding, pool)
+TREE_CASES = [
+    (1, 1, 5, 5, 2, 1, (3, 3), 1, 0, 1),
+    (2, 3, 7, 5, 4, 3, (3, 3), 1, 1, 2),
+    (3, 2, 9, 8, 5, 2, (2, 3), 2, 2, 3),
+    (1, 9, 6, 6, 3, 4, (5, 5), 1, 2, 1),
+    (2, 4, 11, 10, 6, 3, (3, 3), 2, 1, 2),
+    (4, 5, 8, 8, 7, 2, (5, 5), 1, 0, 2),
+    (2, 7, 7, 9, 3, 4, (2, 3), 1, 1, 3),
+    (3, 6, 10, 10, 4, 1, (3, 3), 2, 0, 1),
+    (2, 8, 16, 16, 8, 3, (3, 3), 1, 1, 2),
+    (17, 4, 16, 16, 8, 3, (3, 3), 1, 1, 2),  # big enough for the multi-threaded paths
+]
+
+
+def _tree_id(case):
+    N, C, H, W, K, d, k, s, p, pool = case
+    return f"N{N}C{C}_{H}x{W}_K{K}d{d}_k{k[0]}x{k[1]}s{s}p{p}pool{pool}"
+
+
+@native
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("case", TREE_CASES, ids=_tree_id)
+def test_tree_conv_pool_matches_reference(dtype, case):
+    N, C, H, W, K, depth, ks, stride, padding, pool = case
+    L = 2 ** depth
+    gen = torch.Generator().manual_seed(hash(case) % 2**31)
+    x = torch.rand(N, C, H, W, generator=gen, dtype=torch.float64).to(dtype)
+    leaves = rand_leaves(C, K, L, *ks, gen)
+    c = relaxed_coeffs((K, L - 1), dtype, gen)
+    geom = (ks, stride, padding, pool)
+    ref_fn = lambda x, c: F.tree_conv_pool_reference(x, *leaves, c, *geom)  # noqa: E731
+    nat_fn = lambda x, c: _ops.tree_conv_pool(x, *leaves, c, *geom, backend="native")  # noqa: E731
+    y_ref = ref_fn(x, c)
+    gy = torch.randn(y_ref.shape, generator=gen, dtype=torch.float64).to(dtype)
+    got = grads(nat_fn, x, c, gy)
+    ref = grads(ref_fn, x, c, gy)
+    assert got[0].shape == y_ref.shape
+    for g, r, name in zip(got, ref, ("y", "grad_x", "grad_coeffs")):
+        torch.testing.assert_close(g, r, **TOL[dtype], msg=lambda m: f"{name}: {m}")
+
+
+@native
+def test_tree_conv_depth5_and_large_pool():
+    gen = torch.Generator().manual_seed(5)
+    x = torch.rand(2, 3, 9, 9, generator=gen, dtype=torch.float64)
+    leaves = rand_leaves(3, 2, 32, 3, 3, gen)
+    c = relaxed_coeffs((2, 31), torch.float64, gen)
+    for pool in (1, 4, 7):
+        geom = ((3, 3), 1, 1, pool)
+        gy = torch.randn(F.tree_conv_pool_reference(x, *leaves, c, *geom).shape, generator=gen,
+                         dtype=torch.float64)
+        got = grads(lambda x, c: _ops.tree_conv_pool(x, *leaves, c, *geom, backend="native"), x, c, gy)
+        ref = grads(lambda x, c: F.tree_conv_pool_reference(x, *leaves, c, *geom), x, c, gy)
+        for g, r in zip(got, ref):
+            torch.testing.assert_close(g, r, **TOL[torch.float64])
+
+
+@native
+def test_tree_conv_pool_ties_go_to_first_maximum():
+    """Constant input: every pool window is one big tie; the gradient must reach the first
+    (row-major) position, as with max_pool2d, in forward and backward."""
+    gen = torch.Generator().manual_seed(6)
+    x = torch.full((2, 2, 6, 6), 0.5, dtype=torch.float64)
+    leaves = rand_leaves(2, 3, 4, 3, 3, gen)
+    c = relaxed_coeffs((3, 3), torch.float64, gen)
+    for padding in (0, 1):
+        geom = ((3, 3), 1, padding, 2)
+        gy = torch.randn(F.tree_conv_pool_reference(x, *leaves, c, *geom).shape, generator=gen,
+                         dtype=torch.float64)
+        got = grads(lambda x, c: _ops.tree_conv_pool(x, *leaves, c, *geom, backend="native"), x, c, gy)
+        ref = grads(lambda x, c: F.tree_conv_pool_reference(x, *leaves, c, *geom), x, c, gy)
+        for g, r in zip(got, ref):
+            torch.testing.assert_close(g, r, **TOL[torch.float64])
+
+
+@native
+@pytest.mark.parametrize("stride,padding,pool", [(1, 0, 2), (2, 0, 2), (1, 1, 1), (1, 0, 3)])
+def test_tree_conv_pool_gradcheck_float64(stride, padding, pool):
+    # padding 0 whenever pool > 1: zero padding creates exact ties, where max has no derivative
+    gen = torch.Generator().manual_seed(7 + stride + 10 * padding + 100 * pool)
+    x = torch.rand(1, 2, 7, 6, generator=gen, dtype=torch.float64, requires_grad=True)
+    leaves = rand_leaves(2, 2, 4, 3, 2, gen)
+    c = (torch.randn(2, 3, 4, generator=gen, dtype=torch.float64) * 0.5).requires_grad_(True)
+    fn = lambda x, c: _ops.tree_conv_pool(x, *leaves, c, (3, 2), stride, padding, pool,  # noqa: E731
+                                          backend="native")
+    assert torch.autograd.gradcheck(fn, (x, c))
+
+
+@native
+def test_results_do_not_depend_on_thread_count(monkeypatch):
+    monkeypatch.setattr(_ops, "_SERIAL_WORK", 0)  # no serial shortcut for small calls
+    gen = torch.Generator().manual_seed(8)
+    x = torch.rand(5, 4, 8, 8, generator=gen, dtype=torch.float64)
+    leaves = rand_leaves(4, 6, 8, 3, 3, gen)
+    c = relaxed_coeffs((6, 7), torch.float64, gen)
+    gy = torch.randn(5, 6, 4, 4, generator=gen, dtype=torch.float64)
+    fn = lambda x, c: _ops.tree_conv_pool(x, *leaves, c, (3, 3), 1, 1, 2, backend="native")  # noqa: E731
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = grads(fn, x, c, gy)
+        torch.set_num_threads(max(2, old))
+        many = grads(fn, x, c, gy)
+    finally:
+        torch.set_num_threads(old)
+    for g, r in zip(one, many):
+        torch.testing.assert_close(g, r, **TOL[torch.float64])
+    # batch 1 (< threads): the (n, k)-parallel forward path
+    fn1 = lambda x: _ops.tree_conv_pool(x, *leaves, c, (3, 3), 1, 1, 2, backend="native")  # noqa: E731
+    torch.testing.assert_close(fn1(x[:1]), F.tree_conv_pool_reference(x[:1], *leaves, c, (3, 3), 1, 1, 2),
+                               **TOL[torch.float64])
+
+
+# ----------------------------------------------------------------------------- hard kernels
+def _without_native(monkeypatch):
+    monkeypatch.setattr(_ops, "_C", None)
+
+
+def test_dense_hard_exhaustive_16_gates(monkeypatch):
+    """Every gate on every input pair, native (if built) and torch fallback, vs gates.py."""
+    x = torch.tensor([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=torch.uint8)
+    a = torch.zeros(16, dtype=torch.long)
+    b = torch.ones(16, dtype=torch.long)
+    ops = torch.arange(16)
+    expected = torch.as_tensor(gates.TRUTH_TABLES.T.copy())  # (input pair, gate)
+    results = [_ops.dense_hard(x, a, b, ops)]
+    _without_native(monkeypatch)
+    results.append(_ops.dense_hard(x, a, b, ops))
+    for y in results:
+        assert y.dtype == torch.uint8
+        assert torch.equal(y, expected)
+
+
+@pytest.mark.parametrize("N,n_in,n_out", [(1, 3, 5), (37, 50, 211), (130, 64, 70)])
+def test_dense_hard_matches_fallback_and_relaxed(monkeypatch, N, n_in, n_out):
+    gen = torch.Generator().manual_seed(n_out)
+    x = torch.randint(0, 2, (N, n_in), generator=gen, dtype=torch.uint8)
+    a, b = rand_wiring(n_in, n_out, gen, same_every=4)
+    ops = torch.randint(0, 16, (n_out,), generator=gen)
+    y = _ops.dense_hard(x, a, b, ops)
+    relaxed = F.dense_reference(x.double(), a, b, F.coeff_matrix(dtype=torch.float64)[ops])
+    assert torch.equal(y, relaxed.to(torch.uint8)) and bool(((relaxed == 0) | (relaxed == 1)).all())
+    if _ops.native_available():
+        got_native_relaxed = _ops.dense(x.float(), a, b, F.coeff_matrix()[ops], backend="native")
+        assert torch.equal(got_native_relaxed, relaxed.float())
+    _without_native(monkeypatch)
+    assert torch.equal(_ops.dense_hard(x, a, b, ops), y)
+    assert torch.equal(_ops.dense_hard(x.bool(), a, b, ops), y)
+
+
+def test_tree_hard_exhaustive_16_gates(monkeypatch):
+    """Depth-1 trees with every gate, leaves at two pixels that take all four input pairs."""
+    x = torch.tensor([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=torch.uint8).reshape(4, 1, 1, 2)
+    K = 16
+    leaf_c = torch.zeros(K, 2, dtype=torch.long)
+    leaf_dy = torch.zeros(K, 2, dtype=torch.long)
+    leaf_dx = torch.tensor([[0, 1]] * K)
+    ops = torch.arange(16).reshape(K, 1)
+    expected = torch.as_tensor(gates.TRUTH_TABLES.T.copy()).reshape(4, K, 1, 1)
+    results = [_ops.tree_conv_pool_hard(x, leaf_c, leaf_dy, leaf_dx, ops, (1, 2), 1, 0, 1)]
+    _without_native(monkeypatch)
+    results.append(_ops.tree_conv_pool_hard(x, leaf_c, leaf_dy, leaf_dx, ops, (1, 2), 1, 0, 1))
+    for y in results:
+        assert torch.equal(y, expected)
+
+
+@pytest.mark.parametrize("case", TREE_CASES + [(2, 3, 9, 9, 3, 5, (3, 3), 1, 1, 2)], ids=_tree_id)
+def test_tree_hard_matches_fallback_and_relaxed(monkeypatch, case):
+    N, C, H, W, K, depth, ks, stride, padding, pool = case
+    L = 2 ** depth
+    gen = torch.Generator().manual_seed(hash(case) % 2**31 + 1)
+    x = torch.randint(0, 2, (N, C, H, W), generator=gen, dtype=torch.uint8)
+    leaves = rand_leaves(C, K, L, *ks, gen)
+    ops = torch.randint(0, 16, (K, L - 1), generator=gen)
+    geom = (ks, stride, padding, pool)
+    y = _ops.tree_conv_pool_hard(x, *leaves, ops, *geom)
+    assert y.dtype == torch.uint8
+    onehot64 = F.coeff_matrix(dtype=torch.float64)[ops]
+    relaxed = F.tree_conv_pool_reference(x.double(), *leaves, onehot64, *geom)
+    assert torch.equal(y, relaxed.to(torch.uint8)) and bool(((relaxed == 0) | (relaxed == 1)).all())
+    if _ops.native_available():  # relaxed native kernel with one-hot coeffs is exact on {0,1}
+        nat = _ops.tree_conv_pool(x.float(), *leaves, F.coeff_matrix()[ops], *geom, backend="native")
+        assert torch.equal(nat, relaxed.float())
+    _without_native(monkeypatch)
+    assert torch.equal(_ops.tree_conv_pool_hard(x, *leaves, ops, *geom), y)
+
+
+# ----------------------------------------------------------------------------- dispatch / errors
+def test_torch_backend_and_auto_fallback_without_extension(monkeypatch):
+    gen = torch.Generator().manual_seed(9)
+    x = torch.rand(3, 6, generator=gen)
+    a, b = rand_wiring(6, 4, gen)
+    c = relaxed_coeffs((4,), torch.float32, gen)
+    ref = F.dense_reference(x, a, b, c)
+    torch.testing.assert_close(_ops.dense(x, a, b, c, backend="torch"), ref)
+    _without_native(monkeypatch)
+    assert not _ops.native_available()
+    torch.testing.assert_close(_ops.dense(x, a, b, c), ref)
+    with pytest.raises(RuntimeError, match="difflogic._C"):
+        _ops.dense(x, a, b, c, backend="native")
+
+
+@native
+def test_auto_uses_reference_for_unsupported_dtype():
+    x = torch.rand(2, 4, dtype=torch.bfloat16)
+    a, b = torch.tensor([0, 1]), torch.tensor([2, 3])
+    c = torch.rand(2, 4, dtype=torch.bfloat16)
+    torch.testing.assert_close(_ops.dense(x, a, b, c), F.dense_reference(x, a, b, c))
+    with pytest.raises(TypeError, match="float32/float64"):
+        _ops.dense(x, a, b, c, backend="native")
+
+
+@native
+def test_bad_inputs_raise_clear_errors():
+    x = torch.rand(2, 4)
+    a, b = torch.tensor([0, 1]), torch.tensor([2, 3])
+    c = torch.rand(2, 4)
+    with pytest.raises(ValueError, match="backend"):
+        _ops.dense(x, a, b, c, backend="cuda-please")
+    with pytest.raises(ValueError, match=r"b\[0\] = 9 is out of range"):
+        _ops.dense(x, a, torch.tensor([9, 3]), c, backend="native")
+    with pytest.raises(TypeError, match="dtype"):
+        _ops.dense(x, a, b, c.double(), backend="native")
+    with pytest.raises(ValueError, match="coeffs must have shape"):
+        _ops.dense(x, a, b, torch.rand(3, 4), backend="native")
+    with pytest.raises(TypeError, match="integer"):
+        _ops.dense(x, a.float(), b, c)
+    xc = torch.rand(1, 2, 5, 5)
+    lc, ly, lx = torch.zeros(3, 4, dtype=torch.long), torch.zeros(3, 4, dtype=torch.long), torch.zeros(3, 4, dtype=torch.long)
+    cc = torch.rand(3, 3, 4)
+    with pytest.raises(ValueError, match="leaf_dx"):
+        _ops.tree_conv_pool(xc, lc, ly, lx + 3, cc, 3, 1, 0, 1, backend="native")
+    with pytest.raises(ValueError, match="do not fit"):
+        _ops.tree_conv_pool(xc, lc, ly, lx, cc, 3, 1, 0, 4, backend="native")
+    with pytest.raises(ValueError, match="power of two"):
+        _ops.tree_conv_pool(xc, torch.zeros(3, 3, dtype=torch.long), ly[:, :3], lx[:, :3], cc, 3, 1, 0, 1)
+    with pytest.raises(ValueError, match="gate ids"):
+        _ops.dense_hard(torch.zeros(2, 4, dtype=torch.uint8), a, b, torch.tensor([3, 16]))
+    with pytest.raises(TypeError, match="uint8"):
+        _ops.dense_hard(x, a, b, torch.tensor([3, 1]))
+
+
+@native
+def test_non_contiguous_inputs_are_handled():
+    gen = torch.Generator().manual_seed(10)
+    x = torch.rand(6, 8, generator=gen).t()  # (8, 6) non-contiguous
+    a, b = rand_wiring(6, 5, gen)
+    c = relaxed_coeffs((5,), torch.float32, gen)
+    torch.testing.assert_close(_ops.dense(x, a, b, c, backend="native"), F.dense_reference(x, a, b, c))
+    xc = torch.rand(3, 2, 6, 6, generator=gen).permute(0, 1, 3, 2)
+    leaves = rand_leaves(2, 3, 4, 3, 3, gen)
+    cc = relaxed_coeffs((3, 3), torch.float32, gen)
+    torch.testing.assert_close(_ops.tree_conv_pool(xc, *leaves, cc, 3, 1, 1, 2, backend="native"),
+                               F.tree_conv_pool_reference(xc, *leaves, cc, (3, 3), 1, 1, 2))

@@ -1,0 +1,207 @@
+"""Layers: wiring invariants, train/eval semantics, state_dict fidelity, bad input."""
+import io
+
+import pytest
+import torch
+
+import difflogic as dl
+from difflogic import functional as F
+from difflogic import gates
+
+
+def test_dense_wiring_never_reads_same_input_twice_and_covers_inputs():
+    torch.manual_seed(0)
+    for n_in, n_out in [(2, 1), (3, 3), (10, 5), (100, 1000), (1000, 100)]:
+        layer = dl.LogicDense(n_in, n_out)
+        assert bool((layer.wire_a != layer.wire_b).all())
+        assert layer.wire_a.max() < n_in and layer.wire_b.min() >= 0
+        if 2 * n_out >= n_in:  # every input used when there are enough slots
+            used = torch.cat([layer.wire_a, layer.wire_b]).unique()
+            assert used.numel() >= n_in - 1
+
+
+def test_residual_init_is_pass_through():
+    layer = dl.LogicDense(8, 16).eval()
+    assert bool((layer.ops() == gates.PASS_THROUGH_A).all())
+    x = torch.randint(0, 2, (4, 8)).float()
+    torch.testing.assert_close(layer(x), x[:, layer.wire_a])
+    # relaxed: ~91% mass on A
+    p = torch.softmax(layer.weight, -1)[0, gates.PASS_THROUGH_A]
+    assert abs(float(p) - 0.9082) < 1e-3
+
+
+def test_dense_relaxed_matches_reference_and_hard_is_binary():
+    torch.manual_seed(1)
+    layer = dl.LogicDense(20, 30, init="gaussian")
+    x = torch.rand(5, 20)
+    y = layer(x)
+    ref = F.dense_reference(x, layer.wire_a, layer.wire_b, F.gate_coefficients(layer.weight))
+    torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-6)
+    layer.eval()
+    xb = torch.randint(0, 2, (5, 20)).float()
+    yh = layer(xb)
+    assert set(yh.unique().tolist()) <= {0.0, 1.0}
+    ops = layer.ops().long()
+    expected = gates.hard_gate(ops.numpy(), xb[:, layer.wire_a].long().numpy(), xb[:, layer.wire_b].long().numpy())
+    assert torch.equal(yh.long(), torch.as_tensor(expected))
+    # the integer path gives the same bits
+    assert torch.equal(layer(xb.to(torch.uint8)).long(), yh.long())
+
+
+@pytest.mark.parametrize("or_pool", [1, 2])
+def test_conv_relaxed_matches_reference(or_pool):
+    torch.manual_seed(2)
+    conv = dl.LogicConv2d(4, 6, 3, depth=3, padding=1, or_pool=or_pool, init="gaussian")
+    x = torch.rand(2, 4, 8, 8)
+    ref = F.tree_conv_pool_reference(x, conv.leaf_c, conv.leaf_dy, conv.leaf_dx,
+                                     F.gate_coefficients(conv.weight), (3, 3), 1, 1, or_pool)
+    torch.testing.assert_close(conv(x), ref, rtol=1e-5, atol=1e-6)
+    assert conv(x).shape == (2, 6, 8 // or_pool, 8 // or_pool)
+
+
+def test_conv_leaves_respect_channels_groups_and_receptive_field():
+    torch.manual_seed(3)
+    conv = dl.LogicConv2d(16, 8, (3, 5), depth=3, channels_per_tree=2, groups=4)
+    assert conv.leaf_c.shape == (8, 8)
+    for k in range(8):
+        chans = conv.leaf_c[k].unique()
+        assert chans.numel() <= 2
+        group = k * 4 // 8
+        assert bool(((chans // 4) == group).all())
+    assert conv.leaf_dy.max() < 3 and conv.leaf_dx.max() < 5
+    pairs_same = ((conv.leaf_c[:, 0::2] == conv.leaf_c[:, 1::2]) & (conv.leaf_dy[:, 0::2] == conv.leaf_dy[:, 1::2])
+                  & (conv.leaf_dx[:, 0::2] == conv.leaf_dx[:, 1::2]))
+    assert not bool(pairs_same.any())
+
+
+def test_conv_hard_on_binary_is_binary_and_matches_uint8_path():
+    torch.manual_seed(4)
+    conv = dl.LogicConv2d(3, 5, 3, depth=2, padding=1, or_pool=2, init="gaussian").eval()
+    x = torch.randint(0, 2, (3, 3, 7, 9)).float()
+    y = conv(x)
+    assert set(y.unique().tolist()) <= {0.0, 1.0}
+    assert torch.equal(conv(x.to(torch.uint8)).float(), y)
+
+
+def test_or_pool_is_max_in_training_and_or_when_hard():
+    pool = dl.OrPool2d(2)
+    x = torch.rand(2, 3, 5, 4)
+    torch.testing.assert_close(pool(x), torch.nn.functional.max_pool2d(x, 2))
+    xb = torch.randint(0, 2, (2, 3, 4, 4), dtype=torch.uint8)
+    y = pool.eval()(xb)
+    expected = xb[:, :, 0::2, 0::2] | xb[:, :, 0::2, 1::2] | xb[:, :, 1::2, 0::2] | xb[:, :, 1::2, 1::2]
+    assert torch.equal(y, expected)
+
+
+def test_group_sum_and_thresholds():
+    gs = dl.GroupSum(2, tau=4.0)
+    x = torch.tensor([[1.0, 0.0, 1.0, 0.0, 0.0, 1.0]])
+    torch.testing.assert_close(gs(x), torch.tensor([[2 / 4, 1 / 4]]))
+    th = dl.Thresholds.uniform(3, channels=2)
+    assert th.thresholds.tolist() == [[0.25, 0.5, 0.75]] * 2
+    img = torch.tensor([[[[0.1]], [[0.6]]]])
+    out = th(img)
+    assert out.flatten().tolist() == [0, 0, 0, 1, 1, 0]
+    assert th.eval()(img).dtype == torch.uint8
+
+
+def test_state_dict_rebuilds_exact_network():
+    torch.manual_seed(5)
+    m1 = dl.get_model("mnist-tiny", init="gaussian")
+    buf = io.BytesIO()
+    torch.save(m1.state_dict(), buf)
+    torch.manual_seed(999)  # different RNG: wiring must come from the state dict
+    m2 = dl.LogicNet(m1.config)
+    buf.seek(0)
+    m2.load_state_dict(torch.load(buf, weights_only=True))
+    x = torch.rand(3, 1, 28, 28)
+    m1.eval(), m2.eval()
+    assert torch.equal(m1(x), m2(x))
+
+
+def test_logic_tree_net_gate_counts_match_paper():
+    # raw training-gate counts (reference notes sec. 7.3)
+    assert dl.get_model("cifar10-s").gate_count() == 960_512
+    assert dl.get_model("mnist-s").gate_count() == 236_848
+    assert dl.get_model("mnist-m").gate_count() == 947_392
+
+
+def test_logic_tree_net_s_shapes_and_forward():
+    torch.manual_seed(6)
+    m = dl.LogicTreeNet("s", "cifar10")
+    assert m.shapes[1] == (9, 32, 32) and m.shapes[-2] == (10240,)
+    y = m(torch.rand(2, 3, 32, 32))
+    assert y.shape == (2, 10)
+    assert bool((y >= 0).all()) and bool((y <= 1024 / 20 + 1e-4).all())
+
+
+def test_upstream_compatible_signatures():
+    with pytest.warns(UserWarning) if not torch.cuda.is_available() else _nullcontext():
+        layer = dl.LogicLayer(16, 32, device="cuda", implementation="python")
+    model = torch.nn.Sequential(layer, dl.LogicLayer(32, 20, device="cpu"), dl.GroupSum(k=10, tau=30))
+    assert model(torch.rand(4, 16)).shape == (4, 10)
+    # grad factor scales the input gradient
+    l2 = dl.LogicLayer(16, 8, device="cpu", grad_factor=2.0)
+    x = torch.rand(3, 16, requires_grad=True)
+    l2(x).sum().backward()
+    g2 = x.grad.clone()
+    x.grad = None
+    l2.grad_factor = 1.0
+    l2(x).sum().backward()
+    torch.testing.assert_close(g2, 2 * x.grad)
+
+
+class _nullcontext:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
+
+
+@pytest.mark.parametrize("make, x, match", [
+    (lambda: dl.LogicDense(4, 3), torch.rand(2, 5), "expected input size 4"),
+    (lambda: dl.LogicDense(4, 3), torch.rand(2, 2, 2), "2-D input"),
+    (lambda: dl.LogicDense(4, 3), torch.tensor([[0.0, float("nan"), 0.0, 1.0]]), "NaN"),
+    (lambda: dl.LogicDense(4, 3), torch.ones(2, 4, dtype=torch.int64), "floating-point"),
+    (lambda: dl.LogicConv2d(3, 4, 5), torch.rand(1, 3, 4, 4), "does not fit"),
+    (lambda: dl.LogicConv2d(3, 4, 3), torch.rand(1, 2, 8, 8), "expected input size 3"),
+    (lambda: dl.LogicConv2d(3, 4, 3), torch.rand(8, 8), "4-D input"),
+])
+def test_bad_inputs_raise_clear_errors(make, x, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        make()(x)
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: dl.LogicConv2d(3, 4, 3, depth=0), "depth"),
+    (lambda: dl.LogicConv2d(3, 4, 0), "kernel_size"),
+    (lambda: dl.LogicConv2d(3, 4, 3, groups=2), "groups"),
+    (lambda: dl.LogicDense(1, 4), "in_features"),
+    (lambda: dl.LogicDense(4, 3, init="zeros"), "init"),
+    (lambda: dl.Thresholds([0.5, 1.5]), "thresholds"),
+    (lambda: dl.Thresholds([float("nan")]), "thresholds"),
+    (lambda: dl.GroupSum(0), "k"),
+    (lambda: dl.GroupSum(10, tau=0), "tau"),
+    (lambda: dl.get_model("nope"), "unknown model"),
+])
+def test_bad_arguments_raise_clear_errors(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_uint8_input_rejected_in_training():
+    layer = dl.LogicDense(4, 3)
+    with pytest.raises(TypeError, match="eval"):
+        layer(torch.ones(2, 4, dtype=torch.uint8))
+
+
+def test_gradients_flow_to_logits():
+    torch.manual_seed(7)
+    m = dl.get_model("mnist-tiny")
+    x = torch.rand(2, 1, 28, 28)
+    loss = torch.nn.functional.cross_entropy(m(x), torch.tensor([1, 2]))
+    loss.backward()
+    for name, p in m.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+        assert p.grad.abs().sum() > 0, name
