@@ -1,0 +1,558 @@
+"""C back end: emit self-contained, bit-packed C99 (+ GCC vector extensions) from the IR.
+
+Layout of the generated code
+----------------------------
+* The batch is bit-sliced: one ``dl_word`` holds ``64 * DL_LANES`` samples (default 4 lanes =
+  256 samples, one AVX2 register), so every gate is one bitwise word operation.
+* Each GateBlock's *cell* becomes straight-line code split into small functions ("chunks")
+  so the C compiler's time stays linear in the gate count; values needed by a later chunk
+  go through a small scratch array.
+* Conv blocks are **not** unrolled: a loop over output positions calls the cell with a pointer
+  to the position's receptive field, leaves are constant offsets from it.  Activations are
+  stored with the zero border the next conv needs, so there is no bounds check anywhere.
+  An OR pool that follows a conv is fused: the cell ORs its outputs into the pooled buffer
+  (``y = (y & keep) | v``, keep = 0 for the first window position), so no buffer is ever
+  cleared; outputs that are constant 0 are never stored (the workspace is zeroed once).
+* Input packing transposes 16x16 byte tiles (SSE2) and builds each thermometer bit-word
+  32 samples at a time with compare + movemask (AVX2), from uint8 images or 0/1 bytes.
+* GroupSum counts only the non-constant features of each class, bit-sliced with
+  Harley-Seal carry-save adders; argmax (first maximum) is done by the caller / predict.
+* Every call allocates its own workspace: thread-safe, no global mutable state; any batch
+  size works (the last partial block is zero-padded and only valid samples are written);
+  ``n_threads`` > 1 splits the blocks over pthreads.
+
+Entry points (``<prefix>`` defaults to ``dl``)::
+
+    int dl_scores_u8(const uint8_t* images, size_t n, int32_t* counts, int n_threads);
+    int dl_scores_bits(const uint8_t* bits, size_t n, int32_t* counts, int n_threads);
+    int dl_predict_u8(const uint8_t* images, size_t n, int32_t* classes, int n_threads);
+
+``counts`` is (n, k) int32 class counts (divide by tau for the float scores).  Return 0 on
+success, -1 out of memory, -2 null pointer, -3 no input encoder (use ``_bits``).
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from .. import gates
+from .._resources import template
+from ..compiler import ir
+
+DEFAULT_LANES = 4
+CHUNK_GATES = 64
+_PREFIX_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,30}$")
+
+
+# --------------------------------------------------------------------------- geometry
+def _shape3(shape) -> tuple:
+    shape = tuple(int(s) for s in shape)
+    if len(shape) == 3:
+        return shape
+    if len(shape) == 1:
+        return (shape[0], 1, 1)
+    return (int(np.prod(shape)), 1, 1)
+
+
+class _Buf:
+    """An activation buffer: logical (C, H, W) stored as (C, H+2p, W+2p) words at ``off``."""
+
+    def __init__(self, shape, pad, off):
+        self.C, self.H, self.W = _shape3(shape)
+        self.pad = pad
+        self.off = off
+        self.Hp, self.Wp = self.H + 2 * pad, self.W + 2 * pad
+        self.plane = self.Hp * self.Wp
+        self.words = self.C * self.plane
+
+    def index(self, c, y, x):
+        return c * self.plane + (y + self.pad) * self.Wp + (x + self.pad)
+
+
+def _plan(net: ir.Netlist):
+    """Fuse conv+pool, choose buffer paddings, lay out the workspace."""
+    steps = []  # (kind, block_or_pool, pool_size)
+    ops = list(net.ops)
+    i = 0
+    while i < len(ops):
+        op = ops[i]
+        if isinstance(op, ir.GateBlock) and op.kind == "conv" and i + 1 < len(ops) \
+                and isinstance(ops[i + 1], ir.OrPool):
+            steps.append(("conv", op, ops[i + 1].size))
+            i += 2
+            continue
+        if isinstance(op, ir.GateBlock):
+            steps.append((op.kind, op, 1))
+        elif isinstance(op, ir.OrPool):
+            steps.append(("pool", op, op.size))
+        else:
+            raise TypeError(f"C back end: unknown op {type(op).__name__}")
+        i += 1
+
+    def pad_for(k):  # padding the consumer of buffer k needs
+        if k < len(steps) and steps[k][0] == "conv":
+            return steps[k][1].padding
+        return 0
+
+    shapes = [tuple(net.input_shape)]
+    for kind, op, p in steps:
+        if kind == "conv":
+            K, Ho, Wo = op.out_shape
+            shapes.append((K, Ho // p, Wo // p))
+        else:
+            shapes.append(tuple(op.out_shape))
+    bufs, off = [], 0
+    for k, s in enumerate(shapes):
+        b = _Buf(s, pad_for(k), off)
+        off += b.words
+        bufs.append(b)
+    return steps, bufs, off
+
+
+# --------------------------------------------------------------------------- cells
+class _Emitter:
+    def __init__(self, prefix: str, chunk: int):
+        self.prefix = prefix
+        self.chunk = chunk
+        self.out: list[str] = []
+        self.max_tmp = 1
+
+    def cell(self, name, blk: ir.GateBlock, leaf_off, ys: int, pooled: bool = False) -> str:
+        """Emit the cell of ``blk`` as chunk functions + a driver; returns the driver's name.
+
+        Leaf ``l`` reads ``x[leaf_off[l]]``; output ``k`` is stored as
+        ``y[k*ys] = (y[k*ys] & keep) | value``: ``keep`` = 0 overwrites, all-ones ORs into a
+        fused pool's output (so no buffer ever needs clearing).  Cells without a fused pool
+        store plainly (``y[k*ys] = value``)."""
+        first = blk.first_gate
+        n = blk.n_gates
+        op, a, b = blk.op.tolist(), blk.a.tolist(), blk.b.tolist()
+        CH = self.chunk
+        nch = max(1, -(-n // CH))
+        chunk_of = lambda node: (node - first) // CH  # noqa: E731
+        # gates used by a later chunk get a scratch slot
+        needs_slot = np.zeros(n, bool)
+        for g in range(n):
+            cg = g // CH
+            for src in (a[g], b[g]):
+                if src >= first and chunk_of(src) != cg:
+                    needs_slot[src - first] = True
+        slot = np.cumsum(needs_slot) - 1
+        self.max_tmp = max(self.max_tmp, int(needs_slot.sum()))
+        outs_of_gate: dict[int, list] = {}
+        const_outs = []
+        for k, node in enumerate(blk.outputs.tolist()):
+            if node >= first:
+                outs_of_gate.setdefault(node - first, []).append(k)
+            else:
+                const_outs.append((k, node))
+        leaf_off = [int(v) for v in leaf_off]
+
+        def ref(node, cg):
+            if node == ir.CONST0:
+                return "DL_ZERO"
+            if node == ir.CONST1:
+                return "DL_ONES"
+            if node < first:
+                return f"x[{leaf_off[node - ir.FIRST_LEAF]}]"
+            g = node - first
+            return f"v{g}" if g // CH == cg else f"t[{slot[g]}]"
+
+        fns = []
+        for cg in range(nch):
+            fn = f"{name}_{cg}"
+            fns.append(fn)
+            body = []
+            for g in range(cg * CH, min(n, (cg + 1) * CH)):
+                expr = gates.render(op[g], ref(a[g], cg), ref(b[g], cg), zero="DL_ZERO", one="DL_ONES")
+                body.append(f"  const dl_word v{g} = {expr};")
+                if needs_slot[g]:
+                    body.append(f"  t[{slot[g]}] = v{g};")
+                for k in outs_of_gate.get(g, ()):
+                    body.append(f"  y[{k * ys}] = (y[{k * ys}] & keep) | v{g};" if pooled else f"  y[{k * ys}] = v{g};")
+            self.out.append(f"static DL_NOINLINE void {fn}(const dl_word* restrict x, dl_word* restrict y, "
+                            f"dl_word* restrict t, const dl_word keep) {{\n  (void)x; (void)y; (void)t; (void)keep;\n"
+                            + "\n".join(body) + "\n}\n")
+        calls = "\n".join(f"  {fn}(x, y, t, keep);" for fn in fns)
+        # outputs wired straight to a leaf or to TRUE: a table-driven copy loop.  CONST0
+        # outputs are never stored: the workspace is zeroed once when it is allocated and
+        # nothing else ever writes their words, so they stay 0 (also under a fused OR pool).
+        direct = [(k, node) for k, node in const_outs if node != ir.CONST0]
+        if direct:
+            dst = ",".join(str(k * ys) for k, _ in direct)
+            srcs = ",".join(str(-1 if node == ir.CONST1 else -2 if node == ir.CONST0 else leaf_off[node - ir.FIRST_LEAF])
+                            for _, node in direct)
+            self.out.append(f"static const int32_t {name}_ddst[] = {{{dst}}};\n"
+                            f"static const int32_t {name}_dsrc[] = {{{srcs}}};\n")
+            calls += (f"\n  for (int i = 0; i < {len(direct)}; i++)\n"
+                      f"    y[{name}_ddst[i]] = (y[{name}_ddst[i]] & keep) | ({name}_dsrc[i] >= 0 ? x[{name}_dsrc[i]] "
+                      f": {name}_dsrc[i] == -1 ? DL_ONES : DL_ZERO);")
+        self.out.append(f"static inline void {name}(const dl_word* restrict x, dl_word* restrict y, "
+                        f"dl_word* restrict t, const dl_word keep) {{\n{calls}\n}}\n")
+        return name
+
+
+def _group_sum_tables(net: ir.Netlist, k: int, group: int):
+    """Per class: the final features that are not constant (to be counted), and how many are
+    constant one (added as a number).  Constant-zero features cost nothing."""
+    F = net.head.in_features
+    const = np.full(F, -1, np.int8)
+    last = net.ops[-1] if net.ops else None
+    if isinstance(last, ir.GateBlock):
+        o = last.outputs
+        v = np.where(o == ir.CONST0, 0, np.where(o == ir.CONST1, 1, -1)).astype(np.int8)
+        const = v if last.kind == "dense" else np.repeat(v, F // len(o))
+    idx, start, ones = [], [0], []
+    for c in range(k):
+        sl = const[c * group:(c + 1) * group]
+        idx += [c * group + j for j in np.nonzero(sl < 0)[0].tolist()]
+        start.append(len(idx))
+        ones.append(int((sl == 1).sum()))
+    return (idx or [0]), start, ones
+
+
+def generate(net: ir.Netlist, prefix: str = "dl", chunk_gates: int = CHUNK_GATES,
+             header_name: str | None = None) -> tuple[str, str]:
+    """Return (C source, header) text for ``net``."""
+    if not _PREFIX_RE.match(prefix):
+        raise ValueError(f"prefix must be a C identifier of at most 31 characters, got {prefix!r}")
+    if not isinstance(chunk_gates, int) or chunk_gates < 1:
+        raise ValueError(f"chunk_gates must be a positive integer, got {chunk_gates!r}")
+    for op in net.ops:
+        if isinstance(op, ir.GateBlock):
+            op.validate()
+    steps, bufs, ws_words = _plan(net)
+    em = _Emitter(prefix, chunk_gates)
+    calls = []
+    for i, (kind, op, p) in enumerate(steps):
+        src, dst = bufs[i], bufs[i + 1]
+        if kind == "dense":
+            offs = [src.index(*np.unravel_index(int(f), (src.C, src.H, src.W))) for f in op.leaves.tolist()]
+            cell = em.cell(f"cell{i}", op, offs, 1)
+            em.out.append(f"static void op{i}(dl_word* ws, dl_word* t) {{\n"
+                          f"  {cell}(ws + {src.off}, ws + {dst.off}, t, DL_ZERO);\n}}\n")
+        elif kind == "conv":
+            s = op.stride
+            offs = [c * src.plane + dy * src.Wp + dx for c, dy, dx in op.leaves.tolist()]
+            cell = em.cell(f"cell{i}", op, offs, dst.plane, pooled=p > 1)
+            if p > 1:
+                loop = (f"  for (int i = 0; i < {dst.H}; i++)\n"
+                        f"    for (int j = 0; j < {dst.W}; j++) {{\n"
+                        f"      dl_word* y = out + {dst.pad * dst.Wp + dst.pad} + i * {dst.Wp} + j;\n"
+                        f"      for (int u = 0; u < {p}; u++)\n"
+                        f"        for (int v = 0; v < {p}; v++)\n"
+                        f"          {cell}(in + (i * {p} + u) * {s * src.Wp} + (j * {p} + v) * {s}, y, t, "
+                        f"(u | v) ? DL_ONES : DL_ZERO);\n"
+                        f"    }}\n")
+            else:
+                loop = (f"  for (int i = 0; i < {dst.H}; i++)\n"
+                        f"    for (int j = 0; j < {dst.W}; j++)\n"
+                        f"      {cell}(in + i * {s * src.Wp} + j * {s}, "
+                        f"out + {dst.pad * dst.Wp + dst.pad} + i * {dst.Wp} + j, t, DL_ZERO);\n")
+            em.out.append(f"static void op{i}(dl_word* ws, dl_word* t) {{\n"
+                          f"  const dl_word* in = ws + {src.off};\n  dl_word* out = ws + {dst.off};\n"
+                          f"{loop}}}\n")
+        else:  # standalone OR pool
+            em.out.append(
+                f"static void op{i}(dl_word* ws, dl_word* t) {{\n  (void)t;\n"
+                f"  const dl_word* in = ws + {src.off};\n  dl_word* out = ws + {dst.off};\n"
+                f"  for (int c = 0; c < {dst.C}; c++)\n"
+                f"    for (int i = 0; i < {dst.H}; i++)\n"
+                f"      for (int j = 0; j < {dst.W}; j++) {{\n"
+                f"        dl_word acc = DL_ZERO;\n"
+                f"        for (int u = 0; u < {p}; u++)\n"
+                f"          for (int v = 0; v < {p}; v++)\n"
+                f"            acc |= in[c * {src.plane} + (i * {p} + u + {src.pad}) * {src.Wp} + j * {p} + v + {src.pad}];\n"
+                f"        out[c * {dst.plane} + (i + {dst.pad}) * {dst.Wp} + j + {dst.pad}] = acc;\n"
+                f"      }}\n}}\n")
+        calls.append(f"  op{i}(ws, t);")
+    n_tmp = em.max_tmp
+    last = bufs[-1]
+    if last.pad:
+        raise AssertionError("final buffer must not be padded")
+    if last.words != net.head.in_features:
+        raise ValueError(f"netlist produces {last.words} features but GroupSum expects {net.head.in_features}")
+    k = net.head.k
+    group = net.head.in_features // k
+    nb = max(5, int(group).bit_length())   # planes 0..3 are the Harley-Seal ones..eights
+
+    # input layout: flat feature f of input_shape -> word offset in buffer 0
+    ib = bufs[0]
+    C3, H3, W3 = ib.C, ib.H, ib.W
+    cc, yy, xx = np.meshgrid(np.arange(C3), np.arange(H3), np.arange(W3), indexing="ij")
+    in_off = (cc * ib.plane + (yy + ib.pad) * ib.Wp + (xx + ib.pad)).reshape(-1)
+    enc = net.encoder
+    lines = [
+        f"/* Generated by difflogic {net.meta.get('difflogic_version', '')} from "
+        f"{net.meta.get('model', 'a netlist')}: {net.gate_count():,} gates (paper counting).",
+        " * Do not edit: regenerate with `difflogic export`. */",
+        "#if !defined(_POSIX_C_SOURCE) || _POSIX_C_SOURCE < 200112L",
+        "#undef _POSIX_C_SOURCE",
+        "#define _POSIX_C_SOURCE 200112L",
+        "#endif",
+        "#include <stdint.h>", "#include <stddef.h>", "#include <stdlib.h>", "#include <string.h>",
+        "#include <pthread.h>",
+        f'#include "{header_name or prefix + ".h"}"',
+        template("c/runtime_head.h").read_text(),
+        f"#define DL_N_IN {net.n_inputs}",
+        f"#define DL_IN_WORDS {ib.words}",
+        f"#define DL_WS_WORDS {ws_words + n_tmp}",
+        f"#define DL_OUT_OFF {last.off}",
+        f"#define DL_K {k}", f"#define DL_GROUP {group}", f"#define DL_NB {nb}",
+        f"#define DL_HAS_ENCODER {1 if enc is not None else 0}",
+    ]
+    if enc is not None:
+        C, T = enc.thresholds.shape
+        hw = int(np.prod(enc.in_shape[1:])) if len(enc.in_shape) > 1 else 1
+        lines += [f"#define DL_IN_C {C}", f"#define DL_T {T}", f"#define DL_IN_HW {hw}",
+                  "static const int16_t dl_cut[] = {" + ",".join(map(str, enc.u8_cutoffs.reshape(-1).tolist())) + "};"]
+    gs_idx, gs_start, gs_ones = _group_sum_tables(net, k, group)
+    lines += ["static const int32_t dl_gs_idx[] = {" + ",".join(map(str, gs_idx)) + "};",
+              "static const int32_t dl_gs_start[] = {" + ",".join(map(str, gs_start)) + "};",
+              "static const int32_t dl_gs_ones[] = {" + ",".join(map(str, gs_ones)) + "};"]
+    lines.append("static const int32_t dl_in_off[] = {" + ",".join(map(str, in_off.tolist())) + "};")
+    lines += em.out
+    lines.append("static void dl_run_ops(dl_word* ws) {\n"
+                 f"  dl_word* t = ws + {ws_words};\n  (void)t;\n" + "\n".join(calls) + "\n}\n")
+    lines.append(template("c/runtime_tail.h").read_text())
+    P = prefix
+    lines.append(f"""
+int {P}_scores_bits(const uint8_t* bits, size_t n, int32_t* counts, int n_threads) {{
+  return dl_run(bits, n, counts, n_threads, 1);
+}}
+int {P}_scores_u8(const uint8_t* images, size_t n, int32_t* counts, int n_threads) {{
+#if DL_HAS_ENCODER
+  return dl_run(images, n, counts, n_threads, 0);
+#else
+  (void)images; (void)n; (void)counts; (void)n_threads;
+  return -3;
+#endif
+}}
+int {P}_predict_u8(const uint8_t* images, size_t n, int32_t* classes, int n_threads) {{
+  if (n == 0) return 0;
+  if (!classes) return -2;
+  int32_t* counts = (int32_t*)malloc(sizeof(int32_t) * n * DL_K);
+  if (!counts) return -1;
+  int r = {P}_scores_u8(images, n, counts, n_threads);
+  if (r == 0)
+    for (size_t i = 0; i < n; i++) {{
+      int best = 0;
+      for (int c = 1; c < DL_K; c++)
+        if (counts[i * DL_K + c] > counts[i * DL_K + best]) best = c;  /* first max wins */
+      classes[i] = best;
+    }}
+  free(counts);
+  return r;
+}}
+int {P}_block_size(void) {{ return DL_BLOCK; }}
+""")
+    src = "\n".join(lines)
+    guard = f"DIFFLOGIC_{P.upper()}_H"
+    ishape = ", ".join(map(str, enc.in_shape)) if enc is not None else ""
+    hdr = f"""/* Generated by difflogic: bit-packed inference of {net.meta.get('model', 'a logic gate network')}. */
+#ifndef {guard}
+#define {guard}
+#include <stddef.h>
+#include <stdint.h>
+#ifdef __cplusplus
+extern "C" {{
+#endif
+#define {P.upper()}_NUM_CLASSES {k}
+#define {P.upper()}_NUM_INPUT_BITS {net.n_inputs}   /* encoded input bits per sample */
+#define {P.upper()}_HAS_ENCODER {1 if enc is not None else 0}
+#define {P.upper()}_IMAGE_BYTES {int(np.prod(enc.in_shape)) if enc is not None else 0}   /* uint8 image ({ishape}) */
+#define {P.upper()}_TAU {net.head.tau!r}   /* float score = count / tau */
+/* counts: (n, NUM_CLASSES) int32.  0 = ok, -1 out of memory, -2 null pointer, -3 no encoder. */
+int {P}_scores_u8(const uint8_t* images, size_t n, int32_t* counts, int n_threads);
+int {P}_scores_bits(const uint8_t* bits, size_t n, int32_t* counts, int n_threads);
+int {P}_predict_u8(const uint8_t* images, size_t n, int32_t* classes, int n_threads);
+int {P}_block_size(void);
+#ifdef __cplusplus
+}}
+#endif
+#endif
+"""
+    return src, hdr
+
+
+# --------------------------------------------------------------------------- files
+def _atomic_write_dir(out_dir: Path, files: dict[str, str]) -> None:
+    """Write ``files`` into ``out_dir`` so that each file appears complete or not at all."""
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OSError(f"cannot create output directory {str(out_dir)!r}: {e.strerror or e}") from None
+    if not os.access(out_dir, os.W_OK):
+        raise PermissionError(f"output directory {str(out_dir)!r} is not writable")
+    tmp = Path(tempfile.mkdtemp(prefix=".difflogic-tmp-", dir=out_dir))
+    try:
+        for name, text in files.items():
+            (tmp / name).write_text(text)
+        for name in files:
+            os.replace(tmp / name, out_dir / name)
+    except OSError as e:
+        raise OSError(f"failed writing into {str(out_dir)!r}: {e}") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _bench_main(prefix: str, header: str) -> str:
+    return (template("c/bench_main.c").read_text().replace("@PREFIX_UPPER@", prefix.upper())
+            .replace("@PREFIX@", prefix)
+            .replace("@HEADER@", header))
+
+
+def export(netlist: ir.Netlist, out_dir, prefix: str = "dl", name: str = "net",
+           chunk_gates: int = CHUNK_GATES, **_ignored) -> dict:
+    """Write ``<name>.c``, ``<name>.h``, ``bench_main.c`` and a ``Makefile`` into ``out_dir``.
+
+    Files are written to a temporary directory inside ``out_dir`` and renamed into place, so an
+    interrupted export leaves no half-written file.  Returns {kind: path}.
+    """
+    if not re.match(r"^[A-Za-z0-9_.-]+$", name):
+        raise ValueError(f"name must be a plain file stem, got {name!r}")
+    src, hdr = generate(netlist, prefix=prefix, chunk_gates=chunk_gates, header_name=f"{name}.h")
+    mk = (template("c/Makefile").read_text().replace("@NAME@", name))
+    files = {f"{name}.c": src, f"{name}.h": hdr, "bench_main.c": _bench_main(prefix, f"{name}.h"),
+             "Makefile": mk}
+    _atomic_write_dir(Path(out_dir), files)
+    return {k: str(Path(out_dir) / k) for k in files}
+
+
+# --------------------------------------------------------------------------- compile + load
+def find_compiler(cc: str | None = None) -> str:
+    """The C compiler to use: ``cc`` argument, then $CC, then cc / gcc / clang on PATH."""
+    cands = [cc] if cc else ([os.environ["CC"]] if os.environ.get("CC") else ["cc", "gcc", "clang"])
+    for c in cands:
+        path = shutil.which(c)
+        if path:
+            return path
+    raise RuntimeError(f"no C compiler found (tried {', '.join(cands)}); install gcc or clang, or "
+                       "set CC / pass cc=... to the path of a C compiler")
+
+
+def cache_dir() -> Path:
+    d = os.environ.get("DIFFLOGIC_CACHE_DIR")
+    base = Path(d) if d else Path(tempfile.gettempdir()) / f"difflogic-cache-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
+    base.mkdir(parents=True, exist_ok=True)
+    return base
+
+
+_BUILD_LOCK = threading.Lock()
+
+
+def build_shared(src: str, hdr: str, *, opt_level: int = 2, cc: str | None = None,
+                 lanes: int = DEFAULT_LANES, native: bool = True, extra_flags=()) -> Path:
+    """Compile to a shared library, cached by content hash; returns the .so path."""
+    if opt_level not in (0, 1, 2, 3):
+        raise ValueError(f"opt_level must be 0, 1, 2 or 3, got {opt_level!r}")
+    if lanes not in (1, 2, 4, 8):
+        raise ValueError(f"lanes must be 1, 2, 4 or 8 (x 64 samples per word), got {lanes!r}")
+    compiler = find_compiler(cc)
+    flags = [f"-O{opt_level}", "-std=gnu99", "-fPIC", "-shared", "-pthread", f"-DDL_LANES={lanes}",
+             *extra_flags]
+    if native:
+        flags.append("-march=native")
+    key = hashlib.sha256("\0".join([src, hdr, compiler, *flags]).encode()).hexdigest()[:24]
+    d = cache_dir()
+    so = d / f"dl_{key}.so"
+    if so.exists():
+        return so
+    with _BUILD_LOCK:
+        if so.exists():
+            return so
+        work = Path(tempfile.mkdtemp(prefix="build-", dir=d))
+        try:
+            (work / "net.c").write_text(src)
+            (work / "dl.h").write_text(hdr)
+            cmd = [compiler, *flags, "-o", str(work / "net.so"), str(work / "net.c")]
+            r = subprocess.run(cmd, capture_output=True, text=True)
+            if r.returncode != 0 and native:   # e.g. a compiler without -march=native
+                cmd.remove("-march=native")
+                r = subprocess.run(cmd, capture_output=True, text=True)
+            if r.returncode != 0:
+                raise RuntimeError(f"C compilation failed ({' '.join(cmd)}):\n{r.stderr[-4000:]}")
+            os.replace(work / "net.so", so)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    return so
+
+
+class CompiledNet:
+    """A netlist (or a model, hardened and optimized) compiled to native code and loaded via ctypes.
+
+    ``scores(x)`` (float scores = counts / tau), ``counts(x)`` (int32 class counts) and
+    ``predict(x)`` (first argmax) accept numpy arrays or torch tensors: float images in [0, 1],
+    uint8 images, or pre-encoded bits (a bool array, or any array with ``encoded=True``).
+    """
+
+    def __init__(self, netlist_or_model, opt_level: int = 2, cc: str | None = None,
+                 threads: int | None = None, lanes: int = DEFAULT_LANES, optimize: bool | None = None,
+                 native: bool = True, chunk_gates: int = CHUNK_GATES):
+        from ..compiler.harden import harden as _harden
+        from ..compiler.passes import optimize as _optimize
+        if isinstance(netlist_or_model, ir.Netlist):
+            net = _optimize(netlist_or_model) if optimize else netlist_or_model
+        else:
+            net = _harden(netlist_or_model)
+            net = net if optimize is False else _optimize(net)
+        self.netlist = net
+        self.threads = int(threads) if threads else 1
+        if self.threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads!r}")
+        self.source, self.header = generate(net, chunk_gates=chunk_gates, header_name="dl.h")
+        self.so_path = build_shared(self.source, self.header, opt_level=opt_level, cc=cc, lanes=lanes,
+                                    native=native)
+        self._lib = ctypes.CDLL(str(self.so_path))
+        for fn in ("dl_scores_u8", "dl_scores_bits", "dl_predict_u8"):
+            f = getattr(self._lib, fn)
+            f.restype = ctypes.c_int
+            f.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_int]
+        self.block_size = int(self._lib.dl_block_size())
+
+    # ---- input handling
+    def _prepare(self, x, encoded: bool):
+        from ..compiler.sim import _check_bits, encode_input
+        x = np.asarray(x.detach().cpu() if hasattr(x, "detach") else x)
+        net = self.netlist
+        if encoded or x.dtype == np.bool_ or net.encoder is None:
+            return np.ascontiguousarray(_check_bits(net, x), dtype=np.uint8), True
+        if x.dtype == np.uint8:
+            shape = tuple(net.encoder.in_shape)
+            if tuple(x.shape[1:]) != shape:
+                raise ValueError(f"x must have shape (N, {', '.join(map(str, shape))}), got {tuple(x.shape)}")
+            return np.ascontiguousarray(x), False
+        return np.ascontiguousarray(encode_input(net, x)), True
+
+    def counts(self, x, encoded: bool = False, threads: int | None = None) -> np.ndarray:
+        data, is_bits = self._prepare(x, encoded)
+        n = data.shape[0]
+        out = np.zeros((n, self.netlist.head.k), np.int32)
+        if n:
+            fn = self._lib.dl_scores_bits if is_bits else self._lib.dl_scores_u8
+            r = fn(data.ctypes.data, n, out.ctypes.data, int(threads or self.threads))
+            if r != 0:
+                raise RuntimeError(f"compiled network failed with status {r}")
+        return out
+
+    def scores(self, x, encoded: bool = False, threads: int | None = None) -> np.ndarray:
+        return self.counts(x, encoded, threads).astype(np.float32) / np.float32(self.netlist.head.tau)
+
+    def predict(self, x, encoded: bool = False, threads: int | None = None) -> np.ndarray:
+        return self.counts(x, encoded, threads).argmax(1)
+
+
+def run_counts(netlist: ir.Netlist, bits, **opts) -> np.ndarray:
+    """Class counts int64 (N, k) of the compiled C code on encoded input bits (for verify)."""
+    opts.pop("simulator", None)
+    return CompiledNet(netlist, optimize=False, **opts).counts(bits, encoded=True).astype(np.int64)

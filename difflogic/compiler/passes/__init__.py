@@ -1,0 +1,94 @@
+"""Netlist optimization passes and the fixed-point driver :func:`optimize`.
+
+Per-cell passes (same code for dense and conv cells, they only see the cell):
+``const_fold``, ``passthrough``, ``strash``, ``dce``.  Cross-op passes (see the whole
+netlist): ``propagate_constants``, ``prune_outputs``.  :func:`optimize` runs them in that
+order until nothing changes; every pass returns a new object, so the input is never mutated.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+from .. import ir
+from . import const_fold, dce, passthrough, propagate_constants, prune_outputs, strash
+from ._cell import signature
+
+PASSES = {
+    "const_fold": const_fold,
+    "passthrough": passthrough,
+    "strash": strash,
+    "dce": dce,
+    "propagate_constants": propagate_constants,
+    "prune_outputs": prune_outputs,
+}
+DEFAULT = tuple(PASSES)
+MAX_ROUNDS = 64
+
+
+def _resolve(passes):
+    if passes is None:
+        passes = DEFAULT
+    out = []
+    for p in passes:
+        if isinstance(p, str):
+            if p not in PASSES:
+                raise ValueError(f"unknown pass {p!r}; available: {', '.join(PASSES)}")
+            out.append(PASSES[p])
+        elif hasattr(p, "run") and getattr(p, "SCOPE", None) in ("block", "netlist"):
+            out.append(p)
+        else:
+            raise TypeError(f"passes must be names or pass modules, got {p!r}")
+    return out
+
+
+def apply_pass(net: ir.Netlist, p) -> ir.Netlist:
+    """Apply one pass (module or name) once and return the new netlist."""
+    (p,) = _resolve([p])
+    if p.SCOPE == "netlist":
+        return p.run(net)
+    ops = [p.run(op) if isinstance(op, ir.GateBlock) else op for op in net.ops]
+    return dataclasses.replace(net, ops=ops)
+
+
+def _sig(net: ir.Netlist) -> tuple:
+    return tuple(signature(op) if isinstance(op, ir.GateBlock) else (type(op).__name__,) for op in net.ops)
+
+
+def optimize(net: ir.Netlist, passes=None) -> ir.Netlist:
+    """Run the passes to a fixed point; returns a new netlist (the input is left untouched).
+
+    ``net.meta["optimize"]`` of the result records the gate counts per op before and after.
+    """
+    mods = _resolve(passes)
+    before = net.gate_counts()
+    cur = dataclasses.replace(net, ops=[copy.deepcopy(op) for op in net.ops], meta=dict(net.meta))
+    sig = _sig(cur)
+    for _ in range(MAX_ROUNDS):
+        for p in mods:
+            cur = apply_pass(cur, p)
+        new = _sig(cur)
+        if new == sig:
+            break
+        sig = new
+    for op in cur.ops:
+        if isinstance(op, ir.GateBlock):
+            op.validate()
+    cur.meta["optimize"] = {"passes": [m.__name__.rsplit(".", 1)[-1] for m in mods],
+                            "before": before, "after": cur.gate_counts()}
+    return cur
+
+
+def report(net: ir.Netlist) -> str:
+    """A small table of gate counts per op before/after optimization (from ``meta``)."""
+    info = net.meta.get("optimize")
+    rows = net.gate_counts()
+    if not info:
+        return "\n".join(f"{name:<50} {n:>12,}" for name, n in rows)
+    lines = [f"{'op':<50} {'before':>12} {'after':>12}"]
+    for (name, b), (_, a) in zip(info["before"], info["after"]):
+        lines.append(f"{name:<50} {b:>12,} {a:>12,}")
+    tb = sum(n for _, n in info["before"][:-1])
+    ta = sum(n for _, n in info["after"][:-1])
+    lines.append(f"{'total logic gates (excl. GroupSum)':<50} {tb:>12,} {ta:>12,}")
+    return "\n".join(lines)

@@ -1,0 +1,82 @@
+"""Random small LogicNet architectures shared by the compiler and C back-end tests.
+
+Gaussian init so the hardened gates are diverse (residual init hardens to all wires).
+"""
+import math
+
+import numpy as np
+import torch
+
+import difflogic as dl
+
+
+def random_config(rng: np.random.Generator) -> dict | None:
+    """A random valid config (or None when the drawn shapes do not fit)."""
+    C = int(rng.integers(1, 3))
+    H, W = int(rng.integers(4, 10)), int(rng.integers(4, 10))
+    layers = []
+    shape = (C, H, W)
+    if rng.random() < 0.8:
+        T = int(rng.integers(1, 3))
+        layers.append({"type": "thresholds", "num": T})
+        shape = (C * T, H, W)
+    for _ in range(int(rng.integers(0, 3))):
+        if rng.random() < 0.2 and min(shape[1:]) >= 2:
+            layers.append({"type": "or_pool", "kernel_size": 2})
+            shape = (shape[0], shape[1] // 2, shape[2] // 2)
+            continue
+        k = int(rng.integers(1, 4))
+        stride, pad = int(rng.integers(1, 3)), int(rng.integers(0, 2))
+        pool = int(rng.integers(1, 3))
+        out = int(rng.integers(2, 7))
+        if k * k * min(shape[0], 2) < 2:
+            k = 2
+        ho = (shape[1] + 2 * pad - k) // stride + 1
+        wo = (shape[2] + 2 * pad - k) // stride + 1
+        if ho < pool or wo < pool or ho < 1 or wo < 1:
+            return None
+        layers.append({"type": "conv", "out_channels": out, "kernel_size": k, "depth": int(rng.integers(1, 4)),
+                       "stride": stride, "padding": pad, "channels_per_tree": 2, "or_pool": pool})
+        shape = (out, ho // pool, wo // pool)
+    layers.append({"type": "flatten"})
+    F = math.prod(shape)
+    n_dense = int(rng.integers(0, 3)) if F >= 2 else 1
+    k = int(rng.integers(2, 5))
+    if n_dense == 0:
+        divs = [d for d in range(1, 6) if F % d == 0]
+        k = int(rng.choice(divs))
+    for i in range(n_dense):
+        width = k * int(rng.integers(2, 12)) if i == n_dense - 1 else int(rng.integers(4, 40))
+        layers.append({"type": "dense", "out_features": width})
+    layers.append({"type": "group_sum", "k": k, "tau": 1.0})
+    if F < 2 and n_dense:
+        return None
+    return {"name": "random", "input_shape": [C, H, W], "num_classes": k, "init": "gaussian", "layers": layers}
+
+
+def random_model(seed: int) -> dl.LogicNet:
+    rng = np.random.default_rng(seed)
+    while True:
+        cfg = random_config(rng)
+        if cfg is None:
+            continue
+        torch.manual_seed(seed)
+        try:
+            return dl.LogicNet(cfg)
+        except ValueError:
+            continue
+
+
+def random_input(model, n: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, *model.input_shape, generator=g)
+    if not any(isinstance(m, dl.Thresholds) for m in model):
+        x = (x > 0.5).float()
+    return x
+
+
+def test_random_models_build_and_run():
+    for seed in range(5):
+        m = random_model(seed).eval()
+        out = m(random_input(m, 3))
+        assert out.shape == (3, m.num_classes)
