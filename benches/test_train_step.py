@@ -1,0 +1,98 @@
+"""Training-step benchmarks of LogicTreeNet-S (CIFAR-10 shapes, batch 128) on the CPU.
+
+    python -m pytest benches/test_train_step.py --benchmark-only
+
+Compares one AdamW step (forward + backward + update) of
+  * ``native``: the fused C++ kernels (difflogic._C),
+  * ``torch``: the 4-coefficient PyTorch reference of difflogic.functional,
+  * ``naive``: the straightforward baseline of the issue (leaves gathered per position, each
+    gate the softmax-weighted sum of all 16 gate expressions, max pool) -- ~1 min per step,
+and the hard (eval) forward.  Peak memory of each variant is measured in a fresh subprocess
+(`ru_maxrss`) and stored in the benchmark's extra_info.
+"""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+import difflogic as dl
+from difflogic import functional as F
+from difflogic.layers import LogicConv2d, LogicDense
+
+BATCH = 128
+
+
+def naive_forward(model, x):
+    """The issue's naive reference over the model's own wiring and logits."""
+    for m in model:
+        if isinstance(m, LogicConv2d):
+            x = F.tree_conv_pool_naive(x, m.leaf_c, m.leaf_dy, m.leaf_dx, m.weight, m.kernel_size,
+                                       m.stride, m.padding, m.or_pool)
+        elif isinstance(m, LogicDense):
+            x = F.dense_naive(x, m.wire_a, m.wire_b, m.weight)
+        else:
+            x = m(x)
+    return x
+
+
+def make(backend: str):
+    torch.manual_seed(0)
+    model = dl.get_model("cifar10-s")
+    for m in model.modules():
+        if hasattr(m, "backend"):
+            m.backend = "torch" if backend == "naive" else backend
+    opt = torch.optim.AdamW(model.parameters(), lr=0.02, weight_decay=0.002)
+    x = torch.rand(BATCH, 3, 32, 32)
+    y = torch.randint(0, 10, (BATCH,))
+    fwd = (lambda inp: naive_forward(model, inp)) if backend == "naive" else model
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.cross_entropy(fwd(x), y)
+        loss.backward()
+        opt.step()
+        return float(loss)
+
+    return model, x, step
+
+
+def peak_rss_gib(backend: str, steps: int) -> float:
+    """Peak resident memory of a fresh process doing `steps` training steps."""
+    code = (f"import sys; sys.path.insert(0, {os.path.dirname(__file__)!r}); import test_train_step as t;"
+            f" m, x, s = t.make({backend!r}); [s() for _ in range({steps})];"
+            " import resource, json; print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1]) / 2**20
+
+
+def _native_ok():
+    from difflogic import _ops
+    return _ops.native_available()
+
+
+@pytest.mark.parametrize("backend", ["native", "torch", "naive"])
+def test_train_step(benchmark, backend):
+    if backend == "native" and not _native_ok():
+        pytest.skip("native extension difflogic._C not built")
+    _, _, step = make(backend)
+    step()  # warm-up (allocations, thread pool)
+    rounds = {"native": 10, "torch": 3, "naive": 1}[backend]
+    benchmark.pedantic(step, rounds=rounds, iterations=1)
+    benchmark.extra_info["peak_rss_gib"] = round(peak_rss_gib(backend, 2), 3)
+    benchmark.extra_info["threads"] = torch.get_num_threads()
+
+
+def test_hard_forward(benchmark):
+    model, x, _ = make("native" if _native_ok() else "torch")
+    model.eval()
+    with torch.no_grad():
+        model(x)
+        benchmark.pedantic(lambda: model(x), rounds=10, iterations=1)
+    benchmark.extra_info["images_per_s"] = round(BATCH / benchmark.stats.stats.median)

@@ -1,0 +1,84 @@
+"""``difflogic eval RUN/model.pt``: relaxed and hard test accuracy, and the gate count."""
+from __future__ import annotations
+
+import json
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser(
+        "eval", help="test accuracy (relaxed and hard) and gate count of a checkpoint",
+        description="Evaluate a checkpoint on a test split: the relaxed (training-mode) "
+                    "accuracy and the hard accuracy of the discretised network, which is what "
+                    "the exported C / Verilog computes.")
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="RUN/model.pt (or RUN/last.pt, or RUN)")
+    p.add_argument("--dataset", choices=("cifar10", "fashion-mnist", "mnist"),
+                   help="dataset (default: the one the checkpoint was trained on)")
+    p.add_argument("--data-dir", help="folder holding the dataset files")
+    p.add_argument("--split", choices=("test", "train"), default="test", help="split to evaluate")
+    p.add_argument("--batch-size", type=int, default=1000, help="evaluation batch size")
+    p.add_argument("--threads", type=int, help="CPU threads (torch.set_num_threads)")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p.set_defaults(func=run)
+    return p
+
+
+def resolve_checkpoint(path: str):
+    """RUN folder -> RUN/model.pt; anything else unchanged."""
+    from pathlib import Path
+    p = Path(path)
+    if p.is_dir() and (p / "model.pt").exists():
+        return p / "model.pt"
+    return p
+
+
+def checkpoint_meta(ck: dict) -> dict:
+    try:
+        meta = json.loads(ck.get("meta", "{}"))
+    except (TypeError, ValueError):
+        meta = {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def run(args) -> int:
+    import time
+
+    import torch
+
+    from .. import checkpoint, data
+    from ..train import accuracy
+
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    path = resolve_checkpoint(args.checkpoint)
+    ck = checkpoint.load_checkpoint(path)
+    model = checkpoint.model_from_checkpoint(ck, path).eval()
+    dataset = args.dataset or checkpoint_meta(ck).get("dataset")
+    if not dataset:
+        raise ValueError(f"{path} does not record its dataset; pass --dataset")
+    dataset = data.canonical_name(dataset)
+    info = data.DATASET_INFO[dataset]
+    if tuple(model.input_shape) != tuple(info.shape):
+        raise ValueError(f"{path}: the model expects inputs of shape {tuple(model.input_shape)}, "
+                         f"{info.title} images are {info.shape}")
+    x, y = data.load_dataset(dataset, args.data_dir, args.split)
+    t0 = time.perf_counter()
+    hard = accuracy(model, x, y, hard=True, batch_size=args.batch_size)
+    t_hard = time.perf_counter() - t0
+    relaxed = accuracy(model, x, y, hard=False, batch_size=args.batch_size)
+    result = {"checkpoint": str(path), "model": model.config.get("name"), "dataset": dataset,
+              "split": args.split, "images": int(len(y)), "hard_acc": hard, "relaxed_acc": relaxed,
+              "gates": model.gate_count(), "hard_images_per_s": round(len(y) / max(t_hard, 1e-9))}
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"{path}: {result['model']} on {info.title} {args.split} ({len(y):,} images)")
+        print(f"  hard accuracy     {100 * hard:6.2f}%   (discretised gates: what export computes)")
+        print(f"  relaxed accuracy  {100 * relaxed:6.2f}%")
+        print(f"  gates             {result['gates']:,} (training count)")
+        print(f"  hard inference    {result['hard_images_per_s']:,} images/s (PyTorch, "
+              f"{torch.get_num_threads()} threads)")
+    return 0

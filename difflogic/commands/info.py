@@ -1,0 +1,143 @@
+"""``difflogic info``: architecture, gate counts per layer and gate-type histogram of a
+checkpoint (or of a named model before training), optionally as a PNG bar chart."""
+from __future__ import annotations
+
+import json
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser(
+        "info", help="architecture, gate counts and gate-type histogram of a checkpoint",
+        description="Describe a checkpoint: layers and shapes, gates per layer as counted for "
+                    "training (and after hardening/optimization when the compiler is "
+                    "installed), and how often each of the 16 gates was learned.")
+    p.add_argument("checkpoint", nargs="?", metavar="CHECKPOINT",
+                   help="RUN/model.pt, RUN/last.pt or RUN")
+    p.add_argument("--model", help="describe a named model (fresh, untrained) instead")
+    p.add_argument("--models", action="store_true", help="list the available model names")
+    p.add_argument("--plot", metavar="PNG", help="write the gate-type histogram as a bar chart")
+    p.add_argument("--no-compile", dest="compile", action="store_false",
+                   help="skip the hardened/optimized gate counts")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p.set_defaults(func=run)
+    return p
+
+
+def gate_histogram(model) -> list[int]:
+    """How many learned gates (neurons; a conv tree gate counts once) have each of the 16 ops."""
+    import torch
+
+    from ..layers import _GateLayer
+    counts = torch.zeros(16, dtype=torch.int64)
+    for m in model.modules():
+        if isinstance(m, _GateLayer):
+            counts += torch.bincount(m.ops().flatten().long(), minlength=16)
+    return counts.tolist()
+
+
+def compiled_counts(model):
+    """Per-op gate counts of the hardened and optimized netlists, or (None, reason)."""
+    try:
+        from ..compiler import harden
+        try:
+            from ..compiler import optimize
+        except ImportError:
+            from ..compiler.passes import optimize
+    except ImportError as e:
+        return None, f"compiler not available ({e})"
+    try:
+        hard = harden(model)
+        opt = optimize(hard)
+        return {"hardened": [list(r) for r in hard.gate_counts()],
+                "optimized": [list(r) for r in opt.gate_counts()],
+                "hardened_total": hard.gate_count(), "optimized_total": opt.gate_count()}, None
+    except Exception as e:  # noqa: BLE001 - info must still print the training counts
+        return None, f"compiler failed: {type(e).__name__}: {e}"
+
+
+def plot_histogram(path, hist, title: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .. import gates
+    from ..checkpoint import atomic_write
+    fig, ax = plt.subplots(figsize=(10, 4))
+    total = max(1, sum(hist))
+    ax.bar(range(16), [100 * h / total for h in hist], color="tab:blue")
+    ax.set_xticks(range(16))
+    ax.set_xticklabels(gates.NAMES, rotation=60, ha="right", fontsize=8)
+    ax.set_ylabel("share of learned gates (%)")
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    try:
+        atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=100))
+    finally:
+        plt.close(fig)
+
+
+def run(args) -> int:
+    from .. import checkpoint, gates
+    from ..models import get_model, model_names
+
+    if args.models:
+        from ..models import get_model_config
+        for name in model_names():
+            cfg = get_model_config(name)
+            t = cfg.get("train", {})
+            print(f"{name:18s} input {tuple(cfg['input_shape'])}  lr {t.get('lr')}  "
+                  f"batch {t.get('batch_size')}  wd {t.get('weight_decay')}")
+        return 0
+    if bool(args.checkpoint) == bool(args.model):
+        raise ValueError("give a CHECKPOINT or --model NAME (or --models to list names)")
+    if args.model:
+        import torch
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model = get_model(args.model).eval()
+        source, meta = f"model {args.model} (untrained, seed 0)", {}
+    else:
+        from .eval import checkpoint_meta, resolve_checkpoint
+        path = resolve_checkpoint(args.checkpoint)
+        ck = checkpoint.load_checkpoint(path)
+        model = checkpoint.model_from_checkpoint(ck, path).eval()
+        source, meta = str(path), checkpoint_meta(ck)
+    layers = []
+    for i, (m, shape_in, shape_out) in enumerate(zip(model, model.shapes, model.shapes[1:])):
+        layers.append({"index": i, "layer": f"{type(m).__name__}({m.extra_repr()})",
+                       "in_shape": list(shape_in), "out_shape": list(shape_out),
+                       "gates": m.gate_count(shape_in)})
+    hist = gate_histogram(model)
+    compiled, why = compiled_counts(model) if args.compile else (None, "skipped (--no-compile)")
+    result = {"source": source, "model": model.config.get("name"), "layers": layers,
+              "gates": model.gate_count(), "gate_histogram": dict(zip(gates.NAMES, hist)),
+              "compiled": compiled, "meta": meta}
+    if args.plot:
+        plot_histogram(args.plot, hist, f"{model.config.get('name')}: learned gate types")
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"{source}: {model.config.get('name')}")
+    if meta:
+        keys = [k for k in ("dataset", "step", "epoch", "val_hard_acc") if k in meta]
+        print("  trained: " + ", ".join(f"{k} {meta[k]}" for k in keys))
+    print(f"  {'#':>2}  {'layer':64s} {'in -> out':>28s} {'gates':>12s}")
+    for r in layers:
+        shapes = f"{tuple(r['in_shape'])} -> {tuple(r['out_shape'])}"
+        print(f"  {r['index']:>2}  {r['layer'][:64]:64s} {shapes:>28s} {r['gates']:>12,}")
+    print(f"  total training gates: {result['gates']:,}")
+    if compiled:
+        for stage in ("hardened", "optimized"):
+            print(f"  {stage} netlist: {compiled[stage + '_total']:,} gates")
+            for name, n in compiled[stage]:
+                print(f"      {name[:60]:60s} {n:>12,}")
+    else:
+        print(f"  compiled gate counts: {why}")
+    total = max(1, sum(hist))
+    print(f"  learned gate types ({sum(hist):,} gates; a conv tree gate counts once):")
+    for name, h in sorted(zip(gates.NAMES, hist), key=lambda t: -t[1]):
+        print(f"      {name:12s} {h:>10,}  {100 * h / total:5.1f}%")
+    if args.plot:
+        print(f"  wrote {args.plot}")
+    return 0

@@ -1,0 +1,535 @@
+"""The training loop behind ``difflogic train``: AdamW on the relaxed network, model selection
+on the *hard* (discretised) validation accuracy, and exact resume.
+
+Run folder (``out``)::
+
+    model.pt       best hard validation accuracy so far (what eval/info/export read)
+    last.pt        latest state: model, optimizer, loader cursor, RNG, metrics so far
+    metrics.jsonl  one JSON object per evaluation (step, epoch, loss, accuracies, time, img/s)
+    curves.png     loss and accuracy curves (matplotlib, Agg)
+    summary.json   final numbers (best step, hard/relaxed test accuracy, gate count, time)
+
+Why resume is bit-exact: nothing in a step depends on history outside ``last.pt``.  The
+batches are a pure function of (seed, epoch, batch) (:class:`difflogic.data.BatchLoader`),
+the learning rate a pure function of the step, evaluation consumes no randomness, and the
+parameters, AdamW moments and torch RNG are restored byte for byte.  (Same machine, same
+thread count: kernels reduce in a fixed order for a fixed thread count.)
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import checkpoint as ckpt
+from .models import LogicNet, get_model_config
+
+SCHEDULES = ("constant", "cosine")
+#: Training images whose hard accuracy is measured at each evaluation (a fixed subset: the
+#: full training set would cost more than the training steps between evaluations).
+TRAIN_PROBE = 2000
+#: Options that define the trajectory: a resumed run must use the same values.
+_FIXED_ON_RESUME = ("dataset", "model", "batch_size", "lr", "weight_decay", "seed", "augment",
+                    "schedule", "val_size")
+
+
+@dataclass
+class TrainOptions:
+    """Everything ``difflogic train`` accepts (None = model config / dataset default).
+
+    A model config's ``train`` entry supplies defaults for ``lr``, ``weight_decay``,
+    ``batch_size`` and optionally ``epochs`` / ``steps``, ``schedule`` and ``eval_every``
+    (tuned presets carry their whole recipe)."""
+
+    dataset: str | None = None
+    model: str | None = None
+    out: str | None = None
+    data_dir: str | None = None
+    epochs: float | None = None
+    steps: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    weight_decay: float | None = None
+    seed: int | None = None      # None = 0 (or the resumed run's)
+    eval_every: int | None = None
+    augment: bool = False
+    threads: int | None = None
+    resume: str | None = None
+    schedule: str | None = None  # None = constant (or the resumed run's)
+    val_size: int | None = None
+    eval_batch_size: int = 1000
+    test: bool = True            # evaluate the best model on the test split at the end
+    progress: str = "auto"       # auto | bar | lines | none
+    stop_after: int | None = None  # stop (as if interrupted) after this many steps: testing aid
+    model_config: dict | None = field(default=None, repr=False)  # explicit config (API use)
+
+
+# --------------------------------------------------------------------------- helpers
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def resolve_model_config(model: str | None, model_config: dict | None = None) -> dict:
+    """A preset / LogicTreeNet name, or a path to a JSON config file."""
+    if model_config is not None:
+        return json.loads(json.dumps(model_config))
+    if not model:
+        raise ValueError("--model is required (a name from `difflogic info --models` or a "
+                         "JSON config file)")
+    if model.endswith(".json") or os.path.sep in model:
+        p = Path(model)
+        if not p.is_file():
+            raise ValueError(f"--model {model}: no such JSON config file")
+        try:
+            cfg = json.loads(p.read_text())
+        except ValueError as e:
+            raise ValueError(f"--model {model}: invalid JSON ({e})") from None
+        if not isinstance(cfg, dict):
+            raise ValueError(f"--model {model}: expected a JSON object (a model config)")
+        cfg.setdefault("name", p.stem)
+        return cfg
+    return get_model_config(model)
+
+
+def lr_at(step: int, total: int, base: float, schedule: str) -> float:
+    """Learning rate for the update that makes step ``step + 1`` (0-based ``step``)."""
+    if schedule == "constant":
+        return base
+    if schedule == "cosine":
+        return base * 0.5 * (1.0 + math.cos(math.pi * min(step, total) / max(1, total)))
+    raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+
+
+@torch.no_grad()
+def accuracy(model: LogicNet, images: np.ndarray, labels: np.ndarray, *, hard: bool,
+             batch_size: int = 1000, indices=None) -> float:
+    """Accuracy of the hard (eval mode, integer kernels) or relaxed (train mode) network on
+    uint8 images scaled to [0, 1] exactly as the training loader does.  Restores the mode."""
+    was_training = model.training
+    model.train(not hard)
+    idx = np.arange(len(images)) if indices is None else np.asarray(indices)
+    correct = 0
+    try:
+        for i in range(0, len(idx), batch_size):
+            sel = idx[i:i + batch_size]
+            x = torch.from_numpy(images[sel]).to(torch.float32).div_(255.0)
+            y = torch.from_numpy(labels[sel])
+            correct += int((model(x).argmax(-1) == y).sum())
+    finally:
+        model.train(was_training)
+    return correct / max(1, len(idx))
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    ckpt.atomic_write(path, lambda fh: fh.write(text.encode()))
+
+
+def write_curves(path: Path, records: list[dict], title: str = "") -> None:
+    """Loss and accuracy curves from metrics records into a PNG (atomic write)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [r["step"] for r in records]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    ax1.plot(steps, [r["loss"] for r in records], color="tab:red")
+    ax1.set_xlabel("step")
+    ax1.set_ylabel("training loss (mean since last eval)")
+    ax1.grid(alpha=0.3)
+    for key, label, style in (("train_acc", "train (relaxed, running)", ":"),
+                              ("train_hard_acc", "train (hard, subset)", "--"),
+                              ("val_acc", "val (relaxed)", "-."), ("val_hard_acc", "val (hard)", "-")):
+        vals = [r.get(key) for r in records]
+        if any(v is not None for v in vals):
+            ax2.plot(steps, [np.nan if v is None else 100 * v for v in vals], style, label=label)
+    ax2.set_xlabel("step")
+    ax2.set_ylabel("accuracy (%)")
+    ax2.grid(alpha=0.3)
+    ax2.legend(loc="lower right", fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+
+    def write(fh):
+        fig.savefig(fh, format="png", dpi=100)
+    try:
+        ckpt.atomic_write(path, write)
+    finally:
+        plt.close(fig)
+
+
+class _Progress:
+    """tqdm bar on a terminal; plain periodic lines otherwise (logs, CI, nohup)."""
+
+    def __init__(self, mode: str, total: int, initial: int, every: int):
+        if mode == "auto":
+            mode = "bar" if sys.stderr.isatty() else "lines"
+        self.mode, self.total, self.every = mode, total, max(1, every)
+        self.bar = None
+        if mode == "bar":
+            from tqdm import tqdm
+            self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True,
+                            file=sys.stderr)
+
+    def update(self, step: int, loss: float, acc: float, ips: float) -> None:
+        if self.bar is not None:
+            self.bar.update(step - self.bar.n)
+            self.bar.set_postfix(loss=f"{loss:.3f}", acc=f"{100 * acc:.1f}%", img_s=f"{ips:.0f}",
+                                 refresh=False)
+        elif self.mode == "lines" and (step % self.every == 0 or step == self.total):
+            _log(f"step {step}/{self.total}  loss {loss:.4f}  train acc {100 * acc:.2f}% "
+                 f"(relaxed)  {ips:.0f} img/s")
+
+    def write(self, msg: str) -> None:
+        if self.bar is not None:
+            self.bar.write(msg, file=sys.stderr)
+        elif self.mode != "none":
+            _log(msg)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class _StopFlag:
+    """SIGINT/SIGTERM set a flag; the loop finishes the current step, saves last.pt, stops."""
+
+    def __init__(self):
+        self.hit = False
+        self._old = {}
+
+    def __enter__(self):
+        if hasattr(signal, "SIGTERM") and _main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def _handler(self, signum, frame):
+        if self.hit:  # second signal: give up immediately
+            raise KeyboardInterrupt
+        self.hit = True
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        return False
+
+
+def _main_thread() -> bool:
+    import threading
+    return threading.current_thread() is threading.main_thread()
+
+
+def _read_metrics(path: Path, upto_step: int) -> list[dict]:
+    records = []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                r = json.loads(line)
+            except ValueError:
+                continue  # a line cut by a crash
+            if isinstance(r, dict) and r.get("step", 1 << 62) <= upto_step:
+                records.append(r)
+    return records
+
+
+def _check_positive(name, value, kind=int, allow_zero=False):
+    if value is None:
+        return None
+    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if not isinstance(value, (int, float)) or not math.isfinite(value) or \
+            value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+    return value
+
+
+# --------------------------------------------------------------------------- main entry
+def train(opts: TrainOptions) -> dict:
+    """Train (or resume) a run; returns the summary dict also written to summary.json."""
+    from . import data
+
+    # ---- resume: take the saved options, allow only the "how long / how" ones to change
+    resume_ck = None
+    if opts.resume:
+        rpath = Path(opts.resume)
+        last = rpath / "last.pt" if rpath.is_dir() or not rpath.suffix else rpath
+        resume_ck = ckpt.load_checkpoint(last)
+        if resume_ck.get("kind") != "training":
+            raise ckpt.CheckpointError(f"{last}: a model checkpoint, not a training state "
+                                       "(resume from RUN/last.pt)")
+        saved = json.loads(resume_ck["train_options"])
+        for key in _FIXED_ON_RESUME:
+            mine = getattr(opts, key)
+            if mine is not None and key != "augment" and mine != saved.get(key) or \
+                    key == "augment" and mine and not saved.get("augment"):
+                if key == "model" and resume_ck["config"].get("name") == mine:
+                    continue
+                raise ValueError(f"--{key.replace('_', '-')} {mine} differs from the run being "
+                                 f"resumed ({saved.get(key)}); a resumed run keeps its settings")
+            setattr(opts, key, saved.get(key))
+        if opts.steps is None and opts.epochs is None:
+            opts.steps, opts.epochs = saved.get("steps"), saved.get("epochs")
+        if opts.eval_every is None:
+            opts.eval_every = saved.get("eval_every")
+        if opts.threads is None:
+            opts.threads = saved.get("threads")
+        if opts.data_dir is None:
+            opts.data_dir = saved.get("data_dir")
+        if opts.out is None:
+            opts.out = str(last.parent)
+        opts.model_config = None
+
+    opts.seed = 0 if opts.seed is None else opts.seed
+    if not opts.dataset:
+        raise ValueError("--dataset is required (one of " + ", ".join(data.dataset_names()) + ")")
+    opts.dataset = data.canonical_name(opts.dataset)
+    if not opts.out:
+        raise ValueError("--out RUN is required (the folder for model.pt, metrics, curves)")
+    if opts.progress not in ("auto", "bar", "lines", "none"):
+        raise ValueError(f"progress must be auto, bar, lines or none, got {opts.progress!r}")
+    for name in ("steps", "batch_size", "eval_every", "threads", "val_size", "eval_batch_size",
+                 "stop_after"):
+        _check_positive(f"--{name.replace('_', '-')}", getattr(opts, name), int)
+    _check_positive("--epochs", opts.epochs, float)
+    _check_positive("--lr", opts.lr, float)
+    _check_positive("--weight-decay", opts.weight_decay, float, allow_zero=True)
+    if isinstance(opts.seed, bool) or not isinstance(opts.seed, int) or opts.seed < 0:
+        raise ValueError(f"--seed must be an integer >= 0, got {opts.seed!r}")
+    if opts.steps is not None and opts.epochs is not None:
+        raise ValueError("give either --epochs or --steps, not both")
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+
+    # ---- model config and hyper-parameters (config's train defaults unless overridden)
+    if resume_ck is not None:
+        config = resume_ck["config"]
+    else:
+        config = resolve_model_config(opts.model, opts.model_config)
+    tdef = config.get("train", {})
+    bs = opts.batch_size or int(tdef.get("batch_size", 128))
+    lr = opts.lr if opts.lr is not None else float(tdef.get("lr", 0.01))
+    wd = opts.weight_decay if opts.weight_decay is not None else float(tdef.get("weight_decay", 0.0))
+    opts.batch_size, opts.lr, opts.weight_decay = bs, lr, wd
+    opts.schedule = opts.schedule or tdef.get("schedule", "constant")
+    if opts.schedule not in SCHEDULES:
+        raise ValueError(f"--schedule must be one of {SCHEDULES}, got {opts.schedule!r}")
+    if opts.steps is None and opts.epochs is None:  # the config's training length, else 1 epoch
+        opts.steps, opts.epochs = tdef.get("steps"), tdef.get("epochs")
+    if opts.eval_every is None and tdef.get("eval_every"):
+        opts.eval_every = int(tdef["eval_every"])
+    if opts.model is None:
+        opts.model = config.get("name")
+
+    # ---- data
+    info = data.DATASET_INFO[opts.dataset]
+    if tuple(config["input_shape"]) != tuple(info.shape):
+        raise ValueError(f"model {config.get('name')!r} expects inputs of shape "
+                         f"{tuple(config['input_shape'])}, but {info.title} images are {info.shape}")
+    t_load = time.perf_counter()
+    x_train, y_train = data.load_dataset(opts.dataset, opts.data_dir, "train")
+    n = len(y_train)
+    if opts.val_size is None:  # the paper's split; tiny (test) datasets keep 1/6 for validation
+        opts.val_size = info.val_size if n > 2 * info.val_size else max(1, n // 6)
+    train_idx, val_idx = data.train_val_split(n, opts.val_size, seed=0)
+    loader = data.BatchLoader(x_train, y_train, bs, shuffle=True, seed=opts.seed,
+                              augment=bool(opts.augment), indices=train_idx,
+                              crop_padding=4 if info.shape[1] >= 32 else 2)
+    per_epoch = len(loader)
+    if opts.steps is not None:
+        total = int(opts.steps)
+    else:
+        total = max(1, int(round((opts.epochs if opts.epochs is not None else 1.0) * per_epoch)))
+    if opts.eval_every is None:
+        opts.eval_every = max(1, min(2000, total // 10))
+    # hard train accuracy on a fixed, evenly spread subset of the training images
+    train_probe = train_idx[np.linspace(0, len(train_idx) - 1,
+                                        min(len(train_idx), len(val_idx), TRAIN_PROBE))
+                            .astype(np.int64)]
+    load_s = time.perf_counter() - t_load
+
+    # ---- model + optimizer (fresh or restored)
+    out = Path(opts.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if resume_ck is None:
+        torch.manual_seed(opts.seed)
+        model = LogicNet(config)
+    else:
+        model = ckpt.model_from_checkpoint(resume_ck, opts.resume)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=wd)
+    step, elapsed, best = 0, 0.0, {"val_hard_acc": -1.0, "step": 0}
+    if resume_ck is not None:
+        try:
+            optimizer.load_state_dict(resume_ck["optimizer"])
+            loader.load_state_dict(resume_ck["loader"])
+        except (KeyError, ValueError, TypeError) as e:
+            raise ckpt.CheckpointError(f"{opts.resume}: cannot restore the training state ({e})") from None
+        torch.set_rng_state(resume_ck["rng"]["torch"])
+        step = int(resume_ck["step"])
+        elapsed = float(resume_ck.get("elapsed", 0.0))
+        best = json.loads(resume_ck["best"])
+        src = Path(opts.resume)
+        src = src if src.is_dir() else src.parent
+        if src.resolve() != out.resolve():  # resuming into a new folder: bring the history
+            for name in ("model.pt", "metrics.jsonl"):
+                if (src / name).exists():
+                    shutil.copy2(src / name, out / name)
+    records = _read_metrics(out / "metrics.jsonl", step)
+    _atomic_text(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+    if step >= total:
+        _log(f"run {out} is already at step {step} >= {total}; nothing to train "
+             "(raise --steps/--epochs to continue)")
+
+    meta = {"dataset": opts.dataset, "model": config.get("name"), "seed": opts.seed}
+    opts_json = json.dumps({k: v for k, v in asdict(opts).items()
+                            if k not in ("model_config", "resume", "stop_after")}, sort_keys=True)
+
+    def save_last():
+        ckpt.save_checkpoint(out / "last.pt", model, kind="training", step=step, elapsed=elapsed,
+                             optimizer=optimizer.state_dict(), loader=loader.state_dict(),
+                             rng={"torch": torch.get_rng_state()}, best=json.dumps(best),
+                             running=json.dumps(running),
+                             train_options=opts_json, meta=json.dumps({**meta, "step": step}))
+
+    threads = torch.get_num_threads()
+    _log(f"difflogic train: {config.get('name')} ({model.gate_count():,} gates) on {info.title} "
+         f"({len(train_idx):,} train / {len(val_idx):,} val, loaded in {load_s:.1f}s), batch {bs}, "
+         f"lr {lr}, wd {wd}, {opts.schedule} schedule, {total:,} steps ({total / per_epoch:.2f} "
+         f"epochs), eval every {opts.eval_every}, {threads} thread(s)"
+         + (f", resuming at step {step}" if resume_ck is not None else ""))
+    _ops_note()
+
+    # ---- loop
+    progress = _Progress(opts.progress, total, step, every=max(1, min(opts.eval_every, total // 20 or 1)))
+    # sums since the last evaluation (saved in last.pt so metrics after a resume are identical)
+    running = {"loss": 0.0, "correct": 0, "seen": 0}
+    if resume_ck is not None and "running" in resume_ck:
+        running = json.loads(resume_ck["running"])
+    win_t, win_imgs = 0.0, 0
+    last_loss, last_acc, ips = float("nan"), 0.0, 0.0
+    stopped = interrupted = False
+    start_step = step
+    try:
+        with _StopFlag() as stop:
+            batches = loader.steps(None)
+            while step < total:
+                t0 = time.perf_counter()
+                x, y = next(batches)
+                for g in optimizer.param_groups:
+                    g["lr"] = lr_at(step, total, lr, opts.schedule)
+                logits = model(x)
+                loss = torch.nn.functional.cross_entropy(logits, y)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                step += 1
+                dt = time.perf_counter() - t0
+                elapsed += dt
+                win_t += dt
+                win_imgs += len(y)
+                last_loss = float(loss.detach())
+                with torch.no_grad():
+                    correct = int((logits.argmax(-1) == y).sum())
+                running["loss"] += last_loss * len(y)
+                running["correct"] += correct
+                running["seen"] += len(y)
+                last_acc = running["correct"] / running["seen"]
+                ips = win_imgs / win_t if win_t > 0 else 0.0
+                progress.update(step, last_loss, last_acc, ips)
+                if not math.isfinite(last_loss):
+                    raise RuntimeError(f"training diverged at step {step} (loss {last_loss}); "
+                                       "lower --lr")
+                if step % opts.eval_every == 0 or step == total:
+                    t_eval = time.perf_counter()
+                    rec = {"step": step, "epoch": round(step / per_epoch, 4),
+                           "loss": running["loss"] / running["seen"],
+                           "train_acc": running["correct"] / running["seen"],
+                           "train_hard_acc": accuracy(model, x_train, y_train, hard=True,
+                                                      batch_size=opts.eval_batch_size,
+                                                      indices=train_probe),
+                           "val_acc": accuracy(model, x_train, y_train, hard=False,
+                                               batch_size=opts.eval_batch_size, indices=val_idx),
+                           "val_hard_acc": accuracy(model, x_train, y_train, hard=True,
+                                                    batch_size=opts.eval_batch_size, indices=val_idx),
+                           "lr": optimizer.param_groups[0]["lr"], "elapsed_s": round(elapsed, 3),
+                           "images_per_s": round(ips, 1)}
+                    improved = rec["val_hard_acc"] > best["val_hard_acc"]
+                    if improved:
+                        best = {"val_hard_acc": rec["val_hard_acc"], "step": step}
+                        ckpt.save_checkpoint(out / "model.pt", model, kind="model",
+                                             meta=json.dumps({**meta, **rec}))
+                    records.append(rec)
+                    with open(out / "metrics.jsonl", "a") as fh:
+                        fh.write(json.dumps(rec) + "\n")
+                    save_last()
+                    write_curves(out / "curves.png", records, f"{config.get('name')} on {info.title}")
+                    progress.write(
+                        f"[eval step {step} epoch {rec['epoch']:.2f}] loss {rec['loss']:.4f}  "
+                        f"train {100 * rec['train_acc']:.2f}% (relaxed) "
+                        f"{100 * rec['train_hard_acc']:.2f}% (hard)  val {100 * rec['val_acc']:.2f}% "
+                        f"(relaxed) {100 * rec['val_hard_acc']:.2f}% (hard){' *best*' if improved else ''}"
+                        f"  {ips:.0f} img/s, eval {time.perf_counter() - t_eval:.1f}s")
+                    running = {"loss": 0.0, "correct": 0, "seen": 0}
+                    win_t, win_imgs = 0.0, 0
+                if stop.hit or (opts.stop_after is not None and step - start_step >= opts.stop_after):
+                    save_last()
+                    stopped, interrupted = True, stop.hit
+                    break
+    finally:
+        progress.close()
+
+    summary = {"run": str(out), "model": config.get("name"), "dataset": opts.dataset,
+               "steps": step, "total_steps": total, "train_time_s": round(elapsed, 1),
+               "best_step": best["step"], "best_val_hard_acc": best["val_hard_acc"],
+               "gates": model.gate_count(), "threads": threads, "stopped_early": stopped,
+               "interrupted": interrupted}
+    if stopped:
+        _log(f"stopped at step {step}/{total}; continue with: difflogic train --resume {out}")
+        return summary
+    if opts.test and (out / "model.pt").exists():
+        best_model = ckpt.load_model(out / "model.pt")
+        x_test, y_test = data.load_dataset(opts.dataset, opts.data_dir, "test")
+        t_test = time.perf_counter()
+        summary["test_hard_acc"] = accuracy(best_model, x_test, y_test, hard=True,
+                                            batch_size=opts.eval_batch_size)
+        summary["test_acc"] = accuracy(best_model, x_test, y_test, hard=False,
+                                       batch_size=opts.eval_batch_size)
+        summary["test_eval_s"] = round(time.perf_counter() - t_test, 2)
+        _log(f"best model (step {best['step']}, val {100 * best['val_hard_acc']:.2f}% hard): test "
+             f"accuracy {100 * summary['test_hard_acc']:.2f}% hard, {100 * summary['test_acc']:.2f}% "
+             f"relaxed ({info.title}, {len(y_test):,} images)")
+    _atomic_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    _log(f"trained {step:,} steps in {elapsed:.1f}s; wrote {out}/model.pt, last.pt, "
+         "metrics.jsonl, curves.png, summary.json")
+    return summary
+
+
+def _ops_note() -> None:
+    """Tell the user when training runs on the slow PyTorch reference kernels."""
+    try:
+        from . import _ops
+        native = bool(_ops.native_available())
+    except Exception:  # noqa: BLE001 - a half-built tree: same advice
+        native = False
+    if not native:
+        _log("note: the native C++ kernels (difflogic._C) are not available; training uses the "
+             "slow PyTorch reference kernels (build with `pip install .`)")
+
+
+def options_from_args(args) -> TrainOptions:
+    """Map an argparse namespace to TrainOptions (unknown attributes are ignored)."""
+    names = {f.name for f in fields(TrainOptions)}
+    return TrainOptions(**{k: v for k, v in vars(args).items() if k in names})

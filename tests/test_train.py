@@ -1,0 +1,204 @@
+"""Training loop: end-to-end train / eval / info on fake data, and bit-exact resume."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from difflogic import data
+from difflogic.checkpoint import CheckpointError, load_checkpoint, load_model
+from difflogic.cli import main
+from difflogic.train import TrainOptions, lr_at, train
+
+#: A tiny conv logic net defined here (not a shipped preset): 2 tree-conv blocks with OR
+#: pooling and a dense head, ~1 ms per step of 8 images.
+TINY = {
+    "name": "test-tiny", "input_shape": [1, 28, 28], "num_classes": 10, "init": "residual",
+    "layers": [{"type": "thresholds", "thresholds": [0.5]},
+               {"type": "conv", "out_channels": 4, "kernel_size": 3, "depth": 2, "padding": 1,
+                "channels_per_tree": 1, "or_pool": 2},
+               {"type": "conv", "out_channels": 8, "kernel_size": 3, "depth": 2, "padding": 1,
+                "channels_per_tree": 2, "or_pool": 2},
+               {"type": "flatten"}, {"type": "dense", "out_features": 120},
+               {"type": "dense", "out_features": 60}, {"type": "group_sum", "k": 10, "tau": 3.0}],
+    "train": {"lr": 0.05, "weight_decay": 0.0, "batch_size": 8},
+}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Bit-exactness holds for a fixed thread count; 1 keeps the test cheap on busy machines."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def fake_mnist(tmp_path_factory):
+    return data.write_fake_idx(tmp_path_factory.mktemp("fake_mnist"), n_train=120, n_test=40)
+
+
+@pytest.fixture(scope="module")
+def tiny_json(tmp_path_factory):
+    p = tmp_path_factory.mktemp("cfg") / "tiny.json"
+    p.write_text(json.dumps(TINY))
+    return p
+
+
+def test_cli_train_eval_info_end_to_end(fake_mnist, tiny_json, tmp_path, capsys):
+    run = tmp_path / "run"
+    rc = main(["train", "--dataset", "mnist", "--data-dir", str(fake_mnist), "--model",
+               str(tiny_json), "--steps", "60", "--eval-every", "20", "--seed", "3",
+               "--progress", "lines", "--out", str(run)])
+    assert rc == 0
+    for name in ("model.pt", "last.pt", "metrics.jsonl", "curves.png", "summary.json"):
+        assert (run / name).is_file(), name
+    assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [20, 40, 60]
+    for r in records:
+        for key in ("epoch", "loss", "train_acc", "train_hard_acc", "val_acc", "val_hard_acc",
+                    "elapsed_s", "images_per_s"):
+            assert key in r, key
+        assert 0 <= r["val_hard_acc"] <= 1 and r["loss"] > 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["steps"] == 60 and 0 <= summary["test_hard_acc"] <= 1
+    # model.pt is the best hard-validation checkpoint
+    best = max(records, key=lambda r: r["val_hard_acc"])
+    assert summary["best_step"] == min(r["step"] for r in records
+                                       if r["val_hard_acc"] == best["val_hard_acc"])
+    assert load_model(run / "model.pt").config["name"] == "test-tiny"
+    err = capsys.readouterr().err
+    assert "step 60/60  loss" in err and "[eval step 20" in err and "test accuracy" in err
+
+    # eval: dataset taken from the checkpoint; hard accuracy equals the training summary's
+    assert main(["eval", str(run / "model.pt"), "--data-dir", str(fake_mnist), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["hard_acc"] == summary["test_hard_acc"] and res["gates"] == summary["gates"]
+    assert res["images"] == 40 and 0 <= res["relaxed_acc"] <= 1
+
+    # info: per-layer gates sum to the model's count, 16-gate histogram, PNG chart
+    png = tmp_path / "gates.png"
+    assert main(["info", str(run), "--plot", str(png), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert sum(layer["gates"] for layer in info["layers"]) == info["gates"] == summary["gates"]
+    assert len(info["gate_histogram"]) == 16
+    assert sum(info["gate_histogram"].values()) == 4 * 3 + 8 * 3 + 120 + 60
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert main(["info", str(run / "model.pt"), "--no-compile"]) == 0
+    assert "total training gates" in capsys.readouterr().out
+
+
+def _state(run):
+    ck = load_checkpoint(run / "last.pt")
+    return ck
+
+
+def _metrics(run):
+    recs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    for r in recs:  # wall-clock fields legitimately differ
+        r.pop("elapsed_s"), r.pop("images_per_s")
+    return recs
+
+
+@pytest.mark.parametrize("schedule,steps,stop_at,eval_every", [
+    ("constant", 2000, 1000, 500),  # 2k steps vs 1k + resume 1k
+    ("cosine", 200, 70, 60),        # stop between evaluations, schedule depends on the step
+])
+def test_resume_is_bit_exact(fake_mnist, tmp_path, schedule, steps, stop_at, eval_every):
+    common = dict(dataset="mnist", data_dir=str(fake_mnist), model_config=TINY, steps=steps,
+                  eval_every=eval_every, seed=5, schedule=schedule, progress="none", test=False)
+    full = tmp_path / "full"
+    train(TrainOptions(out=str(full), **common))
+    part = tmp_path / "part"
+    s1 = train(TrainOptions(out=str(part), stop_after=stop_at, **common))
+    assert s1["stopped_early"] and s1["steps"] == stop_at
+    assert _state(part)["step"] == stop_at
+    s2 = train(TrainOptions(resume=str(part), progress="none", test=False))
+    assert s2["steps"] == steps and not s2["stopped_early"]
+
+    a, b = _state(full), _state(part)
+    assert a["step"] == b["step"] == steps
+    for k in a["state_dict"]:  # logits and wiring: bit for bit
+        assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
+    for sa, sb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
+        for key in ("exp_avg", "exp_avg_sq", "step"):
+            assert torch.equal(sa[key], sb[key]), key
+    assert a["loader"] == b["loader"]
+    ma, mb = load_model(full / "model.pt"), load_model(part / "model.pt")
+    x = torch.rand(32, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(ma(x), mb(x))
+        assert torch.equal(ma.train()(x), mb.train()(x))  # relaxed logits too
+    assert _metrics(full) == _metrics(part)
+
+
+def test_resume_refuses_changed_settings_and_model_checkpoints(fake_mnist, tmp_path):
+    run = tmp_path / "run"
+    train(TrainOptions(dataset="mnist", data_dir=str(fake_mnist), model_config=TINY, steps=4,
+                       eval_every=2, progress="none", test=False, out=str(run)))
+    with pytest.raises(ValueError, match="batch-size"):
+        train(TrainOptions(resume=str(run), batch_size=4, steps=6, progress="none"))
+    with pytest.raises(CheckpointError, match="training state"):
+        train(TrainOptions(resume=str(run / "model.pt"), steps=6, progress="none"))
+    # extending a finished run continues it
+    s = train(TrainOptions(resume=str(run), steps=6, progress="none", test=False))
+    assert s["steps"] == 6
+
+
+def test_augment_and_cifar_shapes(tmp_path):
+    root = data.write_fake_cifar10(tmp_path / "cifar", n_train_per_batch=12, n_test=10)
+    cfg = json.loads(json.dumps(TINY))
+    cfg["input_shape"] = [3, 32, 32]
+    cfg["layers"][0] = {"type": "thresholds", "num": 2}
+    s = train(TrainOptions(dataset="cifar10", data_dir=str(root.parent), model_config=cfg,
+                           steps=6, eval_every=3, augment=True, progress="none",
+                           out=str(tmp_path / "run")))
+    assert s["steps"] == 6 and 0 <= s["test_hard_acc"] <= 1
+    with pytest.raises(ValueError, match="expects inputs of shape"):
+        train(TrainOptions(dataset="mnist", data_dir=str(tmp_path), model_config=cfg, steps=1,
+                           progress="none", out=str(tmp_path / "bad")))
+
+
+def test_lr_schedules():
+    assert lr_at(0, 100, 0.1, "constant") == lr_at(99, 100, 0.1, "constant") == 0.1
+    assert lr_at(0, 100, 0.1, "cosine") == pytest.approx(0.1)
+    assert lr_at(50, 100, 0.1, "cosine") == pytest.approx(0.05)
+    assert lr_at(100, 100, 0.1, "cosine") == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="schedule"):
+        lr_at(0, 10, 0.1, "linear")
+
+
+def test_training_learns_the_fake_task(fake_mnist, tmp_path):
+    """Not a smoke test only: the fake images encode the label in a bright band, which even
+    this tiny net learns; the *hard* network must be far above chance (10%)."""
+    s = train(TrainOptions(dataset="mnist", data_dir=str(fake_mnist), model_config=TINY,
+                           steps=300, eval_every=100, progress="none", seed=1,
+                           out=str(tmp_path / "run")))
+    assert s["test_hard_acc"] >= 0.6, s
+    assert np.isfinite(s["best_val_hard_acc"])
+
+
+def test_sigint_saves_last_checkpoint_and_resume_continues(fake_mnist, tmp_path, monkeypatch):
+    """Ctrl-C finishes the current step, writes last.pt and stops (exit 130 from the CLI)."""
+    import signal
+
+    import difflogic.train as T
+    real_lr_at = T.lr_at
+
+    def lr_at_with_ctrl_c(step, *args):
+        if step == 7:
+            signal.raise_signal(signal.SIGINT)
+        return real_lr_at(step, *args)
+
+    monkeypatch.setattr(T, "lr_at", lr_at_with_ctrl_c)
+    run = tmp_path / "run"
+    s = train(TrainOptions(dataset="mnist", data_dir=str(fake_mnist), model_config=TINY, steps=20,
+                           eval_every=5, progress="none", test=False, out=str(run)))
+    assert s["interrupted"] and s["steps"] == 8  # step 8 was under way when the signal came
+    assert load_checkpoint(run / "last.pt")["step"] == 8
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    monkeypatch.setattr(T, "lr_at", real_lr_at)
+    s = train(TrainOptions(resume=str(run), progress="none", test=False))
+    assert s["steps"] == 20 and not s["interrupted"]
