@@ -1,0 +1,280 @@
+"""GPU benchmarks of the CUDA kernels (difflogic._cuda); skipped without a CUDA device.
+
+Two ways to run:
+
+    python -m pytest benches/test_cuda_train.py --benchmark-only       # pytest-benchmark, S only
+    python benches/test_cuda_train.py --out DIR [--data-dir CIFAR_DIR]  # full report (gpu_run.sh)
+
+The report measures, at batch 128 with AdamW (one step = forward + backward + update):
+  * training throughput (images/s, seconds per 45,000-image epoch) and peak GPU memory of
+    LogicTreeNet-S/-M/-L on the CUDA kernels,
+  * the same step with the pure-PyTorch reference backend (``backend="torch"``) and the ratio,
+  * bit-packed inference throughput of S (PackedNet, 32- and 64-bit words) next to the uint8
+    hard path, with a bit-exactness check against ``model.eval()``,
+  * optionally a short CIFAR-10 training run of S (test accuracy relaxed / hard / packed).
+Results go to DIR/cuda_bench.json and DIR/cuda_bench.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.append(str(Path(__file__).resolve().parents[1]))  # source checkout fallback
+import difflogic as dl  # noqa: E402
+
+EPOCH_IMAGES = 45_000
+
+
+def _cuda():
+    if not torch.cuda.is_available():
+        return None
+    try:
+        import difflogic._cuda as cu
+        return cu
+    except ImportError:
+        return None
+
+
+def set_backend(model, backend: str):
+    for m in model.modules():
+        if hasattr(m, "backend"):
+            m.backend = backend
+
+
+def make_step(name: str, backend: str, batch: int, device="cuda"):
+    torch.manual_seed(0)
+    model = dl.get_model(name).to(device).train()
+    set_backend(model, backend)
+    cfg = dl.get_model_config(name)["train"]
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    shape = model.input_shape
+    x = torch.rand(batch, *shape, device=device)
+    y = torch.randint(0, model.num_classes, (batch,), device=device)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    return model, step
+
+
+def time_steps(step, steps: int, warmup: int = 3) -> float:
+    """Seconds per step (CUDA events around `steps` steps after `warmup`)."""
+    for _ in range(warmup):
+        step()
+    torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(steps):
+        step()
+    end.record()
+    torch.cuda.synchronize()
+    return start.elapsed_time(end) / 1000 / steps
+
+
+def bench_train(name: str, backend: str, batch: int, steps: int) -> dict:
+    cu = _cuda()
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
+    before = dict(cu.calls) if cu else {}
+    try:
+        model, step = make_step(name, backend, batch)
+        sec = time_steps(step, steps)
+    except torch.cuda.OutOfMemoryError as e:
+        torch.cuda.empty_cache()
+        return {"model": name, "backend": backend, "error": f"out of memory: {str(e)[:120]}"}
+    used_cuda = bool(cu) and cu.calls["tree_conv_pool"] > before.get("tree_conv_pool", 0)
+    res = {"model": name, "backend": backend, "batch": batch, "steps": steps,
+           "s_per_step": sec, "images_per_s": batch / sec, "s_per_epoch_45k": EPOCH_IMAGES * sec / batch,
+           "peak_mem_gib": torch.cuda.max_memory_allocated() / 2**30,
+           "cuda_kernels_used": used_cuda, "gates": model.gate_count()}
+    del model, step
+    torch.cuda.empty_cache()
+    return res
+
+
+def bench_packed(name: str, batch: int, reps: int) -> list[dict]:
+    cu = _cuda()
+    torch.manual_seed(0)
+    model = dl.get_model(name, init="gaussian").cuda().eval()  # diverse gates, not all "A"
+    x = torch.rand(batch, *model.input_shape, device="cuda")
+    out = []
+    with torch.no_grad():
+        ref = model(x[:512])
+        sec = time_steps(lambda: model(x), reps, warmup=2)
+        out.append({"model": name, "path": "uint8 hard kernels (model.eval())", "batch": batch,
+                    "images_per_s": batch / sec})
+        for bits in (32, 64):
+            net = cu.PackedNet(model, word_bits=bits)
+            exact = bool(torch.equal(net(x[:512]), ref))
+            sec = time_steps(lambda: net.counts(x), reps, warmup=2)
+            out.append({"model": name, "path": f"bit-packed, {bits}-bit words", "batch": batch,
+                        "images_per_s": batch / sec, "bit_exact_vs_eval": exact})
+    return out
+
+
+def accuracy_run(data_dir: str, minutes: float, batch: int = 128) -> dict:
+    """Short CIFAR-10 training of LogicTreeNet-S on the CUDA kernels (first 45k train images)."""
+    from difflogic import data
+    cu = _cuda()
+    xtr, ytr = data.load_dataset("cifar10", data_dir, "train")
+    xte, yte = data.load_dataset("cifar10", data_dir, "test")
+    xtr, ytr = torch.as_tensor(xtr)[:EPOCH_IMAGES].cuda(), torch.as_tensor(ytr)[:EPOCH_IMAGES].cuda()
+    xte, yte = torch.as_tensor(xte).cuda(), torch.as_tensor(yte).cuda()
+    torch.manual_seed(0)
+    model = dl.get_model("cifar10-s").cuda().train()
+    cfg = dl.get_model_config("cifar10-s")["train"]
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    t0, steps, epochs = time.time(), 0, 0
+    while time.time() - t0 < minutes * 60:
+        perm = torch.randperm(xtr.shape[0], device="cuda")
+        for i in range(0, xtr.shape[0] - batch + 1, batch):
+            idx = perm[i:i + batch]
+            xb = xtr[idx].float() / 255
+            xb = torch.where(torch.rand(batch, 1, 1, 1, device="cuda") < 0.5, xb, xb.flip(3))
+            opt.zero_grad(set_to_none=True)
+            torch.nn.functional.cross_entropy(model(xb), ytr[idx]).backward()
+            opt.step()
+            steps += 1
+            if time.time() - t0 >= minutes * 60:
+                break
+        epochs += 1
+
+    def acc(fn):
+        correct = 0
+        with torch.no_grad():
+            for i in range(0, xte.shape[0], 1000):
+                correct += int((fn(xte[i:i + 1000].float() / 255).argmax(1) == yte[i:i + 1000]).sum())
+        return correct / xte.shape[0]
+
+    relaxed = acc(model)
+    model.eval()
+    hard = acc(model)
+    packed = acc(cu.PackedNet(model))
+    return {"model": "cifar10-s", "minutes": minutes, "steps": steps, "epochs_started": epochs,
+            "test_acc_relaxed": relaxed, "test_acc_hard": hard, "test_acc_packed": packed}
+
+
+def markdown(report: dict) -> str:
+    lines = [f"# CUDA benchmarks ({report['device']})", "",
+             f"torch {report['torch']}, CuPy {report['cupy']}, batch {report['batch']}, AdamW step = "
+             "forward + backward + update; epoch = 45,000 images.", "",
+             "| model | backend | images/s | s/epoch | peak GPU mem (GiB) | speed-up vs torch |",
+             "|---|---|---:|---:|---:|---:|"]
+    by = {(r["model"], r["backend"]): r for r in report["train"]}
+    for r in report["train"]:
+        if "error" in r:
+            lines.append(f"| {r['model']} | {r['backend']} | {r['error']} | | | |")
+            continue
+        ref = by.get((r["model"], "torch"))
+        ratio = (f"{ref['s_per_step'] / r['s_per_step']:.1f}x"
+                 if r["backend"] != "torch" and ref and "s_per_step" in ref else "")
+        lines.append(f"| {r['model']} | {r['backend']}{'' if r['cuda_kernels_used'] or r['backend'] == 'torch' else ' (NOT on CUDA kernels!)'} "
+                     f"| {r['images_per_s']:.0f} | {r['s_per_epoch_45k']:.1f} | {r['peak_mem_gib']:.2f} | {ratio} |")
+    if report.get("packed"):
+        lines += ["", "| inference (hard) | batch | images/s | bit-exact vs eval |", "|---|---:|---:|---|"]
+        for r in report["packed"]:
+            lines.append(f"| {r['model']}: {r['path']} | {r['batch']} | {r['images_per_s']:.0f} | "
+                         f"{r.get('bit_exact_vs_eval', '')} |")
+    if report.get("accuracy"):
+        a = report["accuracy"]
+        lines += ["", f"CIFAR-10 {a['model']}, {a['minutes']} min ({a['steps']} steps): test accuracy "
+                  f"relaxed {a['test_acc_relaxed']:.4f}, hard {a['test_acc_hard']:.4f}, "
+                  f"packed {a['test_acc_packed']:.4f}"]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", default="cifar10-s,cifar10-m,cifar10-l")
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--steps", type=int, default=20, help="timed steps per CUDA-kernel run")
+    p.add_argument("--ref-steps", type=int, default=5, help="timed steps per torch-reference run")
+    p.add_argument("--skip-reference", action="store_true")
+    p.add_argument("--packed-batch", type=int, default=16384)
+    p.add_argument("--data-dir", default=None, help="CIFAR-10 folder for the accuracy run")
+    p.add_argument("--minutes", type=float, default=5.0, help="length of the accuracy run")
+    p.add_argument("--out", default=None, help="folder for cuda_bench.json / cuda_bench.md")
+    args = p.parse_args(argv)
+    cu = _cuda()
+    if cu is None:
+        print("no CUDA device or difflogic._cuda unavailable (CuPy missing?)", file=sys.stderr)
+        return 2
+    import cupy
+    report = {"device": torch.cuda.get_device_name(), "torch": torch.__version__,
+              "cupy": cupy.__version__, "python": platform.python_version(), "batch": args.batch,
+              "train": [], "packed": [], "accuracy": None}
+    for name in [m for m in args.models.split(",") if m]:
+        for backend in ("auto",) + (() if args.skip_reference else ("torch",)):
+            r = bench_train(name, backend, args.batch, args.steps if backend == "auto" else args.ref_steps)
+            print(json.dumps(r), flush=True)
+            report["train"].append(r)
+    report["packed"] = bench_packed("cifar10-s", args.packed_batch, 10)
+    for r in report["packed"]:
+        print(json.dumps(r), flush=True)
+    if args.data_dir:
+        report["accuracy"] = accuracy_run(args.data_dir, args.minutes)
+        print(json.dumps(report["accuracy"]), flush=True)
+    md = markdown(report)
+    print(md)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "cuda_bench.json").write_text(json.dumps(report, indent=2))
+        (out / "cuda_bench.md").write_text(md)
+    bad = [r for r in report["train"] if r.get("backend") == "auto" and not r.get("cuda_kernels_used")]
+    bad += [r for r in report["packed"] if r.get("bit_exact_vs_eval") is False]
+    return 1 if bad else 0
+
+
+# ----------------------------------------------------------------------------- pytest-benchmark
+needs_gpu = pytest.mark.skipif(_cuda() is None, reason="needs a CUDA device and CuPy (difflogic._cuda)")
+
+
+@needs_gpu
+@pytest.mark.parametrize("backend", ["auto", "torch"])
+def test_cuda_train_step_s(benchmark, backend):
+    _, step = make_step("cifar10-s", backend, 128)
+    for _ in range(3):
+        step()
+    torch.cuda.synchronize()
+
+    def run():
+        step()
+        torch.cuda.synchronize()
+
+    benchmark.pedantic(run, rounds=10 if backend == "auto" else 3, iterations=1)
+    benchmark.extra_info["images_per_s"] = round(128 / benchmark.stats.stats.median)
+
+
+@needs_gpu
+def test_cuda_packed_inference_s(benchmark):
+    cu = _cuda()
+    torch.manual_seed(0)
+    model = dl.get_model("cifar10-s", init="gaussian").cuda().eval()
+    x = torch.rand(8192, 3, 32, 32, device="cuda")
+    net = cu.PackedNet(model)
+    with torch.no_grad():
+        assert torch.equal(net(x[:256]), model(x[:256]))
+
+    def run():
+        net.counts(x)
+        torch.cuda.synchronize()
+
+    run()
+    benchmark.pedantic(run, rounds=10, iterations=1)
+    benchmark.extra_info["images_per_s"] = round(8192 / benchmark.stats.stats.median)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,254 @@
+// Fused logic-gate tree convolution + OR pool (LogicTreeNet block): relaxed forward/backward
+// and hard (uint8) forward.  Depth D (1..5) is a template parameter so the 2^D leaves and the
+// 2^(D+1)-1 tree nodes live in registers with fully unrolled loops.
+//
+// Grid: blockIdx.x = output channel k (its tree's coefficients and leaf table are staged in
+// shared memory once), blockIdx.y strides over the pooled positions (n, hp, wp) of that channel.
+//
+// Node numbering (heap order): nodes 0..L-1 are the leaves; gate g (functional.py's level-by-
+// level order) is node L+g and reads nodes 2g and 2g+1; the root is node 2L-2.
+//
+// Forward stores only the pooled value and the uint8 window index of the maximum (first
+// maximum in row-major window order, like torch.nn.functional.max_pool2d).  Backward
+// recomputes the selected position's tree, so no per-position activations are ever stored.
+//
+// grad_x uses atomicAdd: which input pixel receives gradient depends on the data (the pool's
+// argmax), so an inverse map would need either a stored per-leaf gradient buffer of
+// N*K*Hp*Wp*2^D values (about 1 GB in LogicTreeNet-L's first layer) or a 2^D-fold
+// recomputation.  Atomics cost 2^D scattered adds per *pooled* output (1/pool^2 of the conv
+// positions) spread over N*C*H*W addresses, so contention is low.  The price is a
+// non-deterministic summation order (differences of a few ulp between runs).
+//
+// grad_coeffs: each thread accumulates its tree's 4*(2^D-1) coefficient gradients in
+// registers over all the positions it visits; the block reduces them (warp shuffles, then
+// shared memory) and issues one atomicAdd per (k, gate, coefficient) per block.
+#include "common.cuh"
+
+#define DLG_MAX_THREADS 256
+
+namespace {
+
+// Leaf l of the window whose top-left (padded coordinates minus padding) is (y0, x0).
+// Zero padding: a leaf outside the (unpadded) input reads 0.
+template <typename T>
+__device__ __forceinline__ T load_leaf(const T* __restrict__ xn, const dlg::LeafTable& lf, int y0,
+                                       int x0, int H, int W) {
+  const int yy = y0 + lf.dy, xx = x0 + lf.dx;
+  const bool inside = (unsigned)yy < (unsigned)H && (unsigned)xx < (unsigned)W;
+  return inside ? xn[lf.off + y0 * W + x0] : T(0);
+}
+
+// Root of the relaxed tree, evaluated level by level in place (only 2^D live values).
+template <typename T, int L>
+__device__ __forceinline__ T tree_root(const T* __restrict__ xn, const dlg::LeafTable* s_leaf,
+                                       const T* s_coef, int y0, int x0, int H, int W) {
+  T v[L];
+#pragma unroll
+  for (int l = 0; l < L; ++l) v[l] = load_leaf(xn, s_leaf[l], y0, x0, H, W);
+  int g = 0;
+#pragma unroll
+  for (int n = L / 2; n >= 1; n /= 2) {
+#pragma unroll
+    for (int i = 0; i < n; ++i, ++g) v[i] = dlg::gate_relaxed(s_coef + 4 * g, v[2 * i], v[2 * i + 1]);
+  }
+  return v[0];
+}
+
+}  // namespace
+
+// Register budgets (checked with nvcc --resource-usage, sm_80/sm_90): depth <= 3 (LogicTreeNet)
+// float runs spill-free with 3 (forward, <= 80 regs) / 2 (backward, <= 128 regs) blocks per SM;
+// depths 4-5 need 2^(D+1) live values plus 4*(2^D-1) accumulators and may spill.
+#define DLG_FWD_MIN_BLOCKS(D) ((D) <= 3 ? 3 : 1)
+#define DLG_BWD_MIN_BLOCKS(D) ((D) <= 3 ? 2 : 1)
+
+template <typename T, int D>
+__global__ void __launch_bounds__(DLG_MAX_THREADS, DLG_FWD_MIN_BLOCKS(D))
+tree_conv_pool_forward(const T* __restrict__ x, const int* __restrict__ leaf_c,
+                       const int* __restrict__ leaf_dy, const int* __restrict__ leaf_dx,
+                       const T* __restrict__ coeffs, T* __restrict__ out,
+                       unsigned char* __restrict__ argmax, int N, int C, int H, int W, int K,
+                       int Hp, int Wp, int stride, int pad, int pool) {
+  constexpr int L = 1 << D, G = L - 1;
+  __shared__ T s_coef[4 * G];
+  __shared__ dlg::LeafTable s_leaf[L];
+  const int k = blockIdx.x;
+  for (int t = threadIdx.x; t < 4 * G; t += blockDim.x) s_coef[t] = coeffs[k * 4 * G + t];
+  dlg::stage_leaves<L>(s_leaf, leaf_c, leaf_dy, leaf_dx, k, H, W);
+  __syncthreads();
+
+  const int HWp = Hp * Wp;
+  const unsigned P = (unsigned)N * HWp;
+  const unsigned step = gridDim.y * blockDim.x;
+  for (unsigned p = blockIdx.y * blockDim.x + threadIdx.x; p < P; p += step) {
+    const int n = p / HWp, r = p - n * HWp;
+    const int hp = r / Wp, wp = r - hp * Wp;
+    const T* xn = x + n * C * H * W;
+    T best = dlg::Arith<T>::neg_inf();
+    int besti = 0;
+#pragma unroll 1
+    for (int u = 0; u < pool; ++u) {
+#pragma unroll 1
+      for (int v = 0; v < pool; ++v) {
+        const T val = tree_root<T, L>(xn, s_leaf, s_coef, (hp * pool + u) * stride - pad,
+                                      (wp * pool + v) * stride - pad, H, W);
+        if (val > best || val != val) {  // torch max_pool2d rule: first max wins, NaN propagates
+          best = val;
+          besti = u * pool + v;
+        }
+      }
+    }
+    const int o = (n * K + k) * HWp + r;
+    out[o] = best;
+    if (argmax) argmax[o] = (unsigned char)besti;
+  }
+}
+
+template <typename T, int D>
+__global__ void __launch_bounds__(DLG_MAX_THREADS, DLG_BWD_MIN_BLOCKS(D))
+tree_conv_pool_backward(const T* __restrict__ x, const int* __restrict__ leaf_c,
+                        const int* __restrict__ leaf_dy, const int* __restrict__ leaf_dx,
+                        const T* __restrict__ coeffs, const T* __restrict__ grad_out,
+                        const unsigned char* __restrict__ argmax, T* __restrict__ grad_x,
+                        T* __restrict__ grad_coeffs, int N, int C, int H, int W, int K, int Hp,
+                        int Wp, int stride, int pad, int pool) {
+  constexpr int L = 1 << D, G = L - 1, NC = 4 * G;
+  __shared__ T s_coef[NC];
+  __shared__ T s_red[(DLG_MAX_THREADS / 32) * NC];
+  __shared__ dlg::LeafTable s_leaf[L];
+  const int k = blockIdx.x;
+  for (int t = threadIdx.x; t < NC; t += blockDim.x) s_coef[t] = coeffs[k * NC + t];
+  dlg::stage_leaves<L>(s_leaf, leaf_c, leaf_dy, leaf_dx, k, H, W);
+  __syncthreads();
+
+  T acc[NC];
+#pragma unroll
+  for (int t = 0; t < NC; ++t) acc[t] = T(0);
+
+  const int HWp = Hp * Wp;
+  const unsigned P = (unsigned)N * HWp;
+  const unsigned step = gridDim.y * blockDim.x;
+  for (unsigned p = blockIdx.y * blockDim.x + threadIdx.x; p < P; p += step) {
+    const int n = p / HWp, r = p - n * HWp;
+    const int o = (n * K + k) * HWp + r;
+    const T gy = grad_out[o];
+    if (gy == T(0)) continue;  // contributes nothing
+    const int hp = r / Wp, wp = r - hp * Wp;
+    const int sel = argmax ? (int)argmax[o] : 0;
+    const int u = sel / pool, v = sel - u * pool;
+    const int y0 = (hp * pool + u) * stride - pad, x0 = (wp * pool + v) * stride - pad;
+    const T* xn = x + n * C * H * W;
+    // recompute every node of the selected position (heap order: gate g = node L+g reads 2g, 2g+1)
+    T node[2 * L - 1];
+#pragma unroll
+    for (int l = 0; l < L; ++l) node[l] = load_leaf(xn, s_leaf[l], y0, x0, H, W);
+#pragma unroll
+    for (int g = 0; g < G; ++g) node[L + g] = dlg::gate_relaxed(s_coef + 4 * g, node[2 * g], node[2 * g + 1]);
+    // reverse sweep; d[] reuses the heap numbering
+    T d[2 * L - 1];
+    d[2 * L - 2] = gy;
+#pragma unroll
+    for (int g = G - 1; g >= 0; --g) {
+      const T dg = d[L + g], A = node[2 * g], B = node[2 * g + 1];
+      const T* c = s_coef + 4 * g;
+      acc[4 * g + 0] += dg;
+      acc[4 * g + 1] += dg * A;
+      acc[4 * g + 2] += dg * B;
+      acc[4 * g + 3] += dg * A * B;
+      d[2 * g] = dg * (c[1] + c[3] * B);
+      d[2 * g + 1] = dg * (c[2] + c[3] * A);
+    }
+    if (grad_x) {
+      T* gxn = grad_x + n * C * H * W;
+#pragma unroll
+      for (int l = 0; l < L; ++l) {
+        const dlg::LeafTable lf = s_leaf[l];
+        const int yy = y0 + lf.dy, xx = x0 + lf.dx;
+        if ((unsigned)yy < (unsigned)H && (unsigned)xx < (unsigned)W) atomicAdd(gxn + lf.off + y0 * W + x0, d[l]);
+      }
+    }
+  }
+
+  if (grad_coeffs == nullptr) return;  // block-uniform
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+#pragma unroll
+  for (int t = 0; t < NC; ++t) {
+    const T s = dlg::warp_sum(acc[t]);
+    if (lane == 0) s_red[warp * NC + t] = s;
+  }
+  __syncthreads();
+  for (int t = threadIdx.x; t < NC; t += blockDim.x) {
+    T s = 0;
+    for (int w = 0; w < nwarps; ++w) s += s_red[w * NC + t];
+    atomicAdd(grad_coeffs + k * NC + t, s);
+  }
+}
+
+// Hard forward: {0,1} bytes in (nonzero = 1), a gate id per tree gate, logical-OR pool,
+// {0,1} bytes out.  The window loop stops at the first 1 (OR is already decided).
+template <int D>
+__global__ void __launch_bounds__(DLG_MAX_THREADS, 4)
+tree_conv_pool_hard(const unsigned char* __restrict__ x, const int* __restrict__ leaf_c,
+                    const int* __restrict__ leaf_dy, const int* __restrict__ leaf_dx,
+                    const unsigned char* __restrict__ ops, unsigned char* __restrict__ out,
+                    int N, int C, int H, int W, int K, int Hp, int Wp, int stride, int pad,
+                    int pool) {
+  constexpr int L = 1 << D, G = L - 1;
+  __shared__ unsigned s_ops[G];
+  __shared__ dlg::LeafTable s_leaf[L];
+  const int k = blockIdx.x;
+  for (int t = threadIdx.x; t < G; t += blockDim.x) s_ops[t] = ops[k * G + t];
+  dlg::stage_leaves<L>(s_leaf, leaf_c, leaf_dy, leaf_dx, k, H, W);
+  __syncthreads();
+
+  const int HWp = Hp * Wp;
+  const unsigned P = (unsigned)N * HWp;
+  const unsigned step = gridDim.y * blockDim.x;
+  for (unsigned p = blockIdx.y * blockDim.x + threadIdx.x; p < P; p += step) {
+    const int n = p / HWp, r = p - n * HWp;
+    const int hp = r / Wp, wp = r - hp * Wp;
+    const unsigned char* xn = x + n * C * H * W;
+    unsigned any = 0;
+#pragma unroll 1
+    for (int u = 0; u < pool && !any; ++u) {
+#pragma unroll 1
+      for (int v = 0; v < pool && !any; ++v) {
+        const int y0 = (hp * pool + u) * stride - pad, x0 = (wp * pool + v) * stride - pad;
+        unsigned b[L];
+#pragma unroll
+        for (int l = 0; l < L; ++l) b[l] = load_leaf(xn, s_leaf[l], y0, x0, H, W) != 0;
+        int g = 0;
+#pragma unroll
+        for (int m = L / 2; m >= 1; m /= 2) {
+#pragma unroll
+          for (int i = 0; i < m; ++i, ++g) b[i] = dlg::hard_gate(s_ops[g], b[2 * i], b[2 * i + 1]);
+        }
+        any = b[0];
+      }
+    }
+    out[(n * K + k) * HWp + r] = (unsigned char)any;
+  }
+}
+
+#ifdef DIFFLOGIC_NVCC_INSTANTIATE  // only for the offline nvcc compile check
+// (DIFFLOGIC_NVCC_MAX_DEPTH=3 skips the slow-to-compile depths 4-5)
+#define DLG_INST_T(T, D)                                                                          \
+  template __global__ void tree_conv_pool_forward<T, D>(const T*, const int*, const int*,        \
+      const int*, const T*, T*, unsigned char*, int, int, int, int, int, int, int, int, int, int); \
+  template __global__ void tree_conv_pool_backward<T, D>(const T*, const int*, const int*,       \
+      const int*, const T*, const T*, const unsigned char*, T*, T*, int, int, int, int, int, int,  \
+      int, int, int, int);
+#define DLG_INST(D)                                                                               \
+  DLG_INST_T(float, D)                                                                            \
+  DLG_INST_T(double, D)                                                                           \
+  template __global__ void tree_conv_pool_hard<D>(const unsigned char*, const int*, const int*,  \
+      const int*, const unsigned char*, unsigned char*, int, int, int, int, int, int, int, int,    \
+      int, int);
+DLG_INST(1)
+DLG_INST(2)
+DLG_INST(3)
+#if !defined(DIFFLOGIC_NVCC_MAX_DEPTH) || DIFFLOGIC_NVCC_MAX_DEPTH >= 4
+DLG_INST(4)
+DLG_INST(5)
+#endif
+#endif
