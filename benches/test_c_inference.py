@@ -94,7 +94,6 @@ def test_c_compile_time_cifar_s(benchmark, cifar_s):
     benchmark.pedantic(build, rounds=1, iterations=1)
     benchmark.extra_info.update({"source_lines": src.count("\n"), "gates_optimized": cifar_s[2].gate_count()})
     print(f"\ncompile -O2: {benchmark.stats.stats.min:.1f} s for {src.count(chr(10)):,} lines")
-    assert benchmark.stats.stats.min < 120
 
 
 @pytest.mark.parametrize("threads", [1, 2])

@@ -46,9 +46,17 @@ def check_input(x, layer: str, *, rank: int, size: tuple[tuple[int, int | None],
             raise ValueError(f"{layer}: expected input size {expected} at dim {dim}, "
                              f"got shape {tuple(x.shape)}")
     if x.dtype in FLOAT_DTYPES:
-        if not bool(torch.isfinite(x).all()):
-            raise ValueError(f"{layer}: input contains NaN or inf; inputs must be finite "
-                             "(activations in [0, 1])")
+        check_finite(x, layer)
     elif not (allow_binary and x.dtype in BINARY_DTYPES):
         raise TypeError(f"{layer}: expected a floating-point input"
                         f"{' (or uint8/bool 0/1 in eval mode)' if allow_binary else ''}, got {x.dtype}")
+
+
+def check_finite(x: torch.Tensor, layer: str) -> None:
+    """Reject NaN/inf in a CPU float tensor.
+
+    Skipped for tensors on other devices: the check needs the result on the host, and that
+    would force a device synchronisation in every layer of every forward pass."""
+    if x.device.type == "cpu" and not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{layer}: input contains NaN or inf; inputs must be finite "
+                         "(activations in [0, 1])")

@@ -83,19 +83,29 @@ def atomic_write(path, write) -> None:
     """
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    if path.is_dir():
+        raise IsADirectoryError(f"cannot write {path}: it is an existing directory; give a file name")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise _os_error(e, f"cannot write {path}: cannot create the directory {folder}") from None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    except OSError as e:
+        raise _os_error(e, f"cannot write {path}: the directory {folder} is not writable") from None
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(e, OSError):  # name the target, not the temp file, in the message
+            raise _os_error(e, f"cannot write {path}") from None
         raise
     try:  # make the rename itself durable (best effort: not every file system allows it)
         dfd = os.open(folder, os.O_RDONLY)
@@ -105,6 +115,15 @@ def atomic_write(path, write) -> None:
             os.close(dfd)
     except OSError:
         pass
+
+
+def _os_error(e: OSError, what: str) -> OSError:
+    """``e`` re-raised as the same OSError subclass with a message saying what failed and why
+    (the temp file name in the original message would only confuse)."""
+    reason = e.strerror or str(e) or type(e).__name__
+    err = type(e)(f"{what} ({reason})")
+    err.errno = e.errno
+    return err
 
 
 def save_checkpoint(path, model, *, kind: str = "model", **extra) -> Path:
@@ -135,6 +154,45 @@ def save_checkpoint(path, model, *, kind: str = "model", **extra) -> Path:
     return Path(path)
 
 
+_EXPECTED = "expected a model.pt / last.pt written by `difflogic train` or save_checkpoint()"
+
+
+def _load_failure(path: Path, e: BaseException) -> str:
+    """Why ``torch.load`` rejected ``path``, in words: the file's kind is sniffed from its first
+    bytes, since torch's own messages (pickle opcodes, zip internals) do not say it."""
+    text = str(e)
+    if "Unsupported global" in text:  # a torch file holding arbitrary pickled objects
+        glob = text.split("GLOBAL", 1)[1].split()[0] if "GLOBAL" in text else "a Python class"
+        return (f"{path}: not a difflogic checkpoint (it holds pickled Python objects such as "
+                f"{glob}, which a difflogic checkpoint never contains; {_EXPECTED})")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(1024)
+    except OSError:
+        head = b""
+    if head.startswith(b"PK\x03\x04"):  # torch's zip container, damaged
+        first = (text.strip().splitlines() or [type(e).__name__])[0]
+        return (f"{path}: unreadable, truncated or corrupt checkpoint ({type(e).__name__}: "
+                f"{first[:200]}); restore it from a backup or re-run training")
+    if head.startswith(b"\x93NUMPY"):
+        kind = "a NumPy .npy array file"
+    elif head[:1] == b"\x80":
+        kind = "a Python pickle that torch.load cannot read as weights (not made by torch.save)"
+    elif b"\0" not in head and _is_text(head):
+        kind = "a text file"
+    else:
+        kind = "unrecognised binary content (neither a torch.save zip file nor a legacy torch file)"
+    return f"{path}: not a difflogic checkpoint ({kind}; {_EXPECTED})"
+
+
+def _is_text(head: bytes) -> bool:
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as e:  # a multi-byte character cut at the end is still text
+        return e.start >= len(head) - 3
+    return True
+
+
 def load_checkpoint(path) -> dict:
     """Read and validate a checkpoint; the ``config`` entry comes back as a dict.
 
@@ -152,21 +210,14 @@ def load_checkpoint(path) -> dict:
         with warnings.catch_warnings():  # e.g. "pickle protocol 4" notes on foreign files
             warnings.simplefilter("ignore")
             ck = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if "weights_only" in str(e) or "Unsupported global" in str(e):
-            msg = "it contains pickled Python objects that a difflogic checkpoint never holds"
-        raise CheckpointError(f"{path}: not a difflogic checkpoint ({msg})") from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError,
-            AttributeError, IndexError, TypeError, UnicodeDecodeError, MemoryError) as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise CheckpointError(f"{path}: unreadable, truncated or corrupt checkpoint "
-                              f"({type(e).__name__}: {first[:200]})") from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError,
+            zipfile.BadZipFile, KeyError, AttributeError, IndexError, TypeError,
+            UnicodeDecodeError, MemoryError) as e:
+        raise CheckpointError(_load_failure(path, e)) from None
     if not isinstance(ck, dict) or ck.get("format") != FORMAT:
         what = type(ck).__name__ if not isinstance(ck, dict) else \
             f"a dict with keys {sorted(map(str, ck))[:6]}"
-        raise CheckpointError(f"{path}: not a difflogic checkpoint (found {what}; expected a "
-                              f"file written by difflogic train / save_checkpoint)")
+        raise CheckpointError(f"{path}: not a difflogic checkpoint (found {what}; {_EXPECTED})")
     version = ck.get("version")
     if not isinstance(version, int) or version < 1:
         raise CheckpointError(f"{path}: invalid checkpoint version {version!r}")
@@ -207,7 +258,31 @@ def model_from_checkpoint(ck: dict, path="<checkpoint>"):
         first = str(e).strip().splitlines()
         detail = " ".join(s.strip() for s in first[:3])[:300]
         raise CheckpointError(f"{path}: state_dict does not match its model config ({detail})") from None
+    _check_loaded(model, path)
     return model
+
+
+def _check_loaded(model, path) -> None:
+    """Wiring indices inside their layer's input and finite logits.
+
+    A file without a checksum (hand-made or from a buggy writer) could otherwise load fine and
+    fail much later, deep inside a kernel or the compiler, with no hint that the file is at fault."""
+    from .layers import LogicConv2d, LogicDense
+    for name, m in model.named_modules():
+        if isinstance(m, LogicDense):
+            bounds = {"wire_a": m.in_features, "wire_b": m.in_features}
+        elif isinstance(m, LogicConv2d):
+            bounds = {"leaf_c": m.in_channels, "leaf_dy": m.kernel_size[0], "leaf_dx": m.kernel_size[1]}
+        else:
+            continue
+        for buf, hi in bounds.items():
+            t = getattr(m, buf)
+            if t.numel() and (int(t.min()) < 0 or int(t.max()) >= hi):
+                raise CheckpointError(f"{path}: corrupt checkpoint: layer {name} has {buf} indices "
+                                      f"outside [0, {hi})")
+        if not bool(torch.isfinite(m.weight).all()):
+            raise CheckpointError(f"{path}: layer {name} has NaN/inf gate logits (did training "
+                                  "diverge?); use an earlier checkpoint")
 
 
 def load_model(path):

@@ -331,6 +331,8 @@ class GroupSum(nn.Module):
                              f"whose size is divisible by k={self.k}")
         if x.dtype in _checks.BINARY_DTYPES:  # exact integer counts, then the temperature
             return group_sum(x.to(torch.int32), self.k, 1).float() / self.tau
+        if x.dtype in _checks.FLOAT_DTYPES:
+            _checks.check_finite(x, "GroupSum")
         return group_sum(x, self.k, self.tau)
 
     def output_shape(self, input_shape):
@@ -354,7 +356,13 @@ class Thresholds(nn.Module):
 
     def __init__(self, thresholds, channels: int | None = None):
         super().__init__()
-        t = torch.as_tensor(thresholds, dtype=torch.float32)
+        if channels is not None:
+            _checks.positive_int("channels", channels)
+        try:
+            t = torch.as_tensor(thresholds, dtype=torch.float32)
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise TypeError(f"thresholds must be a list of numbers in [0, 1) or a (channels, T) "
+                            f"array of them, got {thresholds!r} ({e})") from None
         if t.dim() == 1:
             t = t[None].expand(channels or 1, -1).clone()
         if t.dim() != 2 or t.numel() == 0:
@@ -380,6 +388,9 @@ class Thresholds(nn.Module):
         return self.thresholds.shape[1]
 
     def forward(self, x):
+        if isinstance(x, torch.Tensor) and x.dtype == torch.uint8:
+            raise TypeError("Thresholds: expected a floating-point input in [0, 1], got torch.uint8; "
+                            "convert images with x.float() / 255")
         rank = x.dim() if isinstance(x, torch.Tensor) and x.dim() >= 2 else 2
         _checks.check_input(x, "Thresholds", rank=rank, size=((1, self.channels),), allow_binary=False)
         t = self.thresholds.to(x.device, x.dtype).reshape(1, self.channels, self.num_thresholds,

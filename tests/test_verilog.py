@@ -359,3 +359,178 @@ def test_header_and_sidecar(tmp_path):
     head = (tmp_path / "r" / "difflogic_net.v").read_text().split("module")[0]
     assert f"latency: {side['latency']} cycles" in head and f"{side['gates']} (" in head
     assert side["latency"] == -(-side["levels"] // 3)
+
+
+# ------------------------------------------------------------------ the CLI (export/verify/synth)
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    """A small random conv net with a thermometer encoder, saved as a real checkpoint."""
+    from difflogic.checkpoint import save_checkpoint
+    torch.manual_seed(3)
+    cfg = {"name": "tiny-verilog-cli", "input_shape": [1, 8, 8], "num_classes": 3,
+           "init": "gaussian",
+           "layers": [{"type": "thresholds", "num": 2},
+                      {"type": "conv", "out_channels": 6, "kernel_size": 3, "depth": 2,
+                       "padding": 1, "or_pool": 2},
+                      {"type": "flatten"}, {"type": "dense", "out_features": 30},
+                      {"type": "group_sum", "k": 3, "tau": 2.0}]}
+    path = tmp_path_factory.mktemp("run") / "model.pt"
+    save_checkpoint(path, LogicNet(cfg))
+    return path
+
+
+def run_sim_sh(d, *args):
+    import subprocess
+    return subprocess.run(["bash", str(d / "run_sim.sh"), *args], capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_cli_export_pipelined_bench_passes_and_catches_corruption(ckpt, tmp_path, capsys):
+    need("iverilog", "vvp")
+    from difflogic import cli
+    d = tmp_path / "rtl"
+    assert cli.main(["export", str(ckpt), "--target", "verilog", "--out", str(d), "--pipeline", "2",
+                     "--scores", "--vectors", "50", "--seed", "4"]) == 0
+    out = capsys.readouterr().out
+    side = json.loads((d / "difflogic_net.json").read_text())
+    assert side["pipeline"] == 2 and side["latency"] == -(-side["levels"] // 2) >= 2
+    assert side["scores"] is True and side["vectors"] == 50
+    assert f"latency {side['latency']} cycles" in out
+    assert f"// latency: {side['latency']} cycles" in (d / "difflogic_net.v").read_text()
+    for f in ("tb.v", "run_sim.sh", "vectors_in.hex", "vectors_out.hex", "synth.ys"):
+        assert (d / f).is_file(), f
+    assert os.access(d / "run_sim.sh", os.X_OK)
+    r = run_sim_sh(d, "iverilog")
+    assert r.returncode == 0 and "PASS: 50 vectors" in r.stdout, r.stdout + r.stderr
+    # the golden file is the model's own hard forward: corrupting one vector must fail the bench
+    corrupt_first_vector(d)
+    r = run_sim_sh(d, "iverilog")
+    assert r.returncode != 0
+    assert "FAIL: vector 0" in r.stdout + r.stderr and "PASS" not in r.stdout
+
+
+def test_cli_export_combinational_golden_is_the_model(ckpt, tmp_path, capsys):
+    """Without --scores the bench checks class_idx; the golden classes are torch's argmax."""
+    from difflogic.checkpoint import load_model
+    from difflogic.commands.verify import _random_inputs
+    from difflogic import cli
+    d = tmp_path / "comb"
+    assert cli.main(["export", str(ckpt), "--target", "verilog", "--out", str(d), "--vectors", "20",
+                     "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["verilog"]["latency"] == 0 and "tb.v" in summary["files"]
+    model = load_model(ckpt)
+    nl = harden(model)
+    x = _random_inputs(nl, 20, 0)
+    golden = [int(l, 16) for l in (d / "vectors_out.hex").read_text().split()]
+    assert golden == hard_counts(model, x).argmax(1).tolist()
+    if shutil.which("iverilog") and shutil.which("vvp"):
+        assert V.run_testbench(d, "iverilog").passed
+
+
+@pytest.mark.parametrize("pipeline", [None, "3"])
+def test_cli_verify_verilog(ckpt, capsys, pipeline):
+    need("iverilog", "vvp")
+    from difflogic import cli
+    argv = ["verify", str(ckpt), "--target", "verilog", "--simulator", "iverilog", "--samples", "40"]
+    if pipeline:
+        argv += ["--pipeline", pipeline]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "== verilog  (bit-identical" in out and out.strip().endswith("OK")
+    assert ("pipeline=3" if pipeline else "combinational") in out
+
+
+def test_cli_verify_verilog_detects_wrong_rtl(ckpt, capsys, monkeypatch):
+    """Mutate the emitted RTL (one score bit inverted in the gate graph): verify must fail."""
+    need("iverilog", "vvp")
+    from difflogic import cli
+    real = V.build
+
+    def broken(netlist, **kw):
+        net = real(netlist, **kw)
+        net.score_lits[1][0] ^= 1  # class 1's count LSB inverted -> a different count everywhere
+        return net
+    monkeypatch.setattr(V, "build", broken)
+    status = cli.main(["verify", str(ckpt), "--target", "verilog", "--samples", "10"])
+    captured = capsys.readouterr()
+    assert status == 1
+    # either the counts differ, or the RTL's class_idx disagrees with its own counts
+    assert "MISMATCH torch vs target" in captured.out or "first maximum" in captured.err
+
+
+def test_cli_synth_on_exported_net(ckpt, tmp_path, capsys):
+    need("yosys")
+    from difflogic import cli
+    d = tmp_path / "rtl"
+    assert cli.main(["export", str(ckpt), "--target", "verilog", "--out", str(d), "--pipeline", "4",
+                     "--vectors", "4"]) == 0
+    side = json.loads((d / "difflogic_net.json").read_text())
+    capsys.readouterr()
+    assert cli.main(["synth", str(d), "--json", "--fast"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert 0 < rep["luts"] <= side["gates"] and rep["lut_size"] == 6
+    assert rep["ffs"] >= side["latency"] and rep["latency_cycles"] == side["latency"]
+    assert 1 <= rep["depth_luts"] <= 4  # at most 4 gate levels between register banks
+    assert json.loads((d / "synth_report.json").read_text())["luts"] == rep["luts"]
+    assert cli.main(["synth", str(d), "--fast"]) == 0
+    text = capsys.readouterr().out
+    assert f"LUT6:          {rep['luts']:,}" in text and "flip-flops" in text and "logic depth" in text
+
+
+def test_cli_too_large_reported_before_writing(ckpt, tmp_path, capsys):
+    from difflogic import cli
+    from difflogic.commands.export import prepare_netlist
+    from difflogic.checkpoint import load_model
+    est = V.estimate_gates(prepare_netlist(load_model(ckpt)))
+    d = tmp_path / "big"
+    assert cli.main(["export", str(ckpt), "--target", "verilog", "--out", str(d),
+                     "--max-gates", str(est - 1)]) == 2
+    err = capsys.readouterr().err
+    assert "too large" in err and f"{est:,} gates" in err and "nothing was written" in err
+    assert list(tmp_path.iterdir()) == []
+    assert cli.main(["verify", str(ckpt), "--target", "verilog", "--pipeline", "2",
+                     "--max-gates", "10"]) == 2
+    assert "pipelined (pipeline=2)" in capsys.readouterr().err
+
+
+def test_cli_verilog_options_rejected_elsewhere(ckpt, tmp_path, capsys):
+    from difflogic import cli
+    for argv, msg in (
+            (["export", str(ckpt), "--out", str(tmp_path / "c"), "--pipeline", "2", "--scores"],
+             "--pipeline, --scores only apply to --target verilog"),
+            (["verify", str(ckpt), "--simulator", "iverilog"], "--simulator only applies to --target verilog"),
+            (["export", str(ckpt), "--target", "verilog", "--out", str(tmp_path / "v"),
+              "--prefix", "x"], "--prefix only applies to --target c"),
+            (["export", str(ckpt), "--target", "verilog", "--out", str(tmp_path / "v"),
+              "--vectors", "0"], "--vectors must be >= 1"),
+            (["export", str(ckpt), "--target", "verilog", "--out", str(tmp_path / "v"),
+              "--pipeline", "-1"], "pipeline must be an integer >= 0")):
+        assert cli.main(argv) == 2, argv
+        assert msg in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_missing_tools_name_the_apt_package(ckpt, tmp_path, capsys, monkeypatch):
+    from difflogic import cli
+    V.export(gate_netlist(), tmp_path / "g")
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    assert cli.main(["verify", str(ckpt), "--target", "verilog", "--samples", "2"]) == 1
+    assert "apt-get install iverilog" in capsys.readouterr().err
+    assert cli.main(["verify", str(ckpt), "--target", "verilog", "--simulator", "verilator",
+                     "--samples", "2"]) == 1
+    assert "apt-get install verilator" in capsys.readouterr().err
+    assert cli.main(["synth", str(tmp_path / "g")]) == 1
+    assert "apt-get install yosys" in capsys.readouterr().err
+
+
+def test_cli_help_shows_no_misleading_flag_defaults():
+    from difflogic import cli
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    for name in ("export", "verify", "synth"):
+        text = sub.choices[name].format_help()
+        assert "(default: True)" not in text and "(default: False)" not in text, name
+        assert "(default: None)" not in text, name
+    assert "--no-optimize" in sub.choices["export"].format_help()
+    assert "--pipeline N" in sub.choices["export"].format_help()

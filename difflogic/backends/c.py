@@ -386,24 +386,57 @@ int {P}_block_size(void);
 
 # --------------------------------------------------------------------------- files
 def _atomic_write_dir(out_dir: Path, files: dict[str, str]) -> None:
-    """Write ``files`` into ``out_dir`` so that each file appears complete or not at all."""
+    """Write ``files`` into ``out_dir`` so that each file appears complete or not at all; when
+    writing fails, the files and directories this call added are removed again."""
     out_dir = Path(out_dir)
+    blocked = [n for n in files if (out_dir / n).exists() and not (out_dir / n).is_file()]
+    if blocked:  # checked first, so that no file of the set is replaced before the failure
+        raise IsADirectoryError(f"cannot write into {str(out_dir)!r}: {', '.join(blocked)} "
+                                "exist(s) there and is not a regular file")
+    created = []   # directories this call creates, removed again when writing fails
+    d = out_dir
+    while not d.exists() and d != d.parent:
+        created.append(d)
+        d = d.parent
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
+        _remove_dirs(created)
         raise OSError(f"cannot create output directory {str(out_dir)!r}: {e.strerror or e}") from None
     if not os.access(out_dir, os.W_OK):
+        _remove_dirs(created)
         raise PermissionError(f"output directory {str(out_dir)!r} is not writable")
-    tmp = Path(tempfile.mkdtemp(prefix=".difflogic-tmp-", dir=out_dir))
+    tmp, added = None, []
     try:
+        tmp = Path(tempfile.mkdtemp(prefix=".difflogic-tmp-", dir=out_dir))
         for name, text in files.items():
             (tmp / name).write_text(text)
         for name in files:
+            new = not (out_dir / name).exists()
             os.replace(tmp / name, out_dir / name)
+            if new:
+                added.append(out_dir / name)
     except OSError as e:
-        raise OSError(f"failed writing into {str(out_dir)!r}: {e}") from None
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        for f in added:  # no partial set of new files (files it replaced stay replaced)
+            f.unlink(missing_ok=True)
+        _remove_dirs(created)
+        raise OSError(f"failed writing into {str(out_dir)!r}: {e.strerror or e}") from None
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _remove_dirs(dirs) -> None:
+    """Remove the (innermost first) directories an export created, if they are still empty."""
+    for d in dirs:
+        try:
+            d.rmdir()
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return
 
 
 def _bench_main(prefix: str, header: str) -> str:

@@ -644,6 +644,22 @@ def _check_pipeline(pipeline) -> int:
     return pipeline
 
 
+def check_size(netlist: Netlist, pipeline: int = 0, max_gates: int = DEFAULT_MAX_GATES) -> int:
+    """Refuse a design larger than ``max_gates`` (estimated with :func:`estimate_gates`) with
+    an error stating its gate count.  Cheap (no graph is built), so callers run it before
+    any work or file output; returns the validated ``pipeline``."""
+    pipeline = _check_pipeline(pipeline)
+    if isinstance(max_gates, bool) or not isinstance(max_gates, int) or max_gates < 1:
+        raise ValueError(f"max_gates must be a positive integer, got {max_gates!r}")
+    est = estimate_gates(netlist)
+    form = f"pipelined (pipeline={pipeline})" if pipeline else "combinational"
+    if est > max_gates:
+        raise ValueError(f"model too large for the {form} Verilog form: {est:,} gates (paper count "
+                         f"+ GroupSum adder estimate) > max_gates={max_gates:,}; nothing was "
+                         "written; raise the limit (max_gates= / --max-gates) if you really want it")
+    return pipeline
+
+
 def export(netlist: Netlist, out_dir, *, pipeline: int = 0, scores: bool = False, vectors=None,
            expected=None, max_gates: int = DEFAULT_MAX_GATES, simplify: bool = True) -> dict:
     """Write ``difflogic_net.v`` (+ ``difflogic_net.json`` sidecar, ``tb.v``, ``run_sim.sh``,
@@ -657,15 +673,7 @@ def export(netlist: Netlist, out_dir, *, pipeline: int = 0, scores: bool = False
     """
     if not isinstance(netlist, Netlist):
         raise TypeError(f"netlist must be a difflogic.compiler.ir.Netlist, got {type(netlist).__name__}")
-    pipeline = _check_pipeline(pipeline)
-    if isinstance(max_gates, bool) or not isinstance(max_gates, int) or max_gates < 1:
-        raise ValueError(f"max_gates must be a positive integer, got {max_gates!r}")
-    est = estimate_gates(netlist)
-    form = f"pipelined (pipeline={pipeline})" if pipeline else "combinational"
-    if est > max_gates:
-        raise ValueError(f"model too large for the {form} Verilog form: {est:,} gates (paper count "
-                         f"+ GroupSum adder estimate) > max_gates={max_gates:,}; pass a larger "
-                         "max_gates= (--max-gates) if you really want it")
+    pipeline = check_size(netlist, pipeline, max_gates)
     out_dir = Path(out_dir)
     if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and
                                                       not (out_dir / f"{TOP}.json").is_file())):
@@ -770,7 +778,8 @@ class SimResult:
     seconds: float
 
 
-def _check_simulator(simulator: str) -> None:
+def check_simulator(simulator: str) -> None:
+    """Unknown simulator: ValueError; not installed: ToolNotFoundError naming the apt package."""
     if simulator not in SIMULATORS:
         raise ValueError(f"simulator must be one of {SIMULATORS}, got {simulator!r}")
     if simulator == "iverilog":
@@ -788,7 +797,7 @@ def run_testbench(out_dir, simulator: str = "iverilog", *, plusargs=(), timeout:
     ``+nocheck``); the full output is kept for error messages.
     """
     import time
-    _check_simulator(simulator)
+    check_simulator(simulator)
     out_dir = Path(out_dir)
     if not (out_dir / "tb.v").is_file():
         raise FileNotFoundError(f"{out_dir} has no tb.v; export with vectors= first")
@@ -805,15 +814,18 @@ def run_testbench(out_dir, simulator: str = "iverilog", *, plusargs=(), timeout:
 
 
 def run_counts(netlist: Netlist, bits, *, simulator: str = "iverilog", pipeline: int = 0,
-               workdir=None, timeout: float | None = None, simplify: bool = True) -> np.ndarray:
+               workdir=None, timeout: float | None = None, simplify: bool = True,
+               max_gates: int = DEFAULT_MAX_GATES) -> np.ndarray:
     """Per-class counts (N, k) int64 computed by simulating the exported RTL.
 
     The bench runs in dump mode (no golden comparison), so the result is an independent
     answer that ``difflogic verify --target verilog`` compares with the reference simulator.
     Also checks that the RTL's ``class_idx`` equals the first maximum of its own counts.
     """
-    _check_simulator(simulator)
-    pipeline = _check_pipeline(pipeline)
+    if not isinstance(netlist, Netlist):
+        raise TypeError(f"netlist must be a difflogic.compiler.ir.Netlist, got {type(netlist).__name__}")
+    check_simulator(simulator)
+    pipeline = check_size(netlist, pipeline, max_gates)
     bits = _check_bits(bits, netlist.n_inputs)
     net = build(netlist, simplify=simplify)
     tmp = None

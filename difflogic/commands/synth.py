@@ -5,21 +5,24 @@ from __future__ import annotations
 
 import json
 
+from .export import FlagHelpFormatter
+
 
 def add_parser(subparsers):
     p = subparsers.add_parser(
         "synth", help="synthesize a Verilog export with yosys (LUT count, FFs, depth)",
+        formatter_class=FlagHelpFormatter,
         description="Run yosys generic LUT mapping (abc -lut K) on DIR/difflogic_net.v, written by "
                     "`difflogic export --target verilog`, and report LUTs, flip-flops, logic depth "
                     "in LUT levels, synthesis time and an estimated clock/latency.")
     p.add_argument("dir", metavar="DIR", help="directory of a Verilog export")
-    p.add_argument("--lut", type=int, default=6, help="LUT size K (default 6)")
+    p.add_argument("--lut", type=int, default=6, help="LUT size K")
     p.add_argument("--fast", action="store_true",
                    help="ABC's quick mapping script (much faster on big designs, more LUTs)")
     p.add_argument("--timeout", type=float, default=None, metavar="S",
                    help="give up after S seconds")
     p.add_argument("--ns-per-level", type=float, default=None,
-                   help="assumed delay per LUT level incl. routing for the estimate (default 0.5)")
+                   help="assumed delay per LUT level incl. routing for the estimate (default: difflogic.synth.NS_PER_LEVEL = 0.5)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=run)
     return p

@@ -6,6 +6,8 @@ IR simulator on the hardened and on the optimized netlist, and the target back e
 random images (or random bits for a model without an encoder) and, with ``--dataset``, real
 test images.  Exit status 0 only if everything is identical; otherwise the first mismatch
 (input set, sample, the two levels and their counts) is printed and the status is 1.
+For ``--target verilog`` the RTL (combinational, or pipelined with ``--pipeline N``) runs in
+``--simulator`` (Icarus Verilog or Verilator) and its own per-class count outputs are compared.
 """
 from __future__ import annotations
 
@@ -13,12 +15,15 @@ import time
 
 import numpy as np
 
-from .export import TARGETS, load_backend
+from .export import TARGETS, FlagHelpFormatter, load_backend, reject_options
+
+SIMULATORS = ("iverilog", "verilator")
 
 
 def add_parser(subparsers):
     p = subparsers.add_parser(
         "verify", help="check torch == IR simulator == optimized IR == C/Verilog on class counts",
+        formatter_class=FlagHelpFormatter,
         description="Bit-exact equivalence check of a checkpoint across all compilation levels.")
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="RUN/model.pt (or a run directory)")
     p.add_argument("--target", choices=TARGETS, default="c", help="back end to check")
@@ -28,9 +33,17 @@ def add_parser(subparsers):
     p.add_argument("--data-dir", default=None, help="dataset folder")
     p.add_argument("--test-samples", type=int, default=1000,
                    help="how many test images (0 = the whole test split)")
-    p.add_argument("--simulator", default=None, help="Verilog simulator (passed to the back end)")
     p.add_argument("--no-optimize", dest="optimize", action="store_false",
-                   help="give the target the unoptimized netlist")
+                   help="give the target the unoptimized netlist (without it: the optimized one)")
+    v = p.add_argument_group("Verilog options (--target verilog only)")
+    v.add_argument("--simulator", choices=SIMULATORS, default=None,
+                   help="Verilog simulator (default: iverilog)")
+    v.add_argument("--pipeline", type=int, default=None, metavar="N",
+                   help="check the pipelined RTL, a register bank every N gate levels "
+                        "(default: combinational)")
+    v.add_argument("--max-gates", type=int, default=None, metavar="G",
+                   help="refuse larger designs before simulating "
+                        "(default: difflogic.backends.verilog.DEFAULT_MAX_GATES)")
     p.set_defaults(func=run)
     return p
 
@@ -84,10 +97,19 @@ def run(args) -> int:
     if args.samples < 0 or args.test_samples < 0:
         raise ValueError("--samples and --test-samples must be >= 0")
     backend = load_backend(args.target)
+    if args.target != "verilog":
+        reject_options(args, args.target, ("--simulator", "--pipeline", "--max-gates"))
     model = _load(args)
     net = harden(model)
     opt = optimize(net) if args.optimize else net
-    opts = {"simulator": args.simulator} if args.simulator else {}
+    opts = {}
+    if args.target == "verilog":
+        opts = {"simulator": args.simulator or "iverilog",
+                "pipeline": 0 if args.pipeline is None else args.pipeline,
+                "max_gates": backend.DEFAULT_MAX_GATES if args.max_gates is None else args.max_gates}
+        # fail fast, before any simulation: too large, or the simulator not installed
+        backend.check_size(opt, opts["pipeline"], opts["max_gates"])
+        backend.check_simulator(opts["simulator"])
     sets = []
     if args.samples:
         sets.append((f"{args.samples} random inputs", _random_inputs(net, args.samples, args.seed)))
@@ -101,7 +123,12 @@ def run(args) -> int:
         sets.append((f"{len(images)} {args.dataset} test images", images))
     if not sets:
         raise ValueError("nothing to verify: give --samples > 0 and/or --dataset")
-    print(f"verify {args.target}: {net.gate_count():,} gates hardened, {opt.gate_count():,} optimized")
+    form = ""
+    if args.target == "verilog":
+        form = (f" ({opts['simulator']}, "
+                + (f"pipeline={opts['pipeline']})" if opts["pipeline"] else "combinational)"))
+    print(f"verify {args.target}{form}: {net.gate_count():,} gates hardened, "
+          f"{opt.gate_count():,} optimized")
     status = 0
     for label, x in sets:
         levels, times = check(model, net, opt, backend, x, opts)
