@@ -165,3 +165,54 @@ def test_fixed_architectures_match_torch(layers):
         assert np.array_equal(cn.counts(x, threads=3), ref)
         xu = (x * 255).to(torch.uint8)
         assert np.array_equal(cn.counts(xu), hard_counts(model, xu))
+
+
+@pytest.fixture(scope="module")
+def deep_dense():
+    """A dense-only net whose optimized netlist has outputs wired across layers and constant
+    features, 600 inputs (more than one 512-feature packing span, not a multiple of 64)."""
+    torch.manual_seed(7)
+    layers = [dl.LogicLayer(600 if i == 0 else 240, 240, device="cpu") for i in range(4)]
+    model = torch.nn.Sequential(*layers, dl.GroupSum(6, tau=1)).eval()
+    net = optimize(harden(model))
+    last = net.ops[-1]
+    assert (last.outputs < last.first_gate).any()   # wires / constants reach GroupSum
+    return model, net
+
+
+@pytest.mark.parametrize("lanes, flags", [(None, ()), (1, ()), (2, ()), (8, ()),
+                                          (None, ("-mno-avx512f",)), (4, ("-mno-avx2", "-mno-avx512f"))])
+def test_deep_dense_chain_all_word_widths_and_isas(deep_dense, lanes, flags):
+    model, net = deep_dense
+    cn = cbe.CompiledNet(net, opt_level=1, lanes=lanes, extra_flags=flags)
+    for n in (1, 200, 513, 1100):
+        bits = np.random.default_rng(n).integers(0, 2, (n, 600), dtype=np.uint8)
+        ref = hard_counts(model, torch.as_tensor(bits, dtype=torch.float32))
+        assert np.array_equal(cn.counts(bits, encoded=True, threads=2 if n > 600 else 1), ref), n
+        assert np.array_equal(simulate(net, bits), ref)
+
+
+def test_dense_into_conv_materializes_its_outputs():
+    """A dense block feeding a (padded) conv: its outputs (gates, wires, constants) are copied
+    into the conv's (C, H, W) input buffer."""
+    rng = np.random.default_rng(0)
+    n_in, ng = 16, 12
+    first = ir.FIRST_LEAF + n_in
+
+    def rand_ops(first, ng):
+        return (rng.integers(0, 16, ng).astype(np.uint8),
+                np.array([rng.integers(ir.FIRST_LEAF, first + g) for g in range(ng)]),
+                np.array([rng.integers(ir.FIRST_LEAF, first + g) for g in range(ng)]))
+    op, a, b = rand_ops(first, ng)
+    outs = np.concatenate([first + np.arange(ng), [ir.CONST0, ir.CONST1, 2, 5, 7, first + 3]])
+    dense = ir.GateBlock("dense", (n_in,), np.arange(n_in), op, a, b, outs)
+    leaves = np.array([(c, dy, dx) for c in range(2) for dy in range(3) for dx in range(3)])
+    f2 = ir.FIRST_LEAF + len(leaves)
+    op, a, b = rand_ops(f2, 6)
+    conv = ir.GateBlock("conv", (2, 3, 3), leaves, op, a, b, f2 + np.array([5, 4, 3, 0]), kernel_size=(3, 3),
+                        stride=1, padding=1)
+    net = ir.Netlist((n_in,), [dense, conv], ir.GroupSum(2, 1.0, 36))
+    bits = rng.integers(0, 2, (300, n_in)).astype(np.uint8)
+    ref = simulate(net, bits)
+    for lanes in (None, 1):
+        assert np.array_equal(cbe.run_counts(net, bits, lanes=lanes, opt_level=1), ref), lanes

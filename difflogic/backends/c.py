@@ -2,8 +2,13 @@
 
 Layout of the generated code
 ----------------------------
-* The batch is bit-sliced: one ``dl_word`` holds ``64 * DL_LANES`` samples (default 4 lanes =
-  256 samples, one AVX2 register), so every gate is one bitwise word operation.
+* The batch is bit-sliced: one ``dl_word`` holds ``64 * DL_LANES`` samples (default: 8 lanes =
+  512 samples, one AVX-512 register, where the target has AVX-512, else 4 lanes = 256 samples,
+  one AVX2 register), so every gate is one bitwise word operation.
+* Dense blocks are emitted straight onto workspace words: only gates read outside their chunk
+  get a word, outputs wired to a leaf / constant cost nothing (consumers read the source),
+  words are reused after their last reader (liveness), and gates are ordered by the words
+  they read, so the working set is about two layers and reads stream.
 * Each GateBlock's *cell* becomes straight-line code split into small functions ("chunks")
   so the C compiler's time stays linear in the gate count; values needed by a later chunk
   go through a small scratch array.
@@ -14,9 +19,11 @@ Layout of the generated code
   (``y = (y & keep) | v``, keep = 0 for the first window position), so no buffer is ever
   cleared; outputs that are constant 0 are never stored (the workspace is zeroed once).
 * Input packing transposes 16x16 byte tiles (SSE2) and builds each thermometer bit-word
-  32 samples at a time with compare + movemask (AVX2), from uint8 images or 0/1 bytes.
+  32 samples at a time with compare + movemask (AVX2) from uint8 images; pre-encoded 0/1 bytes
+  are first OR-ed 8 samples per byte (64 features per vector op), then transposed.
 * GroupSum counts only the non-constant features of each class, bit-sliced with
-  Harley-Seal carry-save adders; argmax (first maximum) is done by the caller / predict.
+  Harley-Seal carry-save adders, read back with masked vector adds (AVX-512) or 8-wide vector
+  ops; argmax (first maximum) is done by the caller / predict.
 * Every call allocates its own workspace: thread-safe, no global mutable state; any batch
   size works (the last partial block is zero-padded and only valid samples are written);
   ``n_threads`` > 1 splits the blocks over pthreads.
@@ -34,6 +41,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import heapq
 import os
 import re
 import shutil
@@ -48,8 +56,9 @@ from .. import gates
 from .._resources import template
 from ..compiler import ir
 
-DEFAULT_LANES = 4
+DEFAULT_LANES = None   # None: chosen by the compiled code, 8 (one 512-bit word) with AVX-512, else 4
 CHUNK_GATES = 64
+LOC0, LOC1 = -1, -2   # locations of the constant words (see _Emitter.dense)
 _PREFIX_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,30}$")
 
 
@@ -110,10 +119,20 @@ def _plan(net: ir.Netlist):
             shapes.append((K, Ho // p, Wo // p))
         else:
             shapes.append(tuple(op.out_shape))
+    for k, (kind, op, _) in enumerate(steps):   # a conv / pool reads its input as (C, H, W)
+        if kind != "dense" and int(np.prod(shapes[k])) == int(np.prod(op.in_shape)):
+            shapes[k] = tuple(op.in_shape)
+
+    def real(k):  # a dense-produced buffer only exists in memory when a conv / pool reads it
+        if k == 0 or steps[k - 1][0] != "dense":
+            return True
+        return k < len(steps) and steps[k][0] != "dense"
+
     bufs, off = [], 0
     for k, s in enumerate(shapes):
-        b = _Buf(s, pad_for(k), off)
-        off += b.words
+        b = _Buf(s, pad_for(k), off if real(k) else None)
+        if real(k):
+            off += b.words
         bufs.append(b)
     return steps, bufs, off
 
@@ -201,22 +220,161 @@ class _Emitter:
         return name
 
 
-def _group_sum_tables(net: ir.Netlist, k: int, group: int):
-    """Per class: the final features that are not constant (to be counted), and how many are
-    constant one (added as a number).  Constant-zero features cost nothing."""
-    F = net.head.in_features
-    const = np.full(F, -1, np.int8)
+    def dense(self, name, blk: ir.GateBlock, in_loc, alloc, dst=None, step=0, out_last=None) -> list:
+        """Emit dense block ``blk`` straight onto workspace words; returns its output locations.
+
+        A *location* is a workspace word index, or ``LOC0`` / ``LOC1`` for a constant.  Leaf
+        ``l`` reads ``in_loc[leaves[l]]``.  Only gates read outside their own chunk (by a later
+        chunk, a later block or GroupSum) get a word, from ``alloc(last step reading it)``
+        (``out_last[k]``: the last step reading output ``k``); outputs wired to a leaf
+        or a constant cost nothing: the consumer reads the source word / constant directly.
+        So no layer-sized buffer is written or copied, and the working set is just the gates.
+        ``dst`` (output k -> word index) materializes the outputs into a real (padded) buffer
+        for a conv / pool consumer."""
+        first = blk.first_gate
+        n = blk.n_gates
+        op, a, b = blk.op.tolist(), blk.a.tolist(), blk.b.tolist()
+        outs = blk.outputs.tolist()
+        CH = self.chunk
+        nch = max(1, -(-n // CH)) if n else 0
+        leaf_loc = [in_loc[int(f)] for f in blk.leaves.tolist()]
+        # Evaluation order: by depth inside the block (keeps it topological), then by the
+        # words read, so that consecutive gates read nearby words (the previous layer is far
+        # bigger than L1: reads in address order stream instead of missing at random).
+        if n:
+            level = [0] * n
+            for g in range(n):
+                la = level[a[g] - first] + 1 if a[g] >= first else 0
+                lb = level[b[g] - first] + 1 if b[g] >= first else 0
+                level[g] = max(la, lb)
+            big = 1 << 40
+            rank = [0] * n
+
+            def key_of(node):
+                if node >= first:
+                    return big + rank[node - first]
+                return leaf_loc[node - ir.FIRST_LEAF] if node >= ir.FIRST_LEAF else -1
+
+            order = []
+            by_level: dict[int, list] = {}
+            for g in range(n):
+                by_level.setdefault(level[g], []).append(g)
+            for lv in sorted(by_level):
+                grp = sorted(by_level[lv], key=lambda g: (min(key_of(a[g]), key_of(b[g])), max(key_of(a[g]), key_of(b[g]))))
+                for g in grp:
+                    rank[g] = len(order)
+                    order.append(g)
+            if order != list(range(n)):   # renumber the block's gates in the new order
+                new_id = {first + g: first + rank[g] for g in range(n)}
+                remap = lambda node: new_id.get(node, node)  # noqa: E731
+                op = [op[g] for g in order]
+                a = [remap(a[g]) for g in order]
+                b = [remap(b[g]) for g in order]
+                outs = [remap(node) for node in outs]
+        stored = [False] * n
+        for g in range(n):
+            for src in (a[g], b[g]):
+                if src >= first and (src - first) // CH != g // CH:
+                    stored[src - first] = True
+        for node in outs:
+            if node >= first:
+                stored[node - first] = True
+        # how long each stored gate's word must live: this step (read by a later chunk or
+        # copied into dst), or the last step reading the output it drives
+        last = [step if stored[g] else -1 for g in range(n)]
+        if dst is None and out_last is not None:
+            for m, node in enumerate(outs):
+                if node >= first:
+                    last[node - first] = max(last[node - first], int(out_last[m]))
+        slot = [alloc(last[g]) if stored[g] else -1 for g in range(n)]
+
+        def loc_of(node):
+            if node == ir.CONST0:
+                return LOC0
+            if node == ir.CONST1:
+                return LOC1
+            if node < first:
+                return leaf_loc[node - ir.FIRST_LEAF]
+            return slot[node - first]
+
+        def word(loc):
+            return "DL_ZERO" if loc == LOC0 else "DL_ONES" if loc == LOC1 else f"w[{loc}]"
+
+        def ref(node, cg):
+            if node >= first and (node - first) // CH == cg:
+                return f"v{node - first}"
+            return word(loc_of(node))
+
+        fns = []
+        for cg in range(nch):
+            fn = f"{name}_{cg}"
+            fns.append(fn)
+            body = []
+            for g in range(cg * CH, min(n, (cg + 1) * CH)):
+                expr = gates.render(op[g], ref(a[g], cg), ref(b[g], cg), zero="DL_ZERO", one="DL_ONES")
+                body.append(f"  const dl_word v{g} = {expr};")
+                if stored[g]:
+                    body.append(f"  w[{slot[g]}] = v{g};")
+            self.out.append(f"static DL_NOINLINE void {fn}(dl_word* restrict w) {{\n  (void)w;\n"
+                            + "\n".join(body) + "\n}\n")
+        out_loc = [loc_of(node) for node in outs]
+        calls = [f"  {fn}(ws);" for fn in fns]
+        if dst is not None:
+            # CONST0 outputs are never stored: the workspace is zeroed once and nothing else
+            # writes those words
+            pairs = [(int(d), l) for d, l in zip(dst, out_loc) if l != LOC0]
+            if pairs:
+                self.out.append(f"static const int32_t {name}_mdst[] = {{{','.join(str(d) for d, _ in pairs)}}};\n"
+                                f"static const int32_t {name}_msrc[] = {{{','.join(str(l) for _, l in pairs)}}};\n")
+                calls.append(f"  for (int i = 0; i < {len(pairs)}; i++)\n"
+                             f"    ws[{name}_mdst[i]] = {name}_msrc[i] >= 0 ? ws[{name}_msrc[i]] : DL_ONES;")
+        self.out.append(f"static void {name}(dl_word* ws) {{\n  (void)ws;\n" + "\n".join(calls) + "\n}\n")
+        return out_loc
+
+
+def _last_use(steps, bufs) -> list:
+    """Per buffer k: for every feature, the last step that reads it (``len(steps)`` =
+    GroupSum), -1 if none.  A dense step reads the leaves its gates use, and passes outputs
+    wired to a leaf on to the next buffer (unless that buffer is real: then it copies them)."""
+    end = len(steps)
+    nf = lambda buf: buf.C * buf.H * buf.W  # noqa: E731
+    last = [None] * (end + 1)
+    last[end] = np.full(nf(bufs[end]), end, np.int64)
+    for i in reversed(range(end)):
+        kind, op, _ = steps[i]
+        if kind != "dense":
+            last[i] = np.full(nf(bufs[i]), i, np.int64)
+            continue
+        lu = np.full(nf(bufs[i]), -1, np.int64)
+        first = op.first_gate
+        nodes = np.concatenate([op.a, op.b]).astype(np.int64)
+        read = nodes[(nodes >= ir.FIRST_LEAF) & (nodes < first)] - ir.FIRST_LEAF
+        lu[op.leaves[read]] = i
+        outs = op.outputs.astype(np.int64)
+        wire = (outs >= ir.FIRST_LEAF) & (outs < first)
+        feats = op.leaves[outs[wire] - ir.FIRST_LEAF]
+        later = np.full(int(wire.sum()), i, np.int64) if bufs[i + 1].off is not None else last[i + 1][wire]
+        np.maximum.at(lu, feats, later)
+        last[i] = lu
+    return last
+
+
+def _group_sum_tables(net: ir.Netlist, k: int, group: int, loc):
+    """Per class: the workspace words of its features that are not constant (to be counted),
+    and how many are constant one (added as a number).  Constant-zero features cost nothing.
+    ``loc``: final feature -> word index or LOC0 / LOC1."""
+    loc = np.asarray(loc, np.int64).copy()
     last = net.ops[-1] if net.ops else None
-    if isinstance(last, ir.GateBlock):
+    if isinstance(last, ir.GateBlock) and last.kind == "conv":   # constant channels of a conv
         o = last.outputs
-        v = np.where(o == ir.CONST0, 0, np.where(o == ir.CONST1, 1, -1)).astype(np.int8)
-        const = v if last.kind == "dense" else np.repeat(v, F // len(o))
+        v = np.repeat(np.where(o == ir.CONST0, LOC0, np.where(o == ir.CONST1, LOC1, 0)), len(loc) // len(o))
+        loc = np.where(v < 0, v, loc)
     idx, start, ones = [], [0], []
     for c in range(k):
-        sl = const[c * group:(c + 1) * group]
-        idx += [c * group + j for j in np.nonzero(sl < 0)[0].tolist()]
+        sl = loc[c * group:(c + 1) * group]
+        idx += sl[sl >= 0].tolist()
         start.append(len(idx))
-        ones.append(int((sl == 1).sum()))
+        ones.append(int((sl == LOC1).sum()))
     return (idx or [0]), start, ones
 
 
@@ -230,17 +388,46 @@ def generate(net: ir.Netlist, prefix: str = "dl", chunk_gates: int = CHUNK_GATES
     for op in net.ops:
         if isinstance(op, ir.GateBlock):
             op.validate()
-    steps, bufs, ws_words = _plan(net)
+    steps, bufs, real_words = _plan(net)
     em = _Emitter(prefix, chunk_gates)
+    last_use = _last_use(steps, bufs)
+    # Dense gate words follow the real (padded) buffers.  A word is reused once the last step
+    # reading its value is over (lowest free word first), so the working set is the live
+    # values (about two layers), not every gate of the network.
+    arena = [real_words]
+    free: list[int] = []
+    pending: list[tuple[int, int]] = []   # (last step reading it, word)
+    cur = [0]
+
+    def alloc(last):
+        while pending and pending[0][0] < cur[0]:
+            heapq.heappush(free, heapq.heappop(pending)[1])
+        if free:
+            w = heapq.heappop(free)
+        else:
+            w = arena[0]
+            arena[0] += 1
+        heapq.heappush(pending, (last, w))
+        return w
+
+    def identity_loc(buf):
+        return [buf.off + buf.index(*np.unravel_index(f, (buf.C, buf.H, buf.W))) for f in range(buf.C * buf.H * buf.W)]
+
+    loc = identity_loc(bufs[0])   # feature of the current buffer -> word index / LOC0 / LOC1
     calls = []
     for i, (kind, op, p) in enumerate(steps):
         src, dst = bufs[i], bufs[i + 1]
         if kind == "dense":
-            offs = [src.index(*np.unravel_index(int(f), (src.C, src.H, src.W))) for f in op.leaves.tolist()]
-            cell = em.cell(f"cell{i}", op, offs, 1)
-            em.out.append(f"static void op{i}(dl_word* ws, dl_word* t) {{\n"
-                          f"  {cell}(ws + {src.off}, ws + {dst.off}, t, DL_ZERO);\n}}\n")
-        elif kind == "conv":
+            dst_idx = None
+            if dst.off is not None:
+                dst_idx = identity_loc(dst)
+            cur[0] = i
+            loc = em.dense(f"op{i}", op, loc, alloc, dst_idx, step=i, out_last=last_use[i + 1])
+            if dst_idx is not None:
+                loc = dst_idx
+            calls.append(f"  op{i}(ws);")
+            continue
+        if kind == "conv":
             s = op.stride
             offs = [c * src.plane + dy * src.Wp + dx for c, dy, dx in op.leaves.tolist()]
             cell = em.cell(f"cell{i}", op, offs, dst.plane, pooled=p > 1)
@@ -275,11 +462,13 @@ def generate(net: ir.Netlist, prefix: str = "dl", chunk_gates: int = CHUNK_GATES
                 f"        out[c * {dst.plane} + (i + {dst.pad}) * {dst.Wp} + j + {dst.pad}] = acc;\n"
                 f"      }}\n}}\n")
         calls.append(f"  op{i}(ws, t);")
+        loc = identity_loc(dst)
+    ws_words = arena[0]
     n_tmp = em.max_tmp
     last = bufs[-1]
     if last.pad:
         raise AssertionError("final buffer must not be padded")
-    if last.words != net.head.in_features:
+    if len(loc) != net.head.in_features:
         raise ValueError(f"netlist produces {last.words} features but GroupSum expects {net.head.in_features}")
     k = net.head.k
     group = net.head.in_features // k
@@ -306,7 +495,7 @@ def generate(net: ir.Netlist, prefix: str = "dl", chunk_gates: int = CHUNK_GATES
         f"#define DL_N_IN {net.n_inputs}",
         f"#define DL_IN_WORDS {ib.words}",
         f"#define DL_WS_WORDS {ws_words + n_tmp}",
-        f"#define DL_OUT_OFF {last.off}",
+        f"#define DL_ZERO_WORDS {real_words}   /* the real buffers; every other word is written before it is read */",
         f"#define DL_K {k}", f"#define DL_GROUP {group}", f"#define DL_NB {nb}",
         f"#define DL_HAS_ENCODER {1 if enc is not None else 0}",
     ]
@@ -315,7 +504,7 @@ def generate(net: ir.Netlist, prefix: str = "dl", chunk_gates: int = CHUNK_GATES
         hw = int(np.prod(enc.in_shape[1:])) if len(enc.in_shape) > 1 else 1
         lines += [f"#define DL_IN_C {C}", f"#define DL_T {T}", f"#define DL_IN_HW {hw}",
                   "static const int16_t dl_cut[] = {" + ",".join(map(str, enc.u8_cutoffs.reshape(-1).tolist())) + "};"]
-    gs_idx, gs_start, gs_ones = _group_sum_tables(net, k, group)
+    gs_idx, gs_start, gs_ones = _group_sum_tables(net, k, group, loc)
     lines += ["static const int32_t dl_gs_idx[] = {" + ",".join(map(str, gs_idx)) + "};",
               "static const int32_t dl_gs_start[] = {" + ",".join(map(str, gs_start)) + "};",
               "static const int32_t dl_gs_ones[] = {" + ",".join(map(str, gs_ones)) + "};"]
@@ -485,15 +674,15 @@ _BUILD_LOCK = threading.Lock()
 
 
 def build_shared(src: str, hdr: str, *, opt_level: int = 2, cc: str | None = None,
-                 lanes: int = DEFAULT_LANES, native: bool = True, extra_flags=()) -> Path:
+                 lanes: int | None = DEFAULT_LANES, native: bool = True, extra_flags=()) -> Path:
     """Compile to a shared library, cached by content hash; returns the .so path."""
     if opt_level not in (0, 1, 2, 3):
         raise ValueError(f"opt_level must be 0, 1, 2 or 3, got {opt_level!r}")
-    if lanes not in (1, 2, 4, 8):
-        raise ValueError(f"lanes must be 1, 2, 4 or 8 (x 64 samples per word), got {lanes!r}")
+    if lanes not in (None, 1, 2, 4, 8):
+        raise ValueError(f"lanes must be None (automatic), 1, 2, 4 or 8 (x 64 samples per word), got {lanes!r}")
     compiler = find_compiler(cc)
-    flags = [f"-O{opt_level}", "-std=gnu99", "-fPIC", "-shared", "-pthread", f"-DDL_LANES={lanes}",
-             *extra_flags]
+    flags = [f"-O{opt_level}", "-std=gnu99", "-fPIC", "-shared", "-pthread",
+             *([f"-DDL_LANES={lanes}"] if lanes else []), *extra_flags]
     if native:
         flags.append("-march=native")
     key = hashlib.sha256("\0".join([src, hdr, compiler, *flags]).encode()).hexdigest()[:24]
@@ -530,8 +719,8 @@ class CompiledNet:
     """
 
     def __init__(self, netlist_or_model, opt_level: int = 2, cc: str | None = None,
-                 threads: int | None = None, lanes: int = DEFAULT_LANES, optimize: bool | None = None,
-                 native: bool = True, chunk_gates: int = CHUNK_GATES):
+                 threads: int | None = None, lanes: int | None = DEFAULT_LANES, optimize: bool | None = None,
+                 native: bool = True, chunk_gates: int = CHUNK_GATES, extra_flags=()):
         from ..compiler.harden import harden as _harden
         from ..compiler.passes import optimize as _optimize
         if isinstance(netlist_or_model, ir.Netlist):
@@ -545,7 +734,7 @@ class CompiledNet:
             raise ValueError(f"threads must be >= 1, got {threads!r}")
         self.source, self.header = generate(net, chunk_gates=chunk_gates, header_name="dl.h")
         self.so_path = build_shared(self.source, self.header, opt_level=opt_level, cc=cc, lanes=lanes,
-                                    native=native)
+                                    native=native, extra_flags=tuple(extra_flags))
         self._lib = ctypes.CDLL(str(self.so_path))
         for fn in ("dl_scores_u8", "dl_scores_bits", "dl_predict_u8"):
             f = getattr(self._lib, fn)

@@ -1,7 +1,11 @@
 /* ---- difflogic C runtime, part 2: batching, input packing, GroupSum, threads ----
  * Needs from the generated part: DL_N_IN, DL_IN_C, DL_IN_HW, DL_T, DL_K, DL_GROUP, DL_NB,
- * DL_WS_WORDS, DL_IN_WORDS, DL_OUT_OFF, dl_in_off[], dl_cut[] (when DL_HAS_ENCODER),
- * dl_gs_idx[] / dl_gs_start[] / dl_gs_ones[] (GroupSum feature lists) and dl_run_ops(ws).  No global mutable state: every call owns its workspace. */
+ * DL_WS_WORDS, DL_ZERO_WORDS, DL_IN_WORDS, dl_in_off[], dl_cut[] (when DL_HAS_ENCODER),
+ * dl_gs_idx[] / dl_gs_start[] / dl_gs_ones[] (GroupSum: workspace words per class) and dl_run_ops(ws).  No global mutable state: every call owns its workspace. */
+/* input tile: 16 x DL_BLOCK bytes for dl_pack, (DL_PACK_SPAN + 64) x DL_BLOCK / 8 for
+ * dl_pack_bits (DL_PACK_SPAN: features per pass, a multiple of 64) */
+#define DL_PACK_SPAN 512
+#define DL_TILE_BYTES ((DL_PACK_SPAN + 64) * (DL_BLOCK / 8))
 typedef struct {
     const uint8_t* src;      /* images (n, C, H, W) uint8 or bits (n, N_IN) 0/1 */
     size_t n;
@@ -127,10 +131,69 @@ static void dl_pack(const uint8_t* src, size_t nv, size_t C, size_t HW, size_t T
     }
 }
 
+#if defined(__GNUC__)
+/* Pre-encoded 0/1 bytes: 8 samples' rows are OR-ed into one row of bytes first (byte j of
+ * sample 8g+i shifted left by i: byte j then holds feature j of those 8 samples, bit i =
+ * sample 8g+i), 64 features per vector op, so the byte transpose that follows moves 8x less
+ * data than transposing the bytes themselves.  Any nonzero byte counts as 1. */
+typedef uint8_t dl_v64b __attribute__((vector_size(64)));
+typedef uint64_t dl_v64q __attribute__((vector_size(64)));
+static void dl_pack_bits(const uint8_t* src, size_t nv, dl_word* in, uint8_t* tile) {
+    enum { G = DL_BLOCK / 8 };   /* groups of 8 samples = bytes per word */
+    uint8_t* rows = tile;                          /* [chunk][group g][feature j of chunk] */
+    uint8_t* cols = tile + G * DL_PACK_SPAN;       /* 64 x G: feature j = the word's bytes */
+    for (size_t p1 = 0; p1 < DL_N_IN; p1 += DL_PACK_SPAN) {
+        const size_t span = DL_N_IN - p1 < DL_PACK_SPAN ? DL_N_IN - p1 : DL_PACK_SPAN;
+        /* group-major: each group reads its 8 rows' span sequentially (prefetch friendly) */
+        for (size_t g = 0; g < G; g++) {
+            for (size_t c = 0; c * 64 < span; c++) {
+                const size_t np = span - c * 64 < 64 ? span - c * 64 : 64;
+                const uint8_t* q = src + g * 8 * (size_t)DL_N_IN + p1 + c * 64;
+                dl_v64q acc = {0};
+                if (np == 64 && g * 8 + 8 <= nv) {
+                    for (size_t i = 0; i < 8; i++) {
+                        dl_v64b r;
+                        memcpy(&r, q + i * DL_N_IN, 64);
+                        acc |= (dl_v64q)((dl_v64b)(r != 0) & 1) << i;
+                    }
+                } else {
+                    for (size_t i = 0; i < 8 && g * 8 + i < nv; i++) {
+                        dl_v64b r = {0};
+                        memcpy(&r, q + i * DL_N_IN, np);
+                        acc |= (dl_v64q)((dl_v64b)(r != 0) & 1) << i;
+                    }
+                }
+                memcpy(rows + (c * G + g) * 64, &acc, 64);
+            }
+        }
+        for (size_t c = 0; c * 64 < span; c++) {
+            const size_t np = span - c * 64 < 64 ? span - c * 64 : 64;
+            const uint8_t* r = rows + c * G * 64;
+#if defined(__SSE2__)
+            if (G % 16 == 0) {
+                for (size_t g0 = 0; g0 < G; g0 += 16)
+                    for (size_t j0 = 0; j0 < np; j0 += 16)
+                        dl_transpose16(r + g0 * 64 + j0, 64, cols + j0 * G + g0, G);
+            } else
+#endif
+            {
+                for (size_t g = 0; g < G; g++)
+                    for (size_t j = 0; j < np; j++) cols[j * G + g] = r[g * 64 + j];
+            }
+            for (size_t j = 0; j < np; j++) memcpy(in + dl_in_off[p1 + c * 64 + j], cols + j * G, G);
+        }
+    }
+}
+#endif
+
 static void dl_pack_block(const dl_job* job, size_t b0, size_t nv, dl_word* in, uint8_t* tile) {
     if (job->is_bits) {
+#if defined(__GNUC__)
+        dl_pack_bits(job->src + b0 * (size_t)DL_N_IN, nv, in, tile);
+#else
         static const int16_t one = 1;
         dl_pack(job->src + b0 * (size_t)DL_N_IN, nv, 1, DL_N_IN, 1, &one, in, tile);
+#endif
     } else {
 #if DL_HAS_ENCODER
         dl_pack(job->src + b0 * (size_t)(DL_IN_C * DL_IN_HW), nv, DL_IN_C, DL_IN_HW, DL_T, dl_cut, in, tile);
@@ -184,32 +247,65 @@ static void dl_group_sum(const dl_word* feats, dl_word* cnt, int32_t* counts, si
         c[0] = ones; c[1] = twos; c[2] = fours; c[3] = eights;
         for (; i < n; i++) dl_ripple(c, 0, feats[idx[i]]);
     }
-    /* read the bit planes back: per class and 64-sample lane, a loop the compiler vectorizes */
+    /* read the bit planes back, 64 samples (one lane) at a time: per class, count(s) =
+     * ones + sum_j bit s of plane j << j, built in registers (AVX-512: one masked add per
+     * 16 samples and plane; GCC vectors: 8 samples per vector op), written class-major to
+     * a small tile, then transposed into the sample-major (n, K) output */
+    int32_t tile[DL_K * 64];
     for (size_t lane = 0; lane * 64 < nv; lane++) {
         const size_t ns = nv - lane * 64 < 64 ? nv - lane * 64 : 64;
         for (size_t k = 0; k < DL_K; k++) {
-            int32_t acc[64];
+            int32_t* acc = tile + k * 64;
+#if defined(__AVX512F__)
+            __m512i a0 = _mm512_set1_epi32(dl_gs_ones[k]), a1 = a0, a2 = a0, a3 = a0;
+            for (int j = 0; j < DL_NB; j++) {
+                const uint64_t w = DL_LANE(cnt, k * DL_NB + j, lane);
+                const __m512i c = _mm512_set1_epi32((int32_t)(1u << j));
+                a0 = _mm512_mask_add_epi32(a0, (__mmask16)w, a0, c);
+                a1 = _mm512_mask_add_epi32(a1, (__mmask16)(w >> 16), a1, c);
+                a2 = _mm512_mask_add_epi32(a2, (__mmask16)(w >> 32), a2, c);
+                a3 = _mm512_mask_add_epi32(a3, (__mmask16)(w >> 48), a3, c);
+            }
+            _mm512_storeu_si512((void*)acc, a0);
+            _mm512_storeu_si512((void*)(acc + 16), a1);
+            _mm512_storeu_si512((void*)(acc + 32), a2);
+            _mm512_storeu_si512((void*)(acc + 48), a3);
+#elif defined(__GNUC__)
+            typedef int32_t dl_v8i __attribute__((vector_size(32)));
+            const dl_v8i sh = {0, 1, 2, 3, 4, 5, 6, 7};
+            for (int g = 0; g < 8; g++) {
+                dl_v8i a = (dl_v8i){0} + dl_gs_ones[k];
+                for (int j = 0; j < DL_NB; j++) {
+                    const int32_t byte = (int32_t)((DL_LANE(cnt, k * DL_NB + j, lane) >> (8 * g)) & 255);
+                    a += (((dl_v8i){0} + byte) >> sh & 1) << j;
+                }
+                memcpy(acc + 8 * g, &a, sizeof a);
+            }
+#else
             for (int s = 0; s < 64; s++) acc[s] = dl_gs_ones[k];
             for (int j = 0; j < DL_NB; j++) {
                 const uint64_t w = DL_LANE(cnt, k * DL_NB + j, lane);
                 for (int s = 0; s < 64; s++) acc[s] += (int32_t)((w >> s) & 1) << j;
             }
-            int32_t* out = counts + lane * 64 * DL_K + k;
-            for (size_t s = 0; s < ns; s++) out[s * DL_K] = acc[s];
+#endif
         }
+        int32_t* out = counts + lane * 64 * DL_K;
+        for (size_t s = 0; s < ns; s++)
+            for (size_t k = 0; k < DL_K; k++) out[s * DL_K + k] = tile[k * 64 + s];
     }
 }
 
 static void* dl_worker(void* arg) {
     dl_job* job = (dl_job*)arg;
     void* mem = NULL;
-    if (posix_memalign(&mem, 64, sizeof(dl_word) * (DL_WS_WORDS + DL_K * DL_NB) + 16 * DL_BLOCK) != 0) {
+    if (posix_memalign(&mem, 64, sizeof(dl_word) * (DL_WS_WORDS + DL_K * DL_NB) + DL_TILE_BYTES) != 0) {
         job->status = -1;
         return NULL;
     }
     dl_word* ws = (dl_word*)mem;
-    /* zero once: the borders of padded buffers are never written, so they stay 0 */
-    memset(mem, 0, sizeof(dl_word) * (DL_WS_WORDS + DL_K * DL_NB) + 16 * DL_BLOCK);
+    /* zero once: the borders of padded buffers and constant-0 outputs are never written, so
+     * they stay 0; gate words, counters and the tile are always written before being read */
+    memset(mem, 0, sizeof(dl_word) * DL_ZERO_WORDS);
     dl_word* cnt = ws + DL_WS_WORDS;
     uint8_t* tile = (uint8_t*)(cnt + DL_K * DL_NB);
     const size_t nblocks = (job->n + DL_BLOCK - 1) / DL_BLOCK;
@@ -218,7 +314,7 @@ static void* dl_worker(void* arg) {
         const size_t nv = job->n - b0 < DL_BLOCK ? job->n - b0 : DL_BLOCK;
         dl_pack_block(job, b0, nv, ws, tile);
         dl_run_ops(ws);
-        dl_group_sum(ws + DL_OUT_OFF, cnt, job->counts + b0 * DL_K, nv);
+        dl_group_sum(ws, cnt, job->counts + b0 * DL_K, nv);
     }
     free(mem);
     job->status = 0;
