@@ -55,44 +55,55 @@ void expect_shape(const py::array& a, const char* name, std::initializer_list<in
     }
 }
 
+// Relaxed dense kernels, feature-major (see cpu/dense.h): xt (in, N), yt (out, N).
 template <typename T>
-void dense_forward(const Arr<T>& x, const Arr<int32_t>& a, const Arr<int32_t>& b,
-                   const Arr<T>& coeffs, Arr<T>& y, int nthreads) {
-    expect_shape(x, "x", {-1, -1});
-    const int64_t N = x.shape(0), in = x.shape(1), out = a.size();
+void dense_forward(const Arr<T>& xt, const Arr<int32_t>& a, const Arr<int32_t>& b,
+                   const Arr<T>& coeffs, Arr<T>& yt, int nthreads) {
+    expect_shape(xt, "xt", {-1, -1});
+    const int64_t in = xt.shape(0), N = xt.shape(1), out = a.size();
     expect_shape(a, "a", {out});
     expect_shape(b, "b", {out});
     expect_shape(coeffs, "coeffs", {out, 4});
-    expect_shape(y, "y", {N, out});
+    expect_shape(yt, "yt", {out, N});
     dl::check_index(a.data(), out, in, "a");
     dl::check_index(b.data(), out, in, "b");
-    T* yp = y.mutable_data();
+    T* yp = yt.mutable_data();
     py::gil_scoped_release nogil;
-    dl::dense_forward<T>(x.data(), a.data(), b.data(), coeffs.data(), yp, N, in, out, nthreads);
+    dl::dense_forward<T>(xt.data(), a.data(), b.data(), coeffs.data(), yp, N, in, out, nthreads);
 }
 
 template <typename T>
-void dense_backward(const Arr<T>& x, const Arr<int32_t>& a, const Arr<int32_t>& b,
-                    const Arr<T>& coeffs, const Arr<T>& grad_y, std::optional<Arr<T>> grad_x,
+void dense_backward(const Arr<T>& xt, const Arr<int32_t>& a, const Arr<int32_t>& b,
+                    const Arr<T>& coeffs, const Arr<T>& grad_yt, std::optional<Arr<T>> grad_xt,
                     Arr<T>& grad_coeffs, int nthreads) {
-    expect_shape(x, "x", {-1, -1});
-    const int64_t N = x.shape(0), in = x.shape(1), out = a.size();
+    expect_shape(xt, "xt", {-1, -1});
+    const int64_t in = xt.shape(0), N = xt.shape(1), out = a.size();
     expect_shape(a, "a", {out});
     expect_shape(b, "b", {out});
     expect_shape(coeffs, "coeffs", {out, 4});
-    expect_shape(grad_y, "grad_y", {N, out});
+    expect_shape(grad_yt, "grad_yt", {out, N});
     expect_shape(grad_coeffs, "grad_coeffs", {out, 4});
     T* gx = nullptr;
-    if (grad_x) {
-        expect_shape(*grad_x, "grad_x", {N, in});
-        gx = grad_x->mutable_data();
+    if (grad_xt) {
+        expect_shape(*grad_xt, "grad_xt", {in, N});
+        gx = grad_xt->mutable_data();
     }
     dl::check_index(a.data(), out, in, "a");
     dl::check_index(b.data(), out, in, "b");
     T* gc = grad_coeffs.mutable_data();
     py::gil_scoped_release nogil;
-    dl::dense_backward<T>(x.data(), a.data(), b.data(), coeffs.data(), grad_y.data(), gx, gc, N,
+    dl::dense_backward<T>(xt.data(), a.data(), b.data(), coeffs.data(), grad_yt.data(), gx, gc, N,
                           in, out, nthreads);
+}
+
+template <typename T>
+void transpose(const Arr<T>& src, Arr<T>& dst, int nthreads) {
+    expect_shape(src, "src", {-1, -1});
+    const int64_t rows = src.shape(0), cols = src.shape(1);
+    expect_shape(dst, "dst", {cols, rows});
+    T* dp = dst.mutable_data();
+    py::gil_scoped_release nogil;
+    dl::transpose_copy<T>(src.data(), dp, rows, cols, nthreads);
 }
 
 void dense_hard(const Arr<uint8_t>& x, const Arr<int32_t>& a, const Arr<int32_t>& b,
@@ -162,10 +173,13 @@ void tcp_backward(const Arr<T>& x, const Arr<int32_t>& leaf_c, const Arr<int32_t
         if (!argmax) throw std::invalid_argument("argmax is required when pool > 1");
         expect_shape(*argmax, "argmax", {g.N, g.K, g.Hq, g.Wq});
         am = argmax->data();
+        // branch-free maximum (vectorises): this check runs with the GIL held on every call,
+        // and an early-exit loop over the ~1M entries of a LogicTreeNet-S layer cost ~0.6 ms
         const int64_t n = argmax->size();
-        for (int64_t i = 0; i < n; ++i)
-            if (am[i] >= pool * pool)
-                throw std::invalid_argument("argmax contains an index outside the pool window");
+        uint8_t top = 0;
+        for (int64_t i = 0; i < n; ++i) top = std::max(top, am[i]);
+        if (n > 0 && int64_t(top) >= pool * pool)
+            throw std::invalid_argument("argmax contains an index outside the pool window");
     }
     T* gx = nullptr;
     if (grad_x) {
@@ -193,12 +207,14 @@ void tcp_hard(const Arr<uint8_t>& x, const Arr<int32_t>& leaf_c, const Arr<int32
 
 template <typename T>
 void register_float(py::module_& m) {
-    m.def("dense_forward", &dense_forward<T>, py::arg("x").noconvert(), py::arg("a").noconvert(),
-          py::arg("b").noconvert(), py::arg("coeffs").noconvert(), py::arg("y").noconvert(),
+    m.def("dense_forward", &dense_forward<T>, py::arg("xt").noconvert(), py::arg("a").noconvert(),
+          py::arg("b").noconvert(), py::arg("coeffs").noconvert(), py::arg("yt").noconvert(),
           py::arg("nthreads"));
-    m.def("dense_backward", &dense_backward<T>, py::arg("x").noconvert(), py::arg("a").noconvert(),
-          py::arg("b").noconvert(), py::arg("coeffs").noconvert(), py::arg("grad_y").noconvert(),
-          py::arg("grad_x").noconvert().none(true), py::arg("grad_coeffs").noconvert(),
+    m.def("dense_backward", &dense_backward<T>, py::arg("xt").noconvert(), py::arg("a").noconvert(),
+          py::arg("b").noconvert(), py::arg("coeffs").noconvert(), py::arg("grad_yt").noconvert(),
+          py::arg("grad_xt").noconvert().none(true), py::arg("grad_coeffs").noconvert(),
+          py::arg("nthreads"));
+    m.def("transpose", &transpose<T>, py::arg("src").noconvert(), py::arg("dst").noconvert(),
           py::arg("nthreads"));
     m.def("tree_conv_pool_forward", &tcp_forward<T>, py::arg("x").noconvert(),
           py::arg("leaf_c").noconvert(), py::arg("leaf_dy").noconvert(), py::arg("leaf_dx").noconvert(),

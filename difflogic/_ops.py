@@ -139,26 +139,51 @@ def _np(t: torch.Tensor):
 
 
 # ------------------------------------------------------------------ dense
+# The native dense kernels are feature-major (difflogic/csrc/cpu/dense.cpp): they read x^T
+# (in, N) and write y^T (out, N).  So the layer returns y as an (N, out) tensor with strides
+# (1, N) -- its .t() is the kernel's contiguous output -- and accepts such tensors without a
+# copy: a stack of dense layers never transposes a batch, forward or backward (gradients come
+# back in the same layout).  Only inputs in the ordinary row-major layout (the first dense layer
+# after a flatten, the gradient from a group sum) are transposed once.
+def _feature_major(t: torch.Tensor, nthreads: int) -> torch.Tensor:
+    """(N, F) tensor -> its transpose (F, N) as a C-contiguous tensor, a view when possible."""
+    tt = t.t()
+    if tt.is_contiguous():
+        return tt
+    if t.is_contiguous():
+        out = torch.empty(tt.shape, dtype=t.dtype)
+        _C.transpose(t.numpy(), out.numpy(), nthreads)
+        return out
+    return tt.contiguous()
+
+
+def _batch_major_empty(N: int, F: int, dtype) -> torch.Tensor:
+    """Uninitialised (N, F) tensor with strides (1, N): its .t() is a contiguous (F, N) buffer."""
+    return torch.empty_strided((N, F), (1, N), dtype=dtype)
+
+
 class _DenseFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, a32, b32, coeffs):
-        x = x.contiguous()
         coeffs = coeffs.contiguous()
-        y = torch.empty(x.shape[0], a32.shape[0], dtype=x.dtype)
-        _C.dense_forward(_np(x), a32.numpy(), b32.numpy(), _np(coeffs), y.numpy(),
-                         _nthreads(y.numel()))
-        ctx.save_for_backward(x, a32, b32, coeffs)
+        N, out = x.shape[0], a32.shape[0]
+        nt = _nthreads(N * out)
+        xt = _feature_major(x.detach(), nt)
+        y = _batch_major_empty(N, out, x.dtype)
+        _C.dense_forward(xt.numpy(), a32.numpy(), b32.numpy(), _np(coeffs), y.t().numpy(), nt)
+        ctx.save_for_backward(xt, a32, b32, coeffs)
         return y
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_y):
-        x, a32, b32, coeffs = ctx.saved_tensors
-        grad_y = grad_y.contiguous().to(x.dtype)
-        gx = torch.empty_like(x) if ctx.needs_input_grad[0] else None
+        xt, a32, b32, coeffs = ctx.saved_tensors
+        nt = _nthreads(grad_y.numel())
+        gyt = _feature_major(grad_y.detach().to(xt.dtype), nt)
+        gx = _batch_major_empty(xt.shape[1], xt.shape[0], xt.dtype) if ctx.needs_input_grad[0] else None
         gc = torch.empty_like(coeffs)
-        _C.dense_backward(_np(x), a32.numpy(), b32.numpy(), _np(coeffs), _np(grad_y),
-                          None if gx is None else gx.numpy(), gc.numpy(), _nthreads(grad_y.numel()))
+        _C.dense_backward(xt.numpy(), a32.numpy(), b32.numpy(), _np(coeffs), gyt.numpy(),
+                          None if gx is None else gx.t().numpy(), gc.numpy(), nt)
         return gx, None, None, (gc if ctx.needs_input_grad[3] else None)
 
 

@@ -83,6 +83,65 @@ def test_dense_grad_of_coeffs_only():
     torch.testing.assert_close(g1, g2, **TOL[torch.float32])
 
 
+@native
+def test_dense_feature_major_chain_and_layouts():
+    """The native dense op returns (N, out) tensors with strides (1, N) (its kernels are
+    feature-major) and takes them as input without a copy; a chain of layers, a row-major
+    input, a non-contiguous input and an expanded (stride-0) gradient must all match the
+    reference."""
+    gen = torch.Generator().manual_seed(3)
+    N, sizes = 37, (50, 80, 64, 20)
+    wires = [rand_wiring(i, o, gen, same_every=5) for i, o in zip(sizes[:-1], sizes[1:])]
+    cs = [relaxed_coeffs((o,), torch.float64, gen) for o in sizes[1:]]
+    x0 = torch.rand(N, 2 * sizes[0], generator=gen, dtype=torch.float64)[:, ::2]  # non-contiguous
+
+    def run(impl):
+        x = x0.clone().requires_grad_(True)
+        c = [t.clone().requires_grad_(True) for t in cs]
+        h = x
+        for (a, b), ci in zip(wires, c):
+            h = impl(h, a, b, ci)
+        loss = h.sum(0)  # backward hands the last layer an expanded (stride 0) gradient
+        (loss * torch.arange(1.0, sizes[-1] + 1, dtype=torch.float64)).sum().backward()
+        return h, x.grad, [ci.grad for ci in c]
+
+    y, gx, gc = run(lambda h, a, b, c: _ops.dense(h, a, b, c, backend="native"))
+    y_r, gx_r, gc_r = run(F.dense_reference)
+    assert y.shape == (N, sizes[-1]) and y.stride() == (1, N)
+    torch.testing.assert_close(y, y_r, **TOL[torch.float64])
+    torch.testing.assert_close(gx, gx_r, **TOL[torch.float64])
+    for g, r in zip(gc, gc_r):
+        torch.testing.assert_close(g, r, **TOL[torch.float64])
+    # row-major input (a fresh contiguous tensor): same values
+    xr = x0.contiguous()
+    torch.testing.assert_close(_ops.dense(xr, *wires[0], cs[0], backend="native"),
+                               F.dense_reference(xr, *wires[0], cs[0]), **TOL[torch.float64])
+
+
+@native
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_dense_results_do_not_depend_on_thread_count(monkeypatch, dtype):
+    """The backward splits the batch into per-thread column blocks (>= 64 samples each);
+    batch 200 with 1, 2 and 3 threads covers one, two and three blocks with a ragged tail."""
+    monkeypatch.setattr(_ops, "_SERIAL_WORK", 0)
+    gen = torch.Generator().manual_seed(4)
+    N, n_in, n_out = 200, 96, 150
+    x = torch.rand(N, n_in, generator=gen, dtype=torch.float64).to(dtype)
+    a, b = rand_wiring(n_in, n_out, gen, same_every=4)
+    c = relaxed_coeffs((n_out,), dtype, gen)
+    gy = torch.randn(N, n_out, generator=gen, dtype=torch.float64).to(dtype)
+    ref = grads(lambda x, c: F.dense_reference(x, a, b, c), x, c, gy)
+    old = torch.get_num_threads()
+    try:
+        for nt in (1, 2, 3):
+            torch.set_num_threads(nt)
+            got = grads(lambda x, c: _ops.dense(x, a, b, c, backend="native"), x, c, gy)
+            for g, r, name in zip(got, ref, ("y", "grad_x", "grad_coeffs")):
+                torch.testing.assert_close(g, r, **TOL[dtype], msg=lambda m: f"{nt} threads, {name}: {m}")
+    finally:
+        torch.set_num_threads(old)
+
+
 # ----------------------------------------------------------------------------- tree conv + pool
 # (N, C, H, W, K, depth, (kh, kw), stride, padding, pool)
 TREE_CASES = [

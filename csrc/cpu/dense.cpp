@@ -1,11 +1,15 @@
-// Dense kernels.  Layout strategy (measured on the LogicTreeNet-S dense shapes):
-//  * x is transposed once to feature-major xt (in, N): each gate then reads two contiguous
-//    batch rows, so the per-gate loop vectorises with plain loads (no gathers).
-//  * forward computes a tile of JB gates x NB samples into an L1 buffer and stores it back
-//    row-major, one cache line of outputs per sample.
-//  * backward splits the *batch* into one column block per thread: every thread owns its
-//    columns of grad_xt (no atomics, no races) and keeps private grad_coeffs sums (double)
-//    that are reduced at the end.
+// Dense kernels.  Layout strategy (measured on the LogicTreeNet-S dense shapes, batch 128):
+//  * the relaxed kernels work *feature-major*: xt (in, N), yt (out, N), gyt, gxt.  Each gate
+//    then reads two contiguous batch rows and writes one, so the per-gate loop vectorises with
+//    plain loads and stores (no gathers), and consecutive dense layers hand each other
+//    feature-major tensors without any transpose (difflogic/_ops.py returns (N, out) tensors
+//    with strides (1, N)).  Transposing (N, 40960) batches in and out cost more than the gates.
+//  * rows picked by the random wiring are prefetched a few gates ahead.
+//  * backward splits the *batch* into one column block per thread (>= 64 samples each): every
+//    thread owns its columns of gxt (no atomics, no races); per-gate coefficient sums are
+//    per-block partials, summed in double across blocks at the end.
+//  * the hard (uint8) forward keeps the (N, in) -> (N, out) layout of the eval path: it
+//    transposes once and evaluates tiles of gates x samples.
 #include "dense.h"
 
 #include "common.h"
@@ -42,61 +46,84 @@ void dense_tiles(const T* xt, int64_t N, int64_t out, const int32_t* a, const in
 
 }  // namespace
 
+// Prefetch the first bytes of a batch row that a later gate reads: rows are picked at random by
+// the wiring, so the hardware prefetcher only follows a row once its first lines have missed.
 template <typename T>
-void dense_forward(const T* x, const int32_t* a, const int32_t* b, const T* coeffs, T* y,
+DL_INLINE void prefetch_row(const T* p, int64_t n) {
+#if defined(__GNUC__) || defined(__clang__)
+    const int64_t bytes = std::min<int64_t>(n * int64_t(sizeof(T)), 512);
+    for (int64_t o = 0; o < bytes; o += 64) __builtin_prefetch(reinterpret_cast<const char*>(p) + o);
+#else
+    (void)p; (void)n;
+#endif
+}
+
+constexpr int64_t kPrefetchGates = 4;  // gates ahead whose input rows are prefetched
+
+template <typename T>
+void dense_forward(const T* xt, const int32_t* a, const int32_t* b, const T* coeffs, T* yt,
                    int64_t N, int64_t in, int64_t out, int nthreads) {
+    (void)in;
     if (N == 0 || out == 0) return;
-    Scratch<T> xt(size_t(in * N));
-    transpose(x, xt.data(), N, in, nthreads);
-    dense_tiles(xt.data(), N, out, a, b, y, nthreads,
-                [coeffs](int64_t j, const T* xa, const T* xb, T* d, int64_t n) {
-                    const T c0 = coeffs[4 * j], c1 = coeffs[4 * j + 1], c2 = coeffs[4 * j + 2],
-                            c3 = coeffs[4 * j + 3];
-                    DL_SIMD
-                    for (int64_t i = 0; i < n; ++i) d[i] = c0 + c1 * xa[i] + (c2 + c3 * xa[i]) * xb[i];
-                });
+#pragma omp parallel for num_threads(DL_OMP_THREADS(nthreads)) schedule(static) if (out * N > 65536)
+    for (int64_t j = 0; j < out; ++j) {
+        if (j + kPrefetchGates < out) {
+            prefetch_row(xt + int64_t(a[j + kPrefetchGates]) * N, N);
+            prefetch_row(xt + int64_t(b[j + kPrefetchGates]) * N, N);
+        }
+        const T c0 = coeffs[4 * j], c1 = coeffs[4 * j + 1], c2 = coeffs[4 * j + 2], c3 = coeffs[4 * j + 3];
+        const T* DL_RESTRICT xa = xt + int64_t(a[j]) * N;
+        const T* DL_RESTRICT xb = xt + int64_t(b[j]) * N;
+        T* DL_RESTRICT d = yt + j * N;
+        DL_SIMD
+        for (int64_t i = 0; i < N; ++i) d[i] = c0 + c1 * xa[i] + (c2 + c3 * xa[i]) * xb[i];
+    }
 }
 
 template <typename T>
-void dense_backward(const T* x, const int32_t* a, const int32_t* b, const T* coeffs,
-                    const T* grad_y, T* grad_x, T* grad_coeffs, int64_t N, int64_t in,
-                    int64_t out, int nthreads) {
+void dense_backward(const T* xt, const int32_t* a, const int32_t* b, const T* coeffs,
+                    const T* gyt, T* gxt, T* grad_coeffs, int64_t N, int64_t in, int64_t out,
+                    int nthreads) {
     if (out == 0) return;
     if (N == 0) {
         std::fill(grad_coeffs, grad_coeffs + 4 * out, T(0));
-        if (grad_x) std::fill(grad_x, grad_x + N * in, T(0));
         return;
     }
-    Scratch<T> xt(size_t(in * N)), gyt(size_t(out * N)), gxt(grad_x ? size_t(in * N) : 1);
-    transpose(x, xt.data(), N, in, nthreads);
-    transpose(grad_y, gyt.data(), N, out, nthreads);
-    if (grad_x) gxt.zero(size_t(in * N), nthreads);
     const int nt = std::max(1, nthreads);
-    // column blocks: multiples of 16 elements so threads never share a cache line of grad_xt;
-    // twice as many blocks as threads (dynamic schedule), so a thread that the OS preempts on a
-    // busy machine does not hold the others at the closing barrier for half the work
+    // column blocks of the batch, one per thread: a thread owns its columns of grad_xt (no
+    // atomics); blocks are multiples of 16 elements (no shared cache lines) and at least 64
+    // long, so the per-gate set-up and the four reductions stay small next to the row work.
     const int64_t units = (N + 15) / 16;
-    const int64_t nblk = std::min<int64_t>(nt == 1 ? 1 : 2 * nt, units);
+    const int64_t nblk = std::max<int64_t>(1, std::min<int64_t>(nt, units / 4));
     const int64_t chunk = ((units + nblk - 1) / nblk) * 16;
-    Scratch<double> acc(size_t(nblk * out * 4));
-    acc.zero(size_t(nblk * out * 4), 1);
-    T* gxt_p = grad_x ? gxt.data() : nullptr;
-    const T* xt_p = xt.data();
-    const T* gyt_p = gyt.data();
-#pragma omp parallel for num_threads(DL_OMP_THREADS(nthreads)) schedule(dynamic, 1)
+    Scratch<double> acc(nblk > 1 ? size_t(nblk * out * 4) : 1);
+#pragma omp parallel for num_threads(DL_OMP_THREADS(int(nblk))) schedule(static, 1)
     for (int64_t blk = 0; blk < nblk; ++blk) {
-        const int64_t n0 = blk * chunk, n1 = std::min(N, n0 + chunk), nn = n1 - n0;
-        double* ac = acc.data() + blk * out * 4;
-        if (nn <= 0) continue;
+        const int64_t n0 = blk * chunk, n1 = std::min(N, n0 + chunk), nn = std::max<int64_t>(0, n1 - n0);
+        if (gxt && nn == N) {
+            std::memset(static_cast<void*>(gxt), 0, size_t(in * N) * sizeof(T));
+        } else if (gxt) {
+            for (int64_t r = 0; r < in; ++r) std::memset(static_cast<void*>(gxt + r * N + n0), 0, size_t(nn) * sizeof(T));
+        }
+        double* ac = nblk > 1 ? acc.data() + blk * out * 4 : nullptr;
         for (int64_t j = 0; j < out; ++j) {
+            if (j + kPrefetchGates < out) {
+                const int64_t ja = a[j + kPrefetchGates], jb = b[j + kPrefetchGates];
+                prefetch_row(xt + ja * N + n0, nn);
+                prefetch_row(xt + jb * N + n0, nn);
+                if (gxt) {
+                    prefetch_row(gxt + ja * N + n0, nn);
+                    prefetch_row(gxt + jb * N + n0, nn);
+                }
+            }
             const T c1 = coeffs[4 * j + 1], c2 = coeffs[4 * j + 2], c3 = coeffs[4 * j + 3];
-            const T* DL_RESTRICT g = gyt_p + j * N + n0;
-            const T* xa = xt_p + int64_t(a[j]) * N + n0;
-            const T* xb = xt_p + int64_t(b[j]) * N + n0;
+            const T* DL_RESTRICT g = gyt + j * N + n0;
+            const T* xa = xt + int64_t(a[j]) * N + n0;
+            const T* xb = xt + int64_t(b[j]) * N + n0;
             T s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-            if (gxt_p && a[j] != b[j]) {
-                T* DL_RESTRICT ga = gxt_p + int64_t(a[j]) * N + n0;
-                T* DL_RESTRICT gb = gxt_p + int64_t(b[j]) * N + n0;
+            if (gxt && a[j] != b[j]) {
+                T* DL_RESTRICT ga = gxt + int64_t(a[j]) * N + n0;
+                T* DL_RESTRICT gb = gxt + int64_t(b[j]) * N + n0;
                 DL_SIMD_REDUCE(s0, s1, s2, s3)
                 for (int64_t i = 0; i < nn; ++i) {
                     const T gv = g[i], A = xa[i], B = xb[i];
@@ -104,8 +131,8 @@ void dense_backward(const T* x, const int32_t* a, const int32_t* b, const T* coe
                     ga[i] += gv * (c1 + c3 * B);
                     gb[i] += gv * (c2 + c3 * A);
                 }
-            } else if (gxt_p) {  // a == b: both partial derivatives land on the same input
-                T* DL_RESTRICT ga = gxt_p + int64_t(a[j]) * N + n0;
+            } else if (gxt) {  // a == b: both partial derivatives land on the same input
+                T* DL_RESTRICT ga = gxt + int64_t(a[j]) * N + n0;
                 DL_SIMD_REDUCE(s0, s1, s2, s3)
                 for (int64_t i = 0; i < nn; ++i) {
                     const T gv = g[i], A = xa[i];
@@ -119,16 +146,27 @@ void dense_backward(const T* x, const int32_t* a, const int32_t* b, const T* coe
                     s0 += gv; s1 += gv * A; s2 += gv * B; s3 += gv * A * B;
                 }
             }
-            ac[4 * j] += s0; ac[4 * j + 1] += s1; ac[4 * j + 2] += s2; ac[4 * j + 3] += s3;
+            if (ac) {
+                ac[4 * j] = s0; ac[4 * j + 1] = s1; ac[4 * j + 2] = s2; ac[4 * j + 3] = s3;
+            } else {
+                grad_coeffs[4 * j] = s0; grad_coeffs[4 * j + 1] = s1;
+                grad_coeffs[4 * j + 2] = s2; grad_coeffs[4 * j + 3] = s3;
+            }
         }
     }
+    if (nblk > 1) {
 #pragma omp parallel for num_threads(DL_OMP_THREADS(nthreads)) schedule(static) if (out > 4096)
-    for (int64_t i = 0; i < 4 * out; ++i) {
-        double s = 0;
-        for (int64_t blk = 0; blk < nblk; ++blk) s += acc[blk * out * 4 + i];
-        grad_coeffs[i] = T(s);
+        for (int64_t i = 0; i < 4 * out; ++i) {
+            double s = 0;
+            for (int64_t blk = 0; blk < nblk; ++blk) s += acc[blk * out * 4 + i];
+            grad_coeffs[i] = T(s);
+        }
     }
-    if (grad_x) transpose(gxt.data(), grad_x, in, N, nthreads);
+}
+
+template <typename T>
+void transpose_copy(const T* src, T* dst, int64_t rows, int64_t cols, int nthreads) {
+    transpose(src, dst, rows, cols, nthreads);
 }
 
 void dense_hard(const uint8_t* x, const int32_t* a, const int32_t* b, const uint8_t* ops,
@@ -145,6 +183,8 @@ void dense_hard(const uint8_t* x, const int32_t* a, const int32_t* b, const uint
                 });
 }
 
+template void transpose_copy<float>(const float*, float*, int64_t, int64_t, int);
+template void transpose_copy<double>(const double*, double*, int64_t, int64_t, int);
 template void dense_forward<float>(const float*, const int32_t*, const int32_t*, const float*, float*,
                                    int64_t, int64_t, int64_t, int);
 template void dense_forward<double>(const double*, const int32_t*, const int32_t*, const double*,

