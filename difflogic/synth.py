@@ -61,6 +61,27 @@ def estimate_timing(depth: int, latency: int, *, ns_per_level: float = NS_PER_LE
     return out
 
 
+def _run_group(cmd, cwd, timeout, timeout_message):
+    """Run ``cmd`` in its own process group and kill the whole group on timeout: yosys runs
+    ABC as a child that inherits the output pipes, so killing yosys alone would leave ABC
+    running and ``subprocess.run`` waiting on the pipes forever."""
+    import os
+    import signal
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise RuntimeError(timeout_message) from None
+    except BaseException:  # Ctrl-C: do not leave ABC behind
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
 def synthesize(design_dir, *, lut: int = 6, fast: bool = False, timeout: float | None = None,
                ns_per_level: float = NS_PER_LEVEL, ns_overhead: float = NS_OVERHEAD) -> dict:
     """Run yosys on ``design_dir/difflogic_net.v``; returns (and writes ``synth_report.json``)
@@ -82,11 +103,8 @@ def synthesize(design_dir, *, lut: int = 6, fast: bool = False, timeout: float |
     for k in ("stat", "ltp"):
         (d / names[k]).unlink(missing_ok=True)
     t0 = time.perf_counter()
-    try:
-        p = subprocess.run([yosys, "-q", "-l", names["log"], "-s", names["script"]], cwd=d,
-                           capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise RuntimeError(f"yosys did not finish within {timeout} s (log: {d / names['log']})") from None
+    p = _run_group([yosys, "-q", "-l", names["log"], "-s", names["script"]], d, timeout,
+                   f"yosys did not finish within {timeout} s (log: {d / names['log']})")
     seconds = time.perf_counter() - t0
     if p.returncode != 0:
         raise RuntimeError(f"yosys failed (exit {p.returncode}); log: {d / names['log']}\n"
