@@ -4,7 +4,8 @@
 
 Measures: RTL generation time, Verilator and Icarus simulation time for 1,000 real test
 images (self-checking bench, bit-exact against the reference simulator), and yosys LUT6
-synthesis (LUTs, flip-flops, depth, time) of the combinational and a pipelined form.  The
+synthesis with ABC's fast script (LUTs, flip-flops, depth, time) of the combinational and a
+pipelined form.  The
 gate/LUT figures are stored in each benchmark's ``extra_info``.
 LogicTreeNet-S (CIFAR-10 shapes) is in benches/test_verilog_logictreenet.py.
 """
@@ -95,7 +96,7 @@ def test_verilog_yosys_lut6(benchmark, net, pipeline):
     from difflogic.synth import synthesize
     d = net["root"] / f"synth{pipeline}"
     info = V.export(net["nl"], d, pipeline=pipeline)
-    r = benchmark.pedantic(synthesize, args=(d,), rounds=1, iterations=1)
+    r = benchmark.pedantic(synthesize, args=(d,), kwargs={"fast": True}, rounds=1, iterations=1)
     benchmark.extra_info.update({
         "gates": info["gates"], "network_gates": info["network_gates"], "luts": r["luts"],
         "ffs": r["ffs"], "depth_luts": r["depth_luts"], "latency_cycles": r["latency_cycles"],
