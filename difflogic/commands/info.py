@@ -122,10 +122,11 @@ def run(args) -> int:
     if meta:
         keys = [k for k in ("dataset", "step", "epoch", "val_hard_acc") if k in meta]
         print("  trained: " + ", ".join(f"{k} {meta[k]}" for k in keys))
-    print(f"  {'#':>2}  {'layer':64s} {'in -> out':>28s} {'gates':>12s}")
+    w = max([5] + [len(r["layer"]) for r in layers])  # full layer repr: it is the architecture
+    print(f"  {'#':>2}  {'layer':{w}s} {'in -> out':>28s} {'gates':>12s}")
     for r in layers:
         shapes = f"{tuple(r['in_shape'])} -> {tuple(r['out_shape'])}"
-        print(f"  {r['index']:>2}  {r['layer'][:64]:64s} {shapes:>28s} {r['gates']:>12,}")
+        print(f"  {r['index']:>2}  {r['layer']:{w}s} {shapes:>28s} {r['gates']:>12,}")
     print(f"  total training gates: {result['gates']:,}")
     if compiled:
         for stage in ("hardened", "optimized"):
