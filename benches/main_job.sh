@@ -7,7 +7,9 @@
 #    (tree-conv blocks with OR pooling + a dense head; native C++ kernels),
 # 2. reports the hard (discretised) test accuracy of the best-validation checkpoint,
 # 3. exports it to bit-packed C and verifies that the compiled C computes exactly the
-#    same class scores as the PyTorch model (random inputs and real test images).
+#    same class scores as the PyTorch model (random inputs and real test images),
+# 4. builds the exported standalone C benchmark and reports images/s on 1 and all cores
+#    (the PyTorch hard-forward images/s is printed by step 2 for comparison).
 #
 # Environment: DATA_DIR (Fashion-MNIST IDX folder; default: the dataset-fashion-mnist package's
 # /usr/share/datasets/fashion-mnist or $DIFFLOGIC_DATA/fashion-mnist), THREADS (default: all
@@ -50,6 +52,14 @@ if "${DL[@]}" export --help >/dev/null 2>&1; then
   "${DL[@]}" export "$RUN/model.pt" --target c --out "$RUN/c"
   stage "verify the compiled C against PyTorch (bit-exact class scores)"
   "${DL[@]}" verify "$RUN/model.pt" --target c --dataset fashion-mnist "${data_args[@]}"
+  stage "benchmark the exported C (standalone binary from $RUN/c/Makefile, 65,536 images)"
+  if command -v make >/dev/null 2>&1; then
+    make -s -C "$RUN/c" bench
+    "$RUN/c/bench" 65536 1 5
+    if [ "$THREADS" -gt 1 ]; then "$RUN/c/bench" 65536 "$THREADS" 5; fi
+  else
+    echo "(make not found: skipping the standalone C benchmark; apt-get install make)"
+  fi
 else
   echo "(difflogic export is not available in this installation: skipping export/verify)"
 fi
