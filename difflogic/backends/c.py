@@ -138,6 +138,18 @@ def _plan(net: ir.Netlist):
 
 
 # --------------------------------------------------------------------------- cells
+def _chunk_body(op, a, b, gate_range, ref, stores) -> list[str]:
+    """C lines of one chunk function: ``const dl_word v<g> = <gate expr>;`` per gate (operands
+    named by ``ref(node)``, the 16 gates rendered by :func:`difflogic.gates.render`), each
+    followed by the store lines ``stores(g)`` yields (shared by conv cells and dense layers)."""
+    body = []
+    for g in gate_range:
+        expr = gates.render(op[g], ref(a[g]), ref(b[g]), zero="DL_ZERO", one="DL_ONES")
+        body.append(f"  const dl_word v{g} = {expr};")
+        body.extend(stores(g))
+    return body
+
+
 class _Emitter:
     def __init__(self, prefix: str, chunk: int):
         self.prefix = prefix
@@ -186,18 +198,18 @@ class _Emitter:
             g = node - first
             return f"v{g}" if g // CH == cg else f"t[{slot[g]}]"
 
+        def stores(g):
+            if needs_slot[g]:
+                yield f"  t[{slot[g]}] = v{g};"
+            for k in outs_of_gate.get(g, ()):
+                yield f"  y[{k * ys}] = (y[{k * ys}] & keep) | v{g};" if pooled else f"  y[{k * ys}] = v{g};"
+
         fns = []
         for cg in range(nch):
             fn = f"{name}_{cg}"
             fns.append(fn)
-            body = []
-            for g in range(cg * CH, min(n, (cg + 1) * CH)):
-                expr = gates.render(op[g], ref(a[g], cg), ref(b[g], cg), zero="DL_ZERO", one="DL_ONES")
-                body.append(f"  const dl_word v{g} = {expr};")
-                if needs_slot[g]:
-                    body.append(f"  t[{slot[g]}] = v{g};")
-                for k in outs_of_gate.get(g, ()):
-                    body.append(f"  y[{k * ys}] = (y[{k * ys}] & keep) | v{g};" if pooled else f"  y[{k * ys}] = v{g};")
+            body = _chunk_body(op, a, b, range(cg * CH, min(n, (cg + 1) * CH)), lambda node: ref(node, cg),
+                               stores)
             self.out.append(f"static DL_NOINLINE void {fn}(const dl_word* restrict x, dl_word* restrict y, "
                             f"dl_word* restrict t, const dl_word keep) {{\n  (void)x; (void)y; (void)t; (void)keep;\n"
                             + "\n".join(body) + "\n}\n")
@@ -309,12 +321,8 @@ class _Emitter:
         for cg in range(nch):
             fn = f"{name}_{cg}"
             fns.append(fn)
-            body = []
-            for g in range(cg * CH, min(n, (cg + 1) * CH)):
-                expr = gates.render(op[g], ref(a[g], cg), ref(b[g], cg), zero="DL_ZERO", one="DL_ONES")
-                body.append(f"  const dl_word v{g} = {expr};")
-                if stored[g]:
-                    body.append(f"  w[{slot[g]}] = v{g};")
+            body = _chunk_body(op, a, b, range(cg * CH, min(n, (cg + 1) * CH)), lambda node: ref(node, cg),
+                               lambda g: [f"  w[{slot[g]}] = v{g};"] if stored[g] else [])
             self.out.append(f"static DL_NOINLINE void {fn}(dl_word* restrict w) {{\n  (void)w;\n"
                             + "\n".join(body) + "\n}\n")
         out_loc = [loc_of(node) for node in outs]
