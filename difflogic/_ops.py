@@ -187,16 +187,21 @@ class _DenseFn(torch.autograd.Function):
         return gx, None, None, (gc if ctx.needs_input_grad[3] else None)
 
 
+def _check_dense_args(x_name: str, x: torch.Tensor, a, b):
+    """Shared by the relaxed and the hard dense layer: x (N, in), wiring a/b (out,) on x's device."""
+    if x.dim() != 2:
+        raise ValueError(f"{x_name} must be 2-D (N, in_features), got shape {tuple(x.shape)}")
+    a = _index("a", a, device=x.device)
+    if a.dim() != 1:
+        raise ValueError(f"a must be 1-D (out_features,), got shape {tuple(a.shape)}")
+    return a, _index("b", b, tuple(a.shape), x.device)
+
+
 def dense(x, a, b, coeffs, backend="auto") -> torch.Tensor:
     """Relaxed dense logic layer: ``y[n, j] = c0 + c1 xa + c2 xb + c3 xa xb`` with
     ``xa = x[n, a[j]]``, ``xb = x[n, b[j]]``.  x (N, in) float, a/b (out,) int, coeffs (out, 4)."""
     x = _tensor("x", x)
-    if x.dim() != 2:
-        raise ValueError(f"x must be 2-D (N, in_features), got shape {tuple(x.shape)}")
-    a = _index("a", a, device=x.device)
-    if a.dim() != 1:
-        raise ValueError(f"a must be 1-D (out_features,), got shape {tuple(a.shape)}")
-    b = _index("b", b, tuple(a.shape), x.device)
+    a, b = _check_dense_args("x", x, a, b)
     coeffs = _tensor("coeffs", coeffs)
     if tuple(coeffs.shape) != (a.shape[0], 4):
         raise ValueError(f"coeffs must have shape ({a.shape[0]}, 4), got {tuple(coeffs.shape)}")
@@ -331,12 +336,7 @@ def dense_hard(x_u8, a, b, ops) -> torch.Tensor:
     """Hard dense layer on {0,1} bytes (nonzero counts as 1): gate ``ops[j]`` of
     ``x[:, a[j]]`` and ``x[:, b[j]]``.  uint8 (N, in) -> uint8 (N, out)."""
     x = _binary("x_u8", x_u8)
-    if x.dim() != 2:
-        raise ValueError(f"x_u8 must be 2-D (N, in_features), got shape {tuple(x.shape)}")
-    a = _index("a", a, device=x.device)
-    if a.dim() != 1:
-        raise ValueError(f"a must be 1-D (out_features,), got shape {tuple(a.shape)}")
-    b = _index("b", b, tuple(a.shape), x.device)
+    a, b = _check_dense_args("x_u8", x, a, b)
     ops = _ops_u8("ops", ops, tuple(a.shape), x.device)
     which = _choose("auto", x, True, "")
     if which == "native":
