@@ -37,44 +37,23 @@ static inline uint32_t dl_ge_mask32(const uint8_t* v, int cut) {
 #endif
 }
 
+/* one perfect shuffle of 16 rows: d[2i], d[2i+1] = interleave(s[i], s[i+8]) */
+#define DL_SHUFFLE16(d, s) do { \
+    d##0 = _mm_unpacklo_epi8(s##0, s##8); d##1 = _mm_unpackhi_epi8(s##0, s##8); \
+    d##2 = _mm_unpacklo_epi8(s##1, s##9); d##3 = _mm_unpackhi_epi8(s##1, s##9); \
+    d##4 = _mm_unpacklo_epi8(s##2, s##10); d##5 = _mm_unpackhi_epi8(s##2, s##10); \
+    d##6 = _mm_unpacklo_epi8(s##3, s##11); d##7 = _mm_unpackhi_epi8(s##3, s##11); \
+    d##8 = _mm_unpacklo_epi8(s##4, s##12); d##9 = _mm_unpackhi_epi8(s##4, s##12); \
+    d##10 = _mm_unpacklo_epi8(s##5, s##13); d##11 = _mm_unpackhi_epi8(s##5, s##13); \
+    d##12 = _mm_unpacklo_epi8(s##6, s##14); d##13 = _mm_unpackhi_epi8(s##6, s##14); \
+    d##14 = _mm_unpacklo_epi8(s##7, s##15); d##15 = _mm_unpackhi_epi8(s##7, s##15); } while (0)
 static void dl_transpose16(const uint8_t* src, size_t stride, uint8_t* dst, size_t dstride) {
 #if defined(__SSE2__)
     /* 4 perfect shuffles (interleave rows i and i+8) = a 16x16 byte transpose; written out so
      * every value stays in a register */
     __m128i r0 = _mm_loadu_si128((const __m128i*)(src + 0 * stride)), r1 = _mm_loadu_si128((const __m128i*)(src + 1 * stride)), r2 = _mm_loadu_si128((const __m128i*)(src + 2 * stride)), r3 = _mm_loadu_si128((const __m128i*)(src + 3 * stride)), r4 = _mm_loadu_si128((const __m128i*)(src + 4 * stride)), r5 = _mm_loadu_si128((const __m128i*)(src + 5 * stride)), r6 = _mm_loadu_si128((const __m128i*)(src + 6 * stride)), r7 = _mm_loadu_si128((const __m128i*)(src + 7 * stride)), r8 = _mm_loadu_si128((const __m128i*)(src + 8 * stride)), r9 = _mm_loadu_si128((const __m128i*)(src + 9 * stride)), r10 = _mm_loadu_si128((const __m128i*)(src + 10 * stride)), r11 = _mm_loadu_si128((const __m128i*)(src + 11 * stride)), r12 = _mm_loadu_si128((const __m128i*)(src + 12 * stride)), r13 = _mm_loadu_si128((const __m128i*)(src + 13 * stride)), r14 = _mm_loadu_si128((const __m128i*)(src + 14 * stride)), r15 = _mm_loadu_si128((const __m128i*)(src + 15 * stride));
     __m128i a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15;
-    a0 = _mm_unpacklo_epi8(r0, r8); a1 = _mm_unpackhi_epi8(r0, r8);
-    a2 = _mm_unpacklo_epi8(r1, r9); a3 = _mm_unpackhi_epi8(r1, r9);
-    a4 = _mm_unpacklo_epi8(r2, r10); a5 = _mm_unpackhi_epi8(r2, r10);
-    a6 = _mm_unpacklo_epi8(r3, r11); a7 = _mm_unpackhi_epi8(r3, r11);
-    a8 = _mm_unpacklo_epi8(r4, r12); a9 = _mm_unpackhi_epi8(r4, r12);
-    a10 = _mm_unpacklo_epi8(r5, r13); a11 = _mm_unpackhi_epi8(r5, r13);
-    a12 = _mm_unpacklo_epi8(r6, r14); a13 = _mm_unpackhi_epi8(r6, r14);
-    a14 = _mm_unpacklo_epi8(r7, r15); a15 = _mm_unpackhi_epi8(r7, r15);
-    r0 = _mm_unpacklo_epi8(a0, a8); r1 = _mm_unpackhi_epi8(a0, a8);
-    r2 = _mm_unpacklo_epi8(a1, a9); r3 = _mm_unpackhi_epi8(a1, a9);
-    r4 = _mm_unpacklo_epi8(a2, a10); r5 = _mm_unpackhi_epi8(a2, a10);
-    r6 = _mm_unpacklo_epi8(a3, a11); r7 = _mm_unpackhi_epi8(a3, a11);
-    r8 = _mm_unpacklo_epi8(a4, a12); r9 = _mm_unpackhi_epi8(a4, a12);
-    r10 = _mm_unpacklo_epi8(a5, a13); r11 = _mm_unpackhi_epi8(a5, a13);
-    r12 = _mm_unpacklo_epi8(a6, a14); r13 = _mm_unpackhi_epi8(a6, a14);
-    r14 = _mm_unpacklo_epi8(a7, a15); r15 = _mm_unpackhi_epi8(a7, a15);
-    a0 = _mm_unpacklo_epi8(r0, r8); a1 = _mm_unpackhi_epi8(r0, r8);
-    a2 = _mm_unpacklo_epi8(r1, r9); a3 = _mm_unpackhi_epi8(r1, r9);
-    a4 = _mm_unpacklo_epi8(r2, r10); a5 = _mm_unpackhi_epi8(r2, r10);
-    a6 = _mm_unpacklo_epi8(r3, r11); a7 = _mm_unpackhi_epi8(r3, r11);
-    a8 = _mm_unpacklo_epi8(r4, r12); a9 = _mm_unpackhi_epi8(r4, r12);
-    a10 = _mm_unpacklo_epi8(r5, r13); a11 = _mm_unpackhi_epi8(r5, r13);
-    a12 = _mm_unpacklo_epi8(r6, r14); a13 = _mm_unpackhi_epi8(r6, r14);
-    a14 = _mm_unpacklo_epi8(r7, r15); a15 = _mm_unpackhi_epi8(r7, r15);
-    r0 = _mm_unpacklo_epi8(a0, a8); r1 = _mm_unpackhi_epi8(a0, a8);
-    r2 = _mm_unpacklo_epi8(a1, a9); r3 = _mm_unpackhi_epi8(a1, a9);
-    r4 = _mm_unpacklo_epi8(a2, a10); r5 = _mm_unpackhi_epi8(a2, a10);
-    r6 = _mm_unpacklo_epi8(a3, a11); r7 = _mm_unpackhi_epi8(a3, a11);
-    r8 = _mm_unpacklo_epi8(a4, a12); r9 = _mm_unpackhi_epi8(a4, a12);
-    r10 = _mm_unpacklo_epi8(a5, a13); r11 = _mm_unpackhi_epi8(a5, a13);
-    r12 = _mm_unpacklo_epi8(a6, a14); r13 = _mm_unpackhi_epi8(a6, a14);
-    r14 = _mm_unpacklo_epi8(a7, a15); r15 = _mm_unpackhi_epi8(a7, a15);
+    DL_SHUFFLE16(a, r); DL_SHUFFLE16(r, a); DL_SHUFFLE16(a, r); DL_SHUFFLE16(r, a);
     _mm_storeu_si128((__m128i*)(dst + 0 * dstride), r0);
     _mm_storeu_si128((__m128i*)(dst + 1 * dstride), r1);
     _mm_storeu_si128((__m128i*)(dst + 2 * dstride), r2);
