@@ -131,19 +131,34 @@ class Scratch {
     T* p_;
 };
 
+// Transposes visit the matrix in kTile x kTile tiles, in parallel: f(r0, r1, c0, c1).
+constexpr int64_t kTile = 32;
+
+template <typename F>
+void for_each_tile(int64_t rows, int64_t cols, int nthreads, F f) {
+    const int64_t tr = (rows + kTile - 1) / kTile, tc = (cols + kTile - 1) / kTile;
+#pragma omp parallel for num_threads(DL_OMP_THREADS(nthreads)) schedule(dynamic, 8) if (rows * cols > 32768)
+    for (int64_t t = 0; t < tr * tc; ++t) {
+        const int64_t r0 = (t / tc) * kTile, c0 = (t % tc) * kTile;
+        f(r0, std::min(rows, r0 + kTile), c0, std::min(cols, c0 + kTile));
+    }
+}
+
+// One tile of a transpose, element by element; `conv` is applied to every element.
+template <typename T, typename Conv>
+inline void transpose_tile(const T* src, T* dst, int64_t rows, int64_t cols, int64_t r0,
+                           int64_t r1, int64_t c0, int64_t c1, Conv conv) {
+    for (int64_t c = c0; c < c1; ++c)
+        for (int64_t r = r0; r < r1; ++r) dst[c * rows + r] = conv(src[r * cols + c]);
+}
+
 // Transpose a (rows, cols) row-major matrix into (cols, rows), in cache-sized tiles.
 // `conv` is applied to every element (identity for floats, "!= 0" for the hard kernels).
 template <typename T, typename Conv>
 void transpose(const T* src, T* dst, int64_t rows, int64_t cols, int nthreads, Conv conv) {
-    constexpr int64_t B = 32;
-    const int64_t tr = (rows + B - 1) / B, tc = (cols + B - 1) / B;
-#pragma omp parallel for num_threads(DL_OMP_THREADS(nthreads)) schedule(dynamic, 8) if (rows * cols > 32768)
-    for (int64_t t = 0; t < tr * tc; ++t) {
-        const int64_t r0 = (t / tc) * B, c0 = (t % tc) * B;
-        const int64_t r1 = std::min(rows, r0 + B), c1 = std::min(cols, c0 + B);
-        for (int64_t c = c0; c < c1; ++c)
-            for (int64_t r = r0; r < r1; ++r) dst[c * rows + r] = conv(src[r * cols + c]);
-    }
+    for_each_tile(rows, cols, nthreads, [=](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+        transpose_tile(src, dst, rows, cols, r0, r1, c0, c1, conv);
+    });
 }
 
 template <typename T>
@@ -157,30 +172,24 @@ void transpose(const T* src, T* dst, int64_t rows, int64_t cols, int nthreads) {
 // moves ~50 MB through transposes per call on the widest layers, so this matters.
 template <>
 inline void transpose<float>(const float* src, float* dst, int64_t rows, int64_t cols, int nthreads) {
-    constexpr int64_t B = 32;
-    const int64_t tr = (rows + B - 1) / B, tc = (cols + B - 1) / B;
-#pragma omp parallel for num_threads(DL_OMP_THREADS(nthreads)) schedule(dynamic, 8) if (rows * cols > 32768)
-    for (int64_t t = 0; t < tr * tc; ++t) {
-        const int64_t r0 = (t / tc) * B, c0 = (t % tc) * B;
-        const int64_t r1 = std::min(rows, r0 + B), c1 = std::min(cols, c0 + B);
-        if (r1 - r0 == B && c1 - c0 == B) {
-            for (int64_t r = r0; r < r1; r += 4)
-                for (int64_t c = c0; c < c1; c += 4) {
-                    __m128 a = _mm_loadu_ps(src + r * cols + c);
-                    __m128 b = _mm_loadu_ps(src + (r + 1) * cols + c);
-                    __m128 d = _mm_loadu_ps(src + (r + 2) * cols + c);
-                    __m128 e = _mm_loadu_ps(src + (r + 3) * cols + c);
-                    _MM_TRANSPOSE4_PS(a, b, d, e);
-                    _mm_storeu_ps(dst + c * rows + r, a);
-                    _mm_storeu_ps(dst + (c + 1) * rows + r, b);
-                    _mm_storeu_ps(dst + (c + 2) * rows + r, d);
-                    _mm_storeu_ps(dst + (c + 3) * rows + r, e);
-                }
-        } else {
-            for (int64_t c = c0; c < c1; ++c)
-                for (int64_t r = r0; r < r1; ++r) dst[c * rows + r] = src[r * cols + c];
+    for_each_tile(rows, cols, nthreads, [=](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+        if (r1 - r0 != kTile || c1 - c0 != kTile) {  // ragged edge tile
+            transpose_tile(src, dst, rows, cols, r0, r1, c0, c1, [](float v) { return v; });
+            return;
         }
-    }
+        for (int64_t r = r0; r < r1; r += 4)
+            for (int64_t c = c0; c < c1; c += 4) {
+                __m128 a = _mm_loadu_ps(src + r * cols + c);
+                __m128 b = _mm_loadu_ps(src + (r + 1) * cols + c);
+                __m128 d = _mm_loadu_ps(src + (r + 2) * cols + c);
+                __m128 e = _mm_loadu_ps(src + (r + 3) * cols + c);
+                _MM_TRANSPOSE4_PS(a, b, d, e);
+                _mm_storeu_ps(dst + c * rows + r, a);
+                _mm_storeu_ps(dst + (c + 1) * rows + r, b);
+                _mm_storeu_ps(dst + (c + 2) * rows + r, d);
+                _mm_storeu_ps(dst + (c + 3) * rows + r, e);
+            }
+    });
 }
 #endif
 
