@@ -79,4 +79,32 @@ __device__ __forceinline__ void stage_leaves(LeafTable* s_leaf, const int* __res
   }
 }
 
+// The grid-stride loop of the tree-conv kernels: blockIdx.x is the tree, blockIdx.y and
+// threadIdx.x stride over the pooled outputs p = (sample n, pooled row hp, pooled column wp)
+// of that tree; r = hp * Wp + wp is the offset inside sample n's pooled plane.
+struct PoolCell {
+  int n, r, hp, wp;
+};
+__device__ __forceinline__ PoolCell pool_cell(unsigned p, int Hp, int Wp) {
+  const int HWp = Hp * Wp;
+  const int n = p / HWp, r = p - n * HWp, hp = r / Wp;
+  return PoolCell{n, r, hp, r - hp * Wp};
+}
+__device__ __forceinline__ unsigned grid_y_begin() { return blockIdx.y * blockDim.x + threadIdx.x; }
+__device__ __forceinline__ unsigned grid_y_step() { return gridDim.y * blockDim.x; }
+
+// The common prologue of every tree-conv kernel (blockIdx.x = the tree k): copy the tree's n
+// parameters (relaxed coefficients, or hard gate ids) and its leaf table into shared memory,
+// so all threads of the block evaluate the same gates, then synchronise.
+template <int L, typename S, typename P>
+__device__ __forceinline__ void stage_tree(S* s_par, const P* __restrict__ par, int n,
+                                           LeafTable* s_leaf, const int* __restrict__ leaf_c,
+                                           const int* __restrict__ leaf_dy,
+                                           const int* __restrict__ leaf_dx, int H, int W) {
+  const int k = blockIdx.x;
+  for (int t = threadIdx.x; t < n; t += blockDim.x) s_par[t] = par[k * n + t];
+  stage_leaves<L>(s_leaf, leaf_c, leaf_dy, leaf_dx, k, H, W);
+  __syncthreads();
+}
+
 }  // namespace dlg

@@ -67,9 +67,7 @@ tree_conv_pool_packed(const Wd* __restrict__ x, const int* __restrict__ leaf_c,
   __shared__ unsigned s_ops[G];
   __shared__ dlg::LeafTable s_leaf[L];
   const int k = blockIdx.x;
-  for (int t = threadIdx.x; t < G; t += blockDim.x) s_ops[t] = ops[k * G + t];
-  dlg::stage_leaves<L>(s_leaf, leaf_c, leaf_dy, leaf_dx, k, H, W);
-  __syncthreads();
+  dlg::stage_tree<L>(s_ops, ops, G, s_leaf, leaf_c, leaf_dy, leaf_dx, H, W);
   const unsigned P = (unsigned)Hp * Wp * NW;
   const unsigned step = gridDim.y * blockDim.x;
   for (unsigned p = blockIdx.y * blockDim.x + threadIdx.x; p < P; p += step) {

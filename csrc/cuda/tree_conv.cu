@@ -73,16 +73,12 @@ tree_conv_pool_forward(const T* __restrict__ x, const int* __restrict__ leaf_c,
   __shared__ T s_coef[4 * G];
   __shared__ dlg::LeafTable s_leaf[L];
   const int k = blockIdx.x;
-  for (int t = threadIdx.x; t < 4 * G; t += blockDim.x) s_coef[t] = coeffs[k * 4 * G + t];
-  dlg::stage_leaves<L>(s_leaf, leaf_c, leaf_dy, leaf_dx, k, H, W);
-  __syncthreads();
+  dlg::stage_tree<L>(s_coef, coeffs, 4 * G, s_leaf, leaf_c, leaf_dy, leaf_dx, H, W);
 
   const int HWp = Hp * Wp;
   const unsigned P = (unsigned)N * HWp;
-  const unsigned step = gridDim.y * blockDim.x;
-  for (unsigned p = blockIdx.y * blockDim.x + threadIdx.x; p < P; p += step) {
-    const int n = p / HWp, r = p - n * HWp;
-    const int hp = r / Wp, wp = r - hp * Wp;
+  for (unsigned p = dlg::grid_y_begin(); p < P; p += dlg::grid_y_step()) {
+    const auto [n, r, hp, wp] = dlg::pool_cell(p, Hp, Wp);
     const T* xn = x + n * C * H * W;
     T best = dlg::Arith<T>::neg_inf();
     int besti = 0;
@@ -117,9 +113,7 @@ tree_conv_pool_backward(const T* __restrict__ x, const int* __restrict__ leaf_c,
   __shared__ T s_red[(DLG_MAX_THREADS / 32) * NC];
   __shared__ dlg::LeafTable s_leaf[L];
   const int k = blockIdx.x;
-  for (int t = threadIdx.x; t < NC; t += blockDim.x) s_coef[t] = coeffs[k * NC + t];
-  dlg::stage_leaves<L>(s_leaf, leaf_c, leaf_dy, leaf_dx, k, H, W);
-  __syncthreads();
+  dlg::stage_tree<L>(s_coef, coeffs, NC, s_leaf, leaf_c, leaf_dy, leaf_dx, H, W);
 
   T acc[NC];
 #pragma unroll
@@ -127,13 +121,11 @@ tree_conv_pool_backward(const T* __restrict__ x, const int* __restrict__ leaf_c,
 
   const int HWp = Hp * Wp;
   const unsigned P = (unsigned)N * HWp;
-  const unsigned step = gridDim.y * blockDim.x;
-  for (unsigned p = blockIdx.y * blockDim.x + threadIdx.x; p < P; p += step) {
-    const int n = p / HWp, r = p - n * HWp;
+  for (unsigned p = dlg::grid_y_begin(); p < P; p += dlg::grid_y_step()) {
+    const auto [n, r, hp, wp] = dlg::pool_cell(p, Hp, Wp);
     const int o = (n * K + k) * HWp + r;
     const T gy = grad_out[o];
     if (gy == T(0)) continue;  // contributes nothing
-    const int hp = r / Wp, wp = r - hp * Wp;
     const int sel = argmax ? (int)argmax[o] : 0;
     const int u = sel / pool, v = sel - u * pool;
     const int y0 = (hp * pool + u) * stride - pad, x0 = (wp * pool + v) * stride - pad;
@@ -197,16 +189,12 @@ tree_conv_pool_hard(const unsigned char* __restrict__ x, const int* __restrict__
   __shared__ unsigned s_ops[G];
   __shared__ dlg::LeafTable s_leaf[L];
   const int k = blockIdx.x;
-  for (int t = threadIdx.x; t < G; t += blockDim.x) s_ops[t] = ops[k * G + t];
-  dlg::stage_leaves<L>(s_leaf, leaf_c, leaf_dy, leaf_dx, k, H, W);
-  __syncthreads();
+  dlg::stage_tree<L>(s_ops, ops, G, s_leaf, leaf_c, leaf_dy, leaf_dx, H, W);
 
   const int HWp = Hp * Wp;
   const unsigned P = (unsigned)N * HWp;
-  const unsigned step = gridDim.y * blockDim.x;
-  for (unsigned p = blockIdx.y * blockDim.x + threadIdx.x; p < P; p += step) {
-    const int n = p / HWp, r = p - n * HWp;
-    const int hp = r / Wp, wp = r - hp * Wp;
+  for (unsigned p = dlg::grid_y_begin(); p < P; p += dlg::grid_y_step()) {
+    const auto [n, r, hp, wp] = dlg::pool_cell(p, Hp, Wp);
     const unsigned char* xn = x + n * C * H * W;
     unsigned any = 0;
 #pragma unroll 1
