@@ -43,9 +43,9 @@ def naive_forward(model, x):
     return x
 
 
-def make(backend: str):
+def make(backend: str, model_name: str = "cifar10-s", batch: int = BATCH):
     torch.manual_seed(0)
-    model = dl.get_model("cifar10-s")
+    model = dl.get_model(model_name)
     for m in model.modules():
         if hasattr(m, "backend"):
             m.backend = "torch" if backend == "naive" else backend
@@ -53,8 +53,8 @@ def make(backend: str):
     # freed blocks): the step measured is the step the training command runs
     keep_freed_memory()
     opt = make_optimizer(model, lr=0.02, weight_decay=0.002)
-    x = torch.rand(BATCH, 3, 32, 32)
-    y = torch.randint(0, 10, (BATCH,))
+    x = torch.rand(batch, *model.config["input_shape"])
+    y = torch.randint(0, 10, (batch,))
     fwd = (lambda inp: naive_forward(model, inp)) if backend == "naive" else model
 
     def step():
@@ -91,6 +91,18 @@ def test_train_step(benchmark, backend):
     benchmark.pedantic(step, rounds=rounds, iterations=1)
     benchmark.extra_info["peak_rss_gib"] = round(peak_rss_gib(backend, 2), 3)
     benchmark.extra_info["threads"] = torch.get_num_threads()
+
+
+def test_train_step_fmnist_small(benchmark):
+    """The README main job's step: `fmnist-small`, batch 64, native kernels."""
+    if not _native_ok():
+        pytest.skip("native extension difflogic._C not built")
+    _, _, step = make("native", "fmnist-small", 64)
+    for _ in range(3):
+        step()
+    benchmark.pedantic(step, rounds=30, iterations=1)
+    benchmark.extra_info["threads"] = torch.get_num_threads()
+    benchmark.extra_info["images_per_s"] = round(64 / benchmark.stats.stats.median)
 
 
 def test_hard_forward(benchmark):

@@ -82,7 +82,8 @@ def keep_freed_memory() -> bool:
     blocks with fresh mmap()s and unmaps them on free, so each step page-faults through ~50 MiB
     of zero-filled memory: measured 15-20% of a `fmnist-small` step on 2 cores.  Raising the
     mmap and trim thresholds makes freed blocks come back from the heap instead.  Process-wide,
-    so only the training command calls it (it owns the process); returns True if it applied."""
+    so only the `difflogic train` command calls it (it owns the process), not :func:`train`;
+    returns True if it applied."""
     if not sys.platform.startswith("linux"):
         return False
     import ctypes
@@ -348,7 +349,6 @@ def train(opts: TrainOptions) -> dict:
         raise ValueError("give either --epochs or --steps, not both")
     if opts.threads:
         torch.set_num_threads(opts.threads)
-    keep_freed_memory()
 
     # ---- model config and hyper-parameters (config's train defaults unless overridden)
     if resume_ck is not None:

@@ -48,8 +48,9 @@ def add_parser(subparsers):
 
 
 def run(args) -> int:
-    from ..train import options_from_args, train
+    from ..train import keep_freed_memory, options_from_args, train
 
+    keep_freed_memory()  # this process only trains: let malloc reuse the per-step buffers
     opts = options_from_args(args)
     if not opts.resume:
         missing = [f"--{n}" for n in ("dataset", "model", "out") if not getattr(opts, n)]
