@@ -19,6 +19,17 @@ COMMANDS = ("train", "eval", "info", "export", "verify", "synth")
 EXIT_USAGE = 2
 
 
+class FlagHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Show defaults only where they say something: not for on/off flags (``--no-optimize``
+    would read "(default: True)", the value of the *destination*, not of the flag) and not
+    for options whose default is "not given" (None)."""
+
+    def _get_help_string(self, action):
+        if action.nargs == 0 or action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
 class _Subparsers:
     """Proxy for argparse's subparsers action that adds the shared options (``--debug``) to
     every subcommand, including those defined by other modules."""
@@ -28,7 +39,7 @@ class _Subparsers:
 
     def add_parser(self, name, **kwargs):
         kwargs["parents"] = [*kwargs.get("parents", []), self._common]
-        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        kwargs.setdefault("formatter_class", FlagHelpFormatter)
         return self._action.add_parser(name, **kwargs)
 
     def __getattr__(self, attr):

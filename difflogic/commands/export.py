@@ -13,7 +13,6 @@ These options are rejected with ``--target c`` rather than silently ignored.
 """
 from __future__ import annotations
 
-import argparse
 import importlib
 import json
 import os
@@ -21,20 +20,9 @@ import os
 TARGETS = ("c", "verilog")
 
 
-class FlagHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Show defaults only where they say something: not for on/off flags (``--no-optimize``
-    would read "(default: True)", the value of the *destination*, not of the flag) and not
-    for options whose default is "not given" (None)."""
-
-    def _get_help_string(self, action):
-        if action.nargs == 0 or action.default is None:
-            return action.help
-        return super()._get_help_string(action)
-
-
 def add_parser(subparsers):
     p = subparsers.add_parser(
-        "export", help="compile a checkpoint to C or Verilog", formatter_class=FlagHelpFormatter,
+        "export", help="compile a checkpoint to C or Verilog",
         description="Harden a trained network into a netlist, optimize it and emit C or Verilog.")
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="RUN/model.pt (or a run directory)")
     p.add_argument("--target", choices=TARGETS, default="c", help="back end")

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import json
 
-from .export import FlagHelpFormatter
 
 
 def add_parser(subparsers):
     p = subparsers.add_parser(
         "synth", help="synthesize a Verilog export with yosys (LUT count, FFs, depth)",
-        formatter_class=FlagHelpFormatter,
         description="Run yosys generic LUT mapping (abc -lut K) on DIR/difflogic_net.v, written by "
                     "`difflogic export --target verilog`, and report LUTs, flip-flops, logic depth "
                     "in LUT levels, synthesis time and an estimated clock/latency.")

@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from .export import TARGETS, FlagHelpFormatter, load_backend, reject_options
+from .export import TARGETS, load_backend, reject_options
 
 SIMULATORS = ("iverilog", "verilator")
 
@@ -23,7 +23,6 @@ SIMULATORS = ("iverilog", "verilator")
 def add_parser(subparsers):
     p = subparsers.add_parser(
         "verify", help="check torch == IR simulator == optimized IR == C/Verilog on class counts",
-        formatter_class=FlagHelpFormatter,
         description="Bit-exact equivalence check of a checkpoint across all compilation levels.")
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="RUN/model.pt (or a run directory)")
     p.add_argument("--target", choices=TARGETS, default="c", help="back end to check")
