@@ -1,0 +1,43 @@
+"""Experiment, not part of the library (benches/RESULTS.md): fine-tune a trained checkpoint for a few epochs while
+annealing the gate softmax sharpness (logits x1 -> xSMAX), to close the relaxed/hard gap.
+
+    python benches/experiments/harden_finetune.py CKPT DATASET DATA_DIR EPOCHS LR SMAX AUGMENT(0/1) OUT.pt
+
+(DATA_DIR "" = the default location; batch 128; writes the best-validation state_dict to OUT.pt)"""
+import sys, time, math, json
+import numpy as np, torch
+from difflogic import data, functional as F, layers as L
+from difflogic.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from difflogic.train import accuracy, make_optimizer, keep_freed_memory
+ck, ds, dd, ep, lr, smax, aug, out = sys.argv[1:9]
+dd = dd or None
+ep, lr, smax, aug = float(ep), float(lr), float(smax), bool(int(aug))
+keep_freed_memory()
+model = model_from_checkpoint(load_checkpoint(ck), ck)
+state = {"s": 1.0}
+orig = F.gate_coefficients
+def gc(logits, hard=False):
+    return orig(logits if hard else logits * state["s"], hard)
+L.gate_coefficients = gc
+x, y = data.load_dataset(ds, dd, "train"); xt, yt = data.load_dataset(ds, dd, "test")
+info = data.DATASET_INFO[data.canonical_name(ds)]
+tr, va = data.train_val_split(len(y), info.val_size, seed=0)
+loader = data.BatchLoader(x, y, 128, shuffle=True, seed=7, augment=aug, indices=tr, crop_padding=4)
+total = int(ep * len(loader)); opt = make_optimizer(model, lr, 0.0)
+model.train()
+v0 = accuracy(model, x, y, hard=True, indices=va); print(f"start: val hard {100*v0:.2f}%", flush=True)
+best = (v0, -1); torch.save(model.state_dict(), out)
+t0 = time.time()
+for step, (xb, yb) in enumerate(loader.steps(total)):
+    u = step / total
+    state["s"] = 1 + (smax - 1) * u
+    for g in opt.param_groups: g["lr"] = lr * 0.5 * (1 + math.cos(math.pi * u))
+    loss = torch.nn.functional.cross_entropy(model(xb), yb)
+    opt.zero_grad(); loss.backward(); opt.step()
+    if (step + 1) % (total // 5) == 0 or step + 1 == total:
+        v = accuracy(model, x, y, hard=True, indices=va); vr = accuracy(model, x, y, hard=False, indices=va)
+        print(f"step {step+1}/{total} s={state['s']:.2f} loss {float(loss):.4f} val hard {100*v:.2f}% relaxed {100*vr:.2f}% ({time.time()-t0:.0f}s)", flush=True)
+        if v > best[0]:
+            best = (v, step + 1); torch.save(model.state_dict(), out)
+model.load_state_dict(torch.load(out))
+print(f"best val hard {100*best[0]:.2f}% at step {best[1]}; test hard {100*accuracy(model, xt, yt, hard=True):.2f}%", flush=True)
