@@ -71,13 +71,11 @@ def _run_group(cmd, cwd, timeout, timeout_message):
                             text=True, start_new_session=True)
     try:
         out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
+    except BaseException as e:  # the timeout, or Ctrl-C: do not leave ABC behind
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
-        raise RuntimeError(timeout_message) from None
-    except BaseException:  # Ctrl-C: do not leave ABC behind
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
+        if isinstance(e, subprocess.TimeoutExpired):
+            raise RuntimeError(timeout_message) from None
         raise
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 

@@ -4,10 +4,10 @@ annealing the gate softmax sharpness (logits x1 -> xSMAX), to close the relaxed/
     python benches/experiments/harden_finetune.py CKPT DATASET DATA_DIR EPOCHS LR SMAX AUGMENT(0/1) OUT.pt
 
 (DATA_DIR "" = the default location; batch 128; writes the best-validation state_dict to OUT.pt)"""
-import sys, time, math, json
-import numpy as np, torch
+import sys, time, math
+import torch
 from difflogic import data, functional as F, layers as L
-from difflogic.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from difflogic.checkpoint import load_checkpoint, model_from_checkpoint
 from difflogic.train import accuracy, make_optimizer, keep_freed_memory
 ck, ds, dd, ep, lr, smax, aug, out = sys.argv[1:9]
 dd = dd or None
@@ -22,7 +22,8 @@ L.gate_coefficients = gc
 x, y = data.load_dataset(ds, dd, "train"); xt, yt = data.load_dataset(ds, dd, "test")
 info = data.DATASET_INFO[data.canonical_name(ds)]
 tr, va = data.train_val_split(len(y), info.val_size, seed=0)
-loader = data.BatchLoader(x, y, 128, shuffle=True, seed=7, augment=aug, indices=tr, crop_padding=4)
+loader = data.BatchLoader(x, y, 128, shuffle=True, seed=7, augment=aug, indices=tr,
+                          crop_padding=4 if info.shape[1] >= 32 else 2)  # as difflogic.train
 total = int(ep * len(loader)); opt = make_optimizer(model, lr, 0.0)
 model.train()
 v0 = accuracy(model, x, y, hard=True, indices=va); print(f"start: val hard {100*v0:.2f}%", flush=True)
@@ -34,9 +35,9 @@ for step, (xb, yb) in enumerate(loader.steps(total)):
     for g in opt.param_groups: g["lr"] = lr * 0.5 * (1 + math.cos(math.pi * u))
     loss = torch.nn.functional.cross_entropy(model(xb), yb)
     opt.zero_grad(); loss.backward(); opt.step()
-    if (step + 1) % (total // 5) == 0 or step + 1 == total:
+    if (step + 1) % max(1, total // 5) == 0 or step + 1 == total:
         v = accuracy(model, x, y, hard=True, indices=va); vr = accuracy(model, x, y, hard=False, indices=va)
-        print(f"step {step+1}/{total} s={state['s']:.2f} loss {float(loss):.4f} val hard {100*v:.2f}% relaxed {100*vr:.2f}% ({time.time()-t0:.0f}s)", flush=True)
+        print(f"step {step+1}/{total} s={state['s']:.2f} loss {loss.item():.4f} val hard {100*v:.2f}% relaxed {100*vr:.2f}% ({time.time()-t0:.0f}s)", flush=True)
         if v > best[0]:
             best = (v, step + 1); torch.save(model.state_dict(), out)
 model.load_state_dict(torch.load(out))

@@ -6,7 +6,6 @@ quadratic ramp -- by monkeypatching the library, then run the `difflogic` CLI.
         --model fmnist-small --threads 1 --out runs/sharpen
 """
 import os, sys
-import torch
 from difflogic import functional as F, train as T, layers as L
 SMAX = float(os.environ.get("SMAX", "8")); FRAC = float(os.environ.get("FRAC", "0.5"))
 state = {"s": 1.0}

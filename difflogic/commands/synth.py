@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 
-
 def add_parser(subparsers):
     p = subparsers.add_parser(
         "synth", help="synthesize a Verilog export with yosys (LUT count, FFs, depth)",
