@@ -36,11 +36,15 @@ def coeff_matrix(device=None, dtype=torch.float32) -> torch.Tensor:
     return m
 
 
-def gate_coefficients(logits: torch.Tensor, hard: bool = False) -> torch.Tensor:
+def gate_coefficients(logits: torch.Tensor, hard: bool = False,
+                      straight_through: bool = False) -> torch.Tensor:
     """(..., 16) logits -> (..., 4) basis coefficients.
 
     Relaxed: ``softmax(logits) @ COEFFS`` (differentiable).  Hard: the argmax gate's row,
     so the neuron computes exactly that gate (integer coefficients, exact on {0, 1}).
+    ``straight_through`` (training only): the forward pass uses the hard rows while the
+    gradient is that of the relaxed ones (straight-through estimator), so the loss sees the
+    gates the exported network will use -- it closes the relaxed/hard gap (benches/RESULTS.md).
     """
     m = coeff_matrix(logits.device, logits.dtype)
     if hard:
@@ -48,7 +52,12 @@ def gate_coefficients(logits: torch.Tensor, hard: bool = False) -> torch.Tensor:
     p = torch.softmax(logits, -1).reshape(-1, gates.NUM_GATES)
     # (4, 16) @ (16, G) rather than (G, 16) @ (16, 4): the same products, but BLAS handles the
     # long-and-thin shape this way round 4-5x faster (measured on 40,960 gates, one core).
-    return (m.t() @ p.t()).t().reshape(*logits.shape[:-1], 4)
+    soft = (m.t() @ p.t()).t().reshape(*logits.shape[:-1], 4)
+    if straight_through:
+        # hard + (soft - soft): exactly the hard rows (x - x == 0 in IEEE arithmetic, where
+        # soft + (hard - soft) would round), with the relaxed rows' gradient
+        return m[logits.detach().argmax(-1)] + (soft - soft.detach())
+    return soft
 
 
 def apply_coeffs(coeffs: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

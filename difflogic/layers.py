@@ -54,9 +54,13 @@ class _GateLayer(nn.Module):
     """Shared logic of the learnable layers: logits -> (relaxed | hard) coefficients."""
 
     weight: nn.Parameter
+    #: Train-mode gate selection: False = the relaxed mixture; True = the argmax gate forward
+    #: with the mixture's gradient (straight-through), see :func:`set_straight_through`.
+    straight_through: bool = False
 
     def coefficients(self) -> torch.Tensor:
-        return gate_coefficients(self.weight, hard=not self.training)
+        return gate_coefficients(self.weight, hard=not self.training,
+                                 straight_through=self.straight_through)
 
     def ops(self) -> torch.Tensor:
         """The hard gate id (argmax) of every neuron, uint8."""
@@ -69,6 +73,18 @@ class _GateLayer(nn.Module):
                                 "eval() mode; call .eval() or feed float activations")
             return True
         return False
+
+
+def set_straight_through(model: nn.Module, enabled: bool) -> None:
+    """Switch every gate layer in ``model`` between relaxed and straight-through training.
+
+    Straight-through: each neuron's forward pass computes its current argmax gate (on the
+    real-valued activations) while gradients flow as through the softmax mixture.  The
+    training loop turns it on for the last part of a run (``ste_from``) so that the network
+    the loss optimises is the one that will be hardened; eval() mode is unaffected."""
+    for m in model.modules():
+        if isinstance(m, _GateLayer):
+            m.straight_through = bool(enabled)
 
 
 class LogicDense(_GateLayer):

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from . import checkpoint as ckpt
+from .layers import set_straight_through
 from .models import LogicNet, get_model_config
 
 SCHEDULES = ("constant", "cosine")
@@ -39,7 +40,7 @@ SCHEDULES = ("constant", "cosine")
 TRAIN_PROBE = 2000
 #: Options that define the trajectory: a resumed run must use the same values.
 _FIXED_ON_RESUME = ("dataset", "model", "batch_size", "lr", "weight_decay", "seed", "augment",
-                    "schedule", "val_size")
+                    "schedule", "val_size", "ste_from")
 
 
 @dataclass
@@ -47,8 +48,8 @@ class TrainOptions:
     """Everything ``difflogic train`` accepts (None = model config / dataset default).
 
     A model config's ``train`` entry supplies defaults for ``lr``, ``weight_decay``,
-    ``batch_size`` and optionally ``epochs`` / ``steps``, ``schedule`` and ``eval_every``
-    (tuned presets carry their whole recipe)."""
+    ``batch_size`` and optionally ``epochs`` / ``steps``, ``schedule``, ``eval_every``,
+    ``val_size`` and ``ste_from`` (tuned presets carry their whole recipe)."""
 
     dataset: str | None = None
     model: str | None = None
@@ -66,6 +67,10 @@ class TrainOptions:
     resume: str | None = None
     schedule: str | None = None  # None = constant (or the resumed run's)
     val_size: int | None = None
+    #: Fraction of the run after which the gate layers train straight-through (argmax gate
+    #: forward, relaxed gradient; :func:`difflogic.layers.set_straight_through`).  None = the
+    #: config's ``ste_from``, else never; 0 = the whole run.
+    ste_from: float | None = None
     eval_batch_size: int = 1000
     test: bool = True            # evaluate the best model on the test split at the end
     progress: str = "auto"       # auto | bar | lines | none
@@ -153,6 +158,10 @@ def accuracy(model: LogicNet, images: np.ndarray, labels: np.ndarray, *, hard: b
     uint8 images scaled to [0, 1] exactly as the training loader does.  Restores the mode."""
     was_training = model.training
     model.train(not hard)
+    # "relaxed" means the softmax mixture, also for a model training straight-through
+    ste = [m for m in model.modules() if getattr(m, "straight_through", False)]
+    for m in ste:
+        m.straight_through = False
     idx = np.arange(len(images)) if indices is None else np.asarray(indices)
     correct = 0
     try:
@@ -163,6 +172,8 @@ def accuracy(model: LogicNet, images: np.ndarray, labels: np.ndarray, *, hard: b
             correct += int((model(x).argmax(-1) == y).sum())
     finally:
         model.train(was_training)
+        for m in ste:
+            m.straight_through = True
     return correct / max(1, len(idx))
 
 
@@ -367,6 +378,13 @@ def train(opts: TrainOptions) -> dict:
         opts.steps, opts.epochs = tdef.get("steps"), tdef.get("epochs")
     if opts.eval_every is None and tdef.get("eval_every"):
         opts.eval_every = int(tdef["eval_every"])
+    if opts.val_size is None and tdef.get("val_size"):
+        opts.val_size = int(tdef["val_size"])
+    if opts.ste_from is None and tdef.get("ste_from") is not None:
+        opts.ste_from = float(tdef["ste_from"])
+    if opts.ste_from is not None and not (isinstance(opts.ste_from, (int, float))
+                                          and 0.0 <= opts.ste_from <= 1.0):
+        raise ValueError(f"--ste-from must be a fraction of the run in [0, 1], got {opts.ste_from!r}")
     if opts.model is None:
         opts.model = config.get("name")
 
@@ -391,6 +409,7 @@ def train(opts: TrainOptions) -> dict:
         total = max(1, int(round((opts.epochs if opts.epochs is not None else 1.0) * per_epoch)))
     if opts.eval_every is None:
         opts.eval_every = max(1, min(2000, total // 10))
+    ste_start = None if opts.ste_from is None else int(round(opts.ste_from * total))
     # hard train accuracy on a fixed, evenly spread subset of the training images
     train_probe = train_idx[np.linspace(0, len(train_idx) - 1,
                                         min(len(train_idx), len(val_idx), TRAIN_PROBE))
@@ -446,6 +465,7 @@ def train(opts: TrainOptions) -> dict:
          f"({len(train_idx):,} train / {len(val_idx):,} val, loaded in {load_s:.1f}s), batch {bs}, "
          f"lr {lr}, wd {wd}, {opts.schedule} schedule, {total:,} steps ({total / per_epoch:.2f} "
          f"epochs), eval every {opts.eval_every}, {threads} thread(s)"
+         + (f", straight-through gates from step {ste_start:,}" if ste_start is not None else "")
          + (f", resuming at step {step}" if resume_ck is not None else ""))
     _ops_note()
 
@@ -467,6 +487,7 @@ def train(opts: TrainOptions) -> dict:
                 x, y = next(batches)
                 for g in optimizer.param_groups:
                     g["lr"] = lr_at(step, total, lr, opts.schedule)
+                set_straight_through(model, ste_start is not None and step >= ste_start)
                 logits = model(x)
                 loss = torch.nn.functional.cross_entropy(logits, y)
                 optimizer.zero_grad(set_to_none=True)

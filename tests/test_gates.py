@@ -62,3 +62,19 @@ def test_hard_coefficients_select_argmax_gate():
         for a, b in itertools.product((0.0, 1.0), repeat=2):
             v = functional.apply_coeffs(c[op], torch.tensor(a), torch.tensor(b))
             assert float(v) == gates.GATES[op].truth_table[2 * int(a) + int(b)]
+
+
+def test_straight_through_coefficients_forward_hard_backward_relaxed():
+    """Straight-through: the values are the argmax gate's rows, the gradient is the relaxed
+    mixture's (float64, exact)."""
+    torch.manual_seed(1)
+    logits = torch.randn(40, 16, dtype=torch.float64)
+    w = torch.randn(40, 4, dtype=torch.float64)
+    l_ste = logits.clone().requires_grad_()
+    l_soft = logits.clone().requires_grad_()
+    c_ste = functional.gate_coefficients(l_ste, straight_through=True)
+    assert torch.equal(c_ste, functional.gate_coefficients(logits, hard=True))
+    (c_ste * w).sum().backward()
+    (functional.gate_coefficients(l_soft) * w).sum().backward()
+    torch.testing.assert_close(l_ste.grad, l_soft.grad, rtol=0, atol=1e-15)
+    assert l_ste.grad.abs().sum() > 0

@@ -119,6 +119,28 @@ def test_state_dict_rebuilds_exact_network():
     assert torch.equal(m1(x), m2(x))
 
 
+def test_straight_through_net_trains_the_hard_network():
+    """With straight-through on, a train-mode forward on {0, 1} inputs equals the hard (eval)
+    network exactly, yet gradients still reach every gate layer's logits; eval() ignores it."""
+    torch.manual_seed(3)
+    net = dl.get_model("mnist-tiny", init="gaussian")
+    x = torch.rand(4, 1, 28, 28)
+    with torch.no_grad():
+        hard = net.eval()(x)
+        relaxed = net.train()(x)
+    dl.set_straight_through(net, True)
+    out = net.train()(x)
+    assert torch.equal(out, hard.to(out.dtype)) and not torch.equal(out, relaxed)
+    out.sum().backward()
+    for name, p in net.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    with torch.no_grad():
+        assert torch.equal(net.eval()(x), hard)
+    dl.set_straight_through(net, False)
+    with torch.no_grad():
+        assert torch.equal(net.train()(x), relaxed)
+
+
 def test_logic_tree_net_gate_counts_match_paper():
     # raw training-gate counts (reference notes sec. 7.3)
     assert dl.get_model("cifar10-s").gate_count() == 960_512

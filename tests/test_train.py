@@ -225,3 +225,24 @@ def test_sigint_saves_last_checkpoint_and_resume_continues(fake_mnist, tmp_path,
     monkeypatch.setattr(T, "lr_at", real_lr_at)
     s = train(TrainOptions(resume=str(run), progress="none", test=False))
     assert s["steps"] == 20 and not s["interrupted"]
+
+
+def test_straight_through_from_a_fraction_of_the_run(fake_mnist, tmp_path, monkeypatch):
+    """``ste_from`` switches the gate layers to straight-through at that fraction of the run
+    (and not before), is taken from the model config's ``train`` entry, is fixed on resume,
+    and a bad value is a clear error."""
+    import difflogic.train as T
+    seen = []
+    orig = T.set_straight_through
+    monkeypatch.setattr(T, "set_straight_through",
+                        lambda model, on: (seen.append(bool(on)), orig(model, on))[1])
+    cfg = {**TINY, "train": {**TINY["train"], "ste_from": 0.75}}
+    common = dict(dataset="mnist", data_dir=str(fake_mnist), steps=8, eval_every=4,
+                  progress="none", test=False)
+    train(TrainOptions(model_config=cfg, out=str(tmp_path / "run"), **common))
+    # one call per step (evaluations measure the relaxed mixture without switching it off)
+    assert seen == [False] * 6 + [True] * 2
+    with pytest.raises(ValueError, match="ste-from"):
+        train(TrainOptions(resume=str(tmp_path / "run"), ste_from=0.5, steps=10, progress="none"))
+    with pytest.raises(ValueError, match=r"ste-from must be a fraction"):
+        train(TrainOptions(model_config=TINY, ste_from=1.5, out=str(tmp_path / "bad"), **common))

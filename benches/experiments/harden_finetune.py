@@ -3,10 +3,13 @@ annealing the gate softmax sharpness (logits x1 -> xSMAX), to close the relaxed/
 
     python benches/experiments/harden_finetune.py CKPT DATASET DATA_DIR EPOCHS LR SMAX AUGMENT(0/1) OUT.pt
 
+SMAX = 0: straight-through fine-tuning instead (argmax gates forward, relaxed gradient:
+difflogic.set_straight_through) at a constant sharpness.
+
 (DATA_DIR "" = the default location; batch 128; writes the best-validation state_dict to OUT.pt)"""
 import sys, time, math
 import torch
-from difflogic import data, functional as F, layers as L
+from difflogic import data, functional as F, layers as L, set_straight_through
 from difflogic.checkpoint import load_checkpoint, model_from_checkpoint
 from difflogic.train import accuracy, make_optimizer, keep_freed_memory
 ck, ds, dd, ep, lr, smax, aug, out = sys.argv[1:9]
@@ -26,12 +29,13 @@ loader = data.BatchLoader(x, y, 128, shuffle=True, seed=7, augment=aug, indices=
                           crop_padding=4 if info.shape[1] >= 32 else 2)  # as difflogic.train
 total = int(ep * len(loader)); opt = make_optimizer(model, lr, 0.0)
 model.train()
+set_straight_through(model, smax == 0)
 v0 = accuracy(model, x, y, hard=True, indices=va); print(f"start: val hard {100*v0:.2f}%", flush=True)
 best = (v0, -1); torch.save(model.state_dict(), out)
 t0 = time.time()
 for step, (xb, yb) in enumerate(loader.steps(total)):
     u = step / total
-    state["s"] = 1 + (smax - 1) * u
+    state["s"] = 1 + (smax - 1) * u if smax else 1.0
     for g in opt.param_groups: g["lr"] = lr * 0.5 * (1 + math.cos(math.pi * u))
     loss = torch.nn.functional.cross_entropy(model(xb), yb)
     opt.zero_grad(); loss.backward(); opt.step()

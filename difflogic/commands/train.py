@@ -34,6 +34,9 @@ def add_parser(subparsers):
                    "(default: total/10, at most 2000)")
     p.add_argument("--val-size", type=int, help="validation images held out of the training "
                    "split (default: the paper's, 5,000 CIFAR-10 / 10,000 MNIST-like)")
+    p.add_argument("--ste-from", type=float, metavar="FRAC",
+                   help="train straight-through (argmax gates forward, relaxed gradient) from "
+                        "this fraction of the run on, e.g. 0.5 (default: the model's, else never)")
     p.add_argument("--augment", action="store_true", help="random crops and horizontal flips")
     p.add_argument("--threads", type=int, help="CPU threads (torch.set_num_threads)")
     p.add_argument("--no-test", dest="test", action="store_false",
