@@ -193,7 +193,7 @@ def write_curves(path: Path, records: list[dict], title: str = "") -> None:
     ax1.set_xlabel("step")
     ax1.set_ylabel("training loss (mean since last eval)")
     ax1.grid(alpha=0.3)
-    for key, label, style in (("train_acc", "train (relaxed, running)", ":"),
+    for key, label, style in (("train_acc", "train (training forward, running)", ":"),
                               ("train_hard_acc", "train (hard, subset)", "--"),
                               ("val_acc", "val (relaxed)", "-."), ("val_hard_acc", "val (hard)", "-")):
         vals = [r.get(key) for r in records]
@@ -228,14 +228,14 @@ class _Progress:
             self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True,
                             file=sys.stderr)
 
-    def update(self, step: int, loss: float, acc: float, ips: float) -> None:
+    def update(self, step: int, loss: float, acc: float, ips: float, kind: str = "relaxed") -> None:
         if self.bar is not None:
             self.bar.update(step - self.bar.n)
             self.bar.set_postfix(loss=f"{loss:.3f}", acc=f"{100 * acc:.1f}%", img_s=f"{ips:.0f}",
                                  refresh=False)
         elif self.mode == "lines" and (step % self.every == 0 or step == self.total):
             _log(f"step {step}/{self.total}  loss {loss:.4f}  train acc {100 * acc:.2f}% "
-                 f"(relaxed)  {ips:.0f} img/s")
+                 f"({kind})  {ips:.0f} img/s")
 
     def write(self, msg: str) -> None:
         if self.bar is not None:
@@ -487,7 +487,9 @@ def train(opts: TrainOptions) -> dict:
                 x, y = next(batches)
                 for g in optimizer.param_groups:
                     g["lr"] = lr_at(step, total, lr, opts.schedule)
-                set_straight_through(model, ste_start is not None and step >= ste_start)
+                ste = ste_start is not None and step >= ste_start
+                set_straight_through(model, ste)
+                kind = "straight-through" if ste else "relaxed"  # what the training forward is
                 logits = model(x)
                 loss = torch.nn.functional.cross_entropy(logits, y)
                 optimizer.zero_grad(set_to_none=True)
@@ -506,7 +508,7 @@ def train(opts: TrainOptions) -> dict:
                 running["seen"] += len(y)
                 last_acc = running["correct"] / running["seen"]
                 ips = win_imgs / win_t if win_t > 0 else 0.0
-                progress.update(step, last_loss, last_acc, ips)
+                progress.update(step, last_loss, last_acc, ips, kind)
                 if not math.isfinite(last_loss):
                     raise RuntimeError(f"training diverged at step {step} (loss {last_loss}); "
                                        "lower --lr")
@@ -536,7 +538,7 @@ def train(opts: TrainOptions) -> dict:
                     write_curves(out / "curves.png", records, f"{config.get('name')} on {info.title}")
                     progress.write(
                         f"[eval step {step} epoch {rec['epoch']:.2f}] loss {rec['loss']:.4f}  "
-                        f"train {100 * rec['train_acc']:.2f}% (relaxed) "
+                        f"train {100 * rec['train_acc']:.2f}% ({kind}) "
                         f"{100 * rec['train_hard_acc']:.2f}% (hard)  val {100 * rec['val_acc']:.2f}% "
                         f"(relaxed) {100 * rec['val_hard_acc']:.2f}% (hard){' *best*' if improved else ''}"
                         f"  {ips:.0f} img/s, eval {time.perf_counter() - t_eval:.1f}s")

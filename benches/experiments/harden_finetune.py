@@ -19,8 +19,8 @@ keep_freed_memory()
 model = model_from_checkpoint(load_checkpoint(ck), ck)
 state = {"s": 1.0}
 orig = F.gate_coefficients
-def gc(logits, hard=False):
-    return orig(logits if hard else logits * state["s"], hard)
+def gc(logits, hard=False, **kw):
+    return orig(logits if hard else logits * state["s"], hard, **kw)
 L.gate_coefficients = gc
 x, y = data.load_dataset(ds, dd, "train"); xt, yt = data.load_dataset(ds, dd, "test")
 info = data.DATASET_INFO[data.canonical_name(ds)]

@@ -16,8 +16,8 @@ def lr_at(step, total, base, schedule):
     return orig_lr_at(step, total, base, schedule)
 T.lr_at = lr_at
 orig = F.gate_coefficients
-def gc(logits, hard=False):
-    return orig(logits if hard else logits * state["s"], hard)
+def gc(logits, hard=False, **kw):
+    return orig(logits if hard else logits * state["s"], hard, **kw)
 F.gate_coefficients = gc
 L.gate_coefficients = gc
 from difflogic.cli import main
