@@ -93,11 +93,14 @@ def test_train_step(benchmark, backend):
     benchmark.extra_info["threads"] = torch.get_num_threads()
 
 
-def test_train_step_fmnist_small(benchmark):
-    """The README main job's step: `fmnist-small`, batch 64, native kernels."""
+@pytest.mark.parametrize("straight_through", [False, True], ids=["relaxed", "ste"])
+def test_train_step_fmnist_small(benchmark, straight_through):
+    """The README main job's step: `fmnist-small`, batch 64, native kernels; relaxed (the
+    first 80% of its steps) and straight-through (the last 20%)."""
     if not _native_ok():
         pytest.skip("native extension difflogic._C not built")
-    _, _, step = make("native", "fmnist-small", 64)
+    model, _, step = make("native", "fmnist-small", 64)
+    dl.set_straight_through(model, straight_through)
     for _ in range(3):
         step()
     benchmark.pedantic(step, rounds=30, iterations=1)
