@@ -44,7 +44,7 @@ def gate_coefficients(logits: torch.Tensor, hard: bool = False,
     so the neuron computes exactly that gate (integer coefficients, exact on {0, 1}).
     ``straight_through`` (training only): the forward pass uses the hard rows while the
     gradient is that of the relaxed ones (straight-through estimator), so the loss sees the
-    gates the exported network will use -- it closes the relaxed/hard gap (benches/RESULTS.md).
+    gates the exported network will use; it narrows the relaxed/hard gap (benches/RESULTS.md).
     """
     m = coeff_matrix(logits.device, logits.dtype)
     if hard:
