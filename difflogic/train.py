@@ -378,13 +378,16 @@ def train(opts: TrainOptions) -> dict:
         opts.steps, opts.epochs = tdef.get("steps"), tdef.get("epochs")
     if opts.eval_every is None and tdef.get("eval_every"):
         opts.eval_every = int(tdef["eval_every"])
-    if opts.val_size is None and tdef.get("val_size"):
-        opts.val_size = int(tdef["val_size"])
-    if opts.ste_from is None and tdef.get("ste_from") is not None:
-        opts.ste_from = float(tdef["ste_from"])
-    if opts.ste_from is not None and not (isinstance(opts.ste_from, (int, float))
-                                          and 0.0 <= opts.ste_from <= 1.0):
-        raise ValueError(f"--ste-from must be a fraction of the run in [0, 1], got {opts.ste_from!r}")
+    if opts.val_size is None and tdef.get("val_size") is not None:
+        # the config's value gets the check --val-size got above
+        opts.val_size = _check_positive("the model config's train.val_size", tdef["val_size"], int)
+    if opts.ste_from is None:
+        opts.ste_from = tdef.get("ste_from")
+    if opts.ste_from is not None and (isinstance(opts.ste_from, bool)
+                                      or not isinstance(opts.ste_from, (int, float))
+                                      or not 0.0 <= opts.ste_from <= 1.0):
+        raise ValueError(f"--ste-from (model config: train.ste_from) must be a fraction of the run "
+                         f"in [0, 1], got {opts.ste_from!r}")
     if opts.model is None:
         opts.model = config.get("name")
 

@@ -244,5 +244,9 @@ def test_straight_through_from_a_fraction_of_the_run(fake_mnist, tmp_path, monke
     assert seen == [False] * 6 + [True] * 2
     with pytest.raises(ValueError, match="ste-from"):
         train(TrainOptions(resume=str(tmp_path / "run"), ste_from=0.5, steps=10, progress="none"))
-    with pytest.raises(ValueError, match=r"ste-from must be a fraction"):
+    with pytest.raises(ValueError, match=r"ste-from \(model config: train.ste_from\) must be a fraction"):
         train(TrainOptions(model_config=TINY, ste_from=1.5, out=str(tmp_path / "bad"), **common))
+    for key, bad in (("ste_from", float("nan")), ("ste_from", True), ("val_size", 0)):
+        cfg_bad = {**TINY, "train": {**TINY["train"], key: bad}}
+        with pytest.raises(ValueError, match=key):
+            train(TrainOptions(model_config=cfg_bad, out=str(tmp_path / "bad"), **common))
