@@ -93,14 +93,17 @@ def test_train_step(benchmark, backend):
     benchmark.extra_info["threads"] = torch.get_num_threads()
 
 
-@pytest.mark.parametrize("straight_through", [False, True], ids=["relaxed", "ste"])
-def test_train_step_fmnist_small(benchmark, straight_through):
+@pytest.mark.parametrize("straight_through,gumbel", [(False, 0.0), (True, 0.0), (True, 1.0)],
+                         ids=["relaxed", "ste", "gumbel-ste"])
+def test_train_step_fmnist_small(benchmark, straight_through, gumbel):
     """The README main job's step: `fmnist-small`, batch 64, native kernels; relaxed (the
-    first 80% of its steps) and straight-through (the last 20%)."""
+    first 80% of its steps), straight-through (the last 20%), and Gumbel straight-through
+    (``--gumbel``: one noise sample per logit per step, ~1.1M logits)."""
     if not _native_ok():
         pytest.skip("native extension difflogic._C not built")
     model, _, step = make("native", "fmnist-small", 64)
     dl.set_straight_through(model, straight_through)
+    dl.set_gumbel_noise(model, gumbel)
     for _ in range(3):
         step()
     benchmark.pedantic(step, rounds=30, iterations=1)

@@ -60,6 +60,21 @@ def gate_coefficients(logits: torch.Tensor, hard: bool = False,
     return soft
 
 
+def gumbel_noise(like: torch.Tensor, scale: float) -> torch.Tensor:
+    """``scale`` x i.i.d. Gumbel(0, 1) samples shaped like ``like`` (from torch's global RNG,
+    so a checkpointed RNG state replays them exactly).
+
+    Added to gate logits in training (Yousefi et al. 2025, "Mind the Gap"): with
+    straight-through selection, argmax(logits + noise) *samples* a gate from softmax(logits),
+    so the loss sees the gates a hardened network could pick and the relaxed/hard gap closes.
+    -log(-log U) with U ~ U(0, 1) is Gumbel(0, 1).  ``rand`` is in [0, 1): clamping 0 up to
+    the smallest normal keeps both logs finite.  (``exponential_`` would give -log U
+    directly, but it is 7x slower on the CPU: 21 vs 3 ms for 1M logits, 2 threads.)
+    """
+    u = torch.rand_like(like).clamp_(min=torch.finfo(like.dtype).tiny)
+    return u.log_().neg_().log_().mul_(-float(scale))
+
+
 def apply_coeffs(coeffs: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """c0 + c1 a + c2 b + c3 a b, with coeffs broadcast along the last axis of length 4."""
     c0, c1, c2, c3 = coeffs.unbind(-1)

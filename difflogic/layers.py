@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from . import _checks, gates
-from .functional import conv_output_size, gate_coefficients, group_sum
+from .functional import conv_output_size, gate_coefficients, group_sum, gumbel_noise
 
 try:  # the kernel dispatcher (native C++/CUDA with a PyTorch fallback)
     from . import _ops
@@ -57,9 +57,15 @@ class _GateLayer(nn.Module):
     #: Train-mode gate selection: False = the relaxed mixture; True = the argmax gate forward
     #: with the mixture's gradient (straight-through), see :func:`set_straight_through`.
     straight_through: bool = False
+    #: Train-mode Gumbel noise scale added to the logits each forward (0 = none), see
+    #: :func:`set_gumbel_noise`.
+    gumbel: float = 0.0
 
     def coefficients(self) -> torch.Tensor:
-        return gate_coefficients(self.weight, hard=not self.training,
+        w = self.weight
+        if self.training and self.gumbel:
+            w = w + gumbel_noise(w.detach(), self.gumbel)
+        return gate_coefficients(w, hard=not self.training,
                                  straight_through=self.straight_through)
 
     def ops(self) -> torch.Tensor:
@@ -85,6 +91,22 @@ def set_straight_through(model: nn.Module, enabled: bool) -> None:
     for m in model.modules():
         if isinstance(m, _GateLayer):
             m.straight_through = bool(enabled)
+
+
+def set_gumbel_noise(model: nn.Module, scale: float) -> None:
+    """Add ``scale`` x Gumbel(0, 1) noise to every gate layer's logits in train-mode forwards
+    (fresh noise each forward, one sample per gate shared by the whole batch; 0 = off).
+
+    Together with :func:`set_straight_through` this is the Gumbel logic gate network
+    training of Yousefi et al. 2025: each forward runs a gate *sampled* from the softmax, so
+    the relaxed/hard gap closes while training; alone it is Gumbel-softmax.  eval() mode
+    (the hard network) is unaffected."""
+    scale = _checks.finite_number("gumbel noise scale", scale)
+    if scale < 0:
+        raise ValueError(f"gumbel noise scale must be >= 0, got {scale}")
+    for m in model.modules():
+        if isinstance(m, _GateLayer):
+            m.gumbel = scale
 
 
 class LogicDense(_GateLayer):

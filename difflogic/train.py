@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from . import checkpoint as ckpt
-from .layers import set_straight_through
+from .layers import _GateLayer, set_gumbel_noise, set_straight_through
 from .models import LogicNet, get_model_config
 
 SCHEDULES = ("constant", "cosine")
@@ -40,7 +40,7 @@ SCHEDULES = ("constant", "cosine")
 TRAIN_PROBE = 2000
 #: Options that define the trajectory: a resumed run must use the same values.
 _FIXED_ON_RESUME = ("dataset", "model", "batch_size", "lr", "weight_decay", "seed", "augment",
-                    "schedule", "val_size", "ste_from")
+                    "schedule", "val_size", "ste_from", "gumbel")
 
 
 @dataclass
@@ -49,7 +49,7 @@ class TrainOptions:
 
     A model config's ``train`` entry supplies defaults for ``lr``, ``weight_decay``,
     ``batch_size`` and optionally ``epochs`` / ``steps``, ``schedule``, ``eval_every``,
-    ``val_size`` and ``ste_from`` (tuned presets carry their whole recipe)."""
+    ``val_size``, ``ste_from`` and ``gumbel`` (tuned presets carry their whole recipe)."""
 
     dataset: str | None = None
     model: str | None = None
@@ -71,6 +71,10 @@ class TrainOptions:
     #: forward, relaxed gradient; :func:`difflogic.layers.set_straight_through`).  None = the
     #: config's ``ste_from``, else never; 0 = the whole run.
     ste_from: float | None = None
+    #: Scale of the Gumbel(0, 1) noise added to the gate logits in every training forward
+    #: (:func:`difflogic.layers.set_gumbel_noise`); with ``ste_from=0`` this is Gumbel logic
+    #: gate network training.  None = the config's ``gumbel``, else 0 (off).
+    gumbel: float | None = None
     eval_batch_size: int = 1000
     test: bool = True            # evaluate the best model on the test split at the end
     progress: str = "auto"       # auto | bar | lines | none
@@ -158,10 +162,11 @@ def accuracy(model: LogicNet, images: np.ndarray, labels: np.ndarray, *, hard: b
     uint8 images scaled to [0, 1] exactly as the training loader does.  Restores the mode."""
     was_training = model.training
     model.train(not hard)
-    # "relaxed" means the softmax mixture, also for a model training straight-through
-    ste = [m for m in model.modules() if getattr(m, "straight_through", False)]
-    for m in ste:
-        m.straight_through = False
+    # "relaxed" means the softmax mixture, also for a model training straight-through or
+    # with Gumbel noise: switch both off, then restore exactly what each layer had
+    saved = [(m, m.straight_through, m.gumbel) for m in model.modules() if isinstance(m, _GateLayer)]
+    for m, _, _ in saved:
+        m.straight_through, m.gumbel = False, 0.0
     idx = np.arange(len(images)) if indices is None else np.asarray(indices)
     correct = 0
     try:
@@ -172,8 +177,8 @@ def accuracy(model: LogicNet, images: np.ndarray, labels: np.ndarray, *, hard: b
             correct += int((model(x).argmax(-1) == y).sum())
     finally:
         model.train(was_training)
-        for m in ste:
-            m.straight_through = True
+        for m, ste, noise in saved:
+            m.straight_through, m.gumbel = ste, noise
     return correct / max(1, len(idx))
 
 
@@ -319,6 +324,7 @@ def train(opts: TrainOptions) -> dict:
             raise ckpt.CheckpointError(f"{last}: a model checkpoint, not a training state "
                                        "(resume from RUN/last.pt)")
         saved = json.loads(resume_ck["train_options"])
+        saved.setdefault("gumbel", 0.0)  # runs saved before the option existed had none
         for key in _FIXED_ON_RESUME:
             mine = getattr(opts, key)
             if mine is not None and key != "augment" and mine != saved.get(key) or \
@@ -388,6 +394,12 @@ def train(opts: TrainOptions) -> dict:
                                       or not 0.0 <= opts.ste_from <= 1.0):
         raise ValueError(f"--ste-from (model config: train.ste_from) must be a fraction of the run "
                          f"in [0, 1], got {opts.ste_from!r}")
+    if opts.gumbel is None:
+        opts.gumbel = tdef.get("gumbel", 0.0)
+    if (isinstance(opts.gumbel, bool) or not isinstance(opts.gumbel, (int, float))
+            or not 0.0 <= opts.gumbel < math.inf):
+        raise ValueError(f"--gumbel (model config: train.gumbel) must be a finite noise scale "
+                         f">= 0, e.g. 1, got {opts.gumbel!r}")
     if opts.model is None:
         opts.model = config.get("name")
 
@@ -428,6 +440,7 @@ def train(opts: TrainOptions) -> dict:
     else:
         model = ckpt.model_from_checkpoint(resume_ck, opts.resume)
     model.train()
+    set_gumbel_noise(model, opts.gumbel)
     optimizer = make_optimizer(model, lr, wd)
     step, elapsed, best = 0, 0.0, {"val_hard_acc": -1.0, "step": 0}
     if resume_ck is not None:
@@ -469,6 +482,7 @@ def train(opts: TrainOptions) -> dict:
          f"lr {lr}, wd {wd}, {opts.schedule} schedule, {total:,} steps ({total / per_epoch:.2f} "
          f"epochs), eval every {opts.eval_every}, {threads} thread(s)"
          + (f", straight-through gates from step {ste_start:,}" if ste_start is not None else "")
+         + (f", Gumbel noise x{opts.gumbel:g} on the gate logits" if opts.gumbel else "")
          + (f", resuming at step {step}" if resume_ck is not None else ""))
     _ops_note()
 
@@ -492,7 +506,8 @@ def train(opts: TrainOptions) -> dict:
                     g["lr"] = lr_at(step, total, lr, opts.schedule)
                 ste = ste_start is not None and step >= ste_start
                 set_straight_through(model, ste)
-                kind = "straight-through" if ste else "relaxed"  # what the training forward is
+                # what the training forward is
+                kind = ("Gumbel " if opts.gumbel else "") + ("straight-through" if ste else "relaxed")
                 logits = model(x)
                 loss = torch.nn.functional.cross_entropy(logits, y)
                 optimizer.zero_grad(set_to_none=True)

@@ -1,5 +1,6 @@
 """The 16 gates: ids = truth tables, coefficients = relaxations, expressions = truth tables."""
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -78,3 +79,23 @@ def test_straight_through_coefficients_forward_hard_backward_relaxed():
     (functional.gate_coefficients(l_soft) * w).sum().backward()
     torch.testing.assert_close(l_ste.grad, l_soft.grad, rtol=0, atol=1e-15)
     assert l_ste.grad.abs().sum() > 0
+
+
+def test_gumbel_noise_is_gumbel_and_samples_the_softmax():
+    """Noise has the Gumbel(0, 1) mean (Euler's gamma) and variance (pi^2 / 6), scales
+    linearly, replays from the RNG state; argmax(logits + noise) draws gate i with
+    probability softmax(logits)_i (the Gumbel-max trick the straight-through run relies on)."""
+    torch.manual_seed(0)
+    g = functional.gumbel_noise(torch.empty(400_000, dtype=torch.float64), 1.0)
+    assert abs(float(g.mean()) - 0.5772156649) < 0.01
+    assert abs(float(g.var()) - math.pi ** 2 / 6) < 0.02
+    torch.manual_seed(7)
+    g1 = functional.gumbel_noise(torch.empty(1000), 1.0)
+    torch.manual_seed(7)
+    assert torch.equal(functional.gumbel_noise(torch.empty(1000), 2.5), 2.5 * g1)
+    logits = torch.tensor([2.0, 1.0, 0.0, -1.0] + [-30.0] * 12)
+    n = 200_000
+    torch.manual_seed(1)
+    picks = (logits + functional.gumbel_noise(torch.empty(n, 16), 1.0)).argmax(-1)
+    freq = torch.bincount(picks, minlength=16).double() / n
+    torch.testing.assert_close(freq, torch.softmax(logits.double(), 0), rtol=0, atol=0.005)

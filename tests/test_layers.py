@@ -1,4 +1,5 @@
 """Layers: wiring invariants, train/eval semantics, state_dict fidelity, bad input."""
+import copy
 import io
 
 import pytest
@@ -139,6 +140,40 @@ def test_straight_through_net_trains_the_hard_network():
     dl.set_straight_through(net, False)
     with torch.no_grad():
         assert torch.equal(net.train()(x), relaxed)
+
+
+def test_gumbel_straight_through_forward_is_a_sampled_hard_network():
+    """Gumbel noise + straight-through: a train-mode forward is exactly the hard network whose
+    gates are argmax(logits + noise), noise drawn from the global RNG (so replayable); the
+    noise changes every forward, gradients reach every layer, and eval() ignores it."""
+    torch.manual_seed(3)
+    net = dl.get_model("mnist-tiny", init="gaussian")
+    x = (torch.rand(4, 1, 28, 28) > 0.5).float()
+    with torch.no_grad():
+        hard = net.eval()(x)
+    dl.set_straight_through(net, True)
+    dl.set_gumbel_noise(net, 1.5)
+    net.train()
+    torch.manual_seed(11)
+    out = net(x)
+    # replay: the same noise, added by hand to a copy's logits, hardened
+    torch.manual_seed(11)
+    twin = copy.deepcopy(net)
+    layers = [m for m in twin.modules() if hasattr(m, "gumbel")]
+    with torch.no_grad():
+        for m in layers:  # modules() order is the forward order: same noise draws
+            m.weight += F.gumbel_noise(m.weight, 1.5)
+        assert torch.equal(out.detach(), twin.eval()(x).to(out.dtype))
+        assert not torch.equal(out.detach(), hard.to(out.dtype))  # the noise did pick other gates
+        assert not torch.equal(net(x), out)  # fresh noise each forward
+        assert torch.equal(net.eval()(x), hard)
+    net.train()
+    net(x).sum().backward()
+    for name, p in net.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    for bad in (-1.0, float("nan"), "x"):
+        with pytest.raises((ValueError, TypeError), match="gumbel"):
+            dl.set_gumbel_noise(net, bad)
 
 
 def test_logic_tree_net_gate_counts_match_paper():

@@ -102,13 +102,16 @@ def _metrics(run):
     return recs
 
 
-@pytest.mark.parametrize("schedule,steps,stop_at,eval_every", [
-    ("constant", 2000, 1000, 500),  # 2k steps vs 1k + resume 1k
-    ("cosine", 200, 70, 60),        # stop between evaluations, schedule depends on the step
+@pytest.mark.parametrize("schedule,steps,stop_at,eval_every,extra", [
+    ("constant", 2000, 1000, 500, {}),  # 2k steps vs 1k + resume 1k
+    ("cosine", 200, 70, 60, {}),        # stop between evaluations, schedule depends on the step
+    # Gumbel straight-through: the noise comes from the checkpointed RNG, so it replays too
+    ("cosine", 200, 70, 60, {"gumbel": 1.0, "ste_from": 0.0}),
 ])
-def test_resume_is_bit_exact(fake_mnist, tmp_path, schedule, steps, stop_at, eval_every):
+def test_resume_is_bit_exact(fake_mnist, tmp_path, schedule, steps, stop_at, eval_every, extra):
     common = dict(dataset="mnist", data_dir=str(fake_mnist), model_config=TINY, steps=steps,
-                  eval_every=eval_every, seed=5, schedule=schedule, progress="none", test=False)
+                  eval_every=eval_every, seed=5, schedule=schedule, progress="none", test=False,
+                  **extra)
     full = tmp_path / "full"
     train(TrainOptions(out=str(full), **common))
     part = tmp_path / "part"
@@ -246,7 +249,28 @@ def test_straight_through_from_a_fraction_of_the_run(fake_mnist, tmp_path, monke
         train(TrainOptions(resume=str(tmp_path / "run"), ste_from=0.5, steps=10, progress="none"))
     with pytest.raises(ValueError, match=r"ste-from \(model config: train.ste_from\) must be a fraction"):
         train(TrainOptions(model_config=TINY, ste_from=1.5, out=str(tmp_path / "bad"), **common))
-    for key, bad in (("ste_from", float("nan")), ("ste_from", True), ("val_size", 0)):
+    for key, bad in (("ste_from", float("nan")), ("ste_from", True), ("val_size", 0),
+                     ("gumbel", -1.0), ("gumbel", float("inf")), ("gumbel", "1")):
         cfg_bad = {**TINY, "train": {**TINY["train"], key: bad}}
         with pytest.raises(ValueError, match=key):
             train(TrainOptions(model_config=cfg_bad, out=str(tmp_path / "bad"), **common))
+
+
+def test_relaxed_accuracy_ignores_and_restores_gumbel_and_straight_through():
+    """``accuracy(hard=False)`` measures the plain softmax mixture (no noise, no argmax) even
+    mid-way through a Gumbel straight-through run, and gives each layer its settings back."""
+    from difflogic import LogicNet, set_gumbel_noise, set_straight_through
+    from difflogic.train import accuracy
+    torch.manual_seed(0)
+    model = LogicNet(TINY)
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (64, 1, 28, 28), dtype=np.uint8)
+    labels = rng.integers(0, 10, 64).astype(np.int64)
+    plain = accuracy(model, images, labels, hard=False, batch_size=16)
+    set_straight_through(model, True)
+    set_gumbel_noise(model, 2.0)
+    model.train()
+    assert accuracy(model, images, labels, hard=False, batch_size=16) == plain
+    layers = [m for m in model.modules() if hasattr(m, "gumbel")]
+    assert layers and all(m.straight_through and m.gumbel == 2.0 for m in layers)
+    assert model.training

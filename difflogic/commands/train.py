@@ -37,6 +37,10 @@ def add_parser(subparsers):
     p.add_argument("--ste-from", type=float, metavar="FRAC",
                    help="train straight-through (argmax gates forward, relaxed gradient) from "
                         "this fraction of the run on, e.g. 0.5 (default: the model's, else never)")
+    p.add_argument("--gumbel", type=float, metavar="SCALE",
+                   help="add SCALE x Gumbel(0,1) noise to the gate logits in every training "
+                        "forward; with --ste-from 0 this is Gumbel logic gate network training "
+                        "(Yousefi et al. 2025) (default: the model's, else 0 = off)")
     p.add_argument("--augment", action="store_true", help="random crops and horizontal flips")
     p.add_argument("--threads", type=int, help="CPU threads (torch.set_num_threads)")
     p.add_argument("--no-test", dest="test", action="store_false",
