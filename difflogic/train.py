@@ -303,7 +303,7 @@ def _check_positive(name, value, kind=int, allow_zero=False):
         return None
     if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
         raise ValueError(f"{name} must be an integer, got {value!r}")
-    if not isinstance(value, (int, float)) or not math.isfinite(value) or \
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or \
             value < 0 or (value == 0 and not allow_zero):
         raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
     return value
@@ -373,20 +373,36 @@ def train(opts: TrainOptions) -> dict:
     else:
         config = resolve_model_config(opts.model, opts.model_config)
     tdef = config.get("train", {})
-    bs = opts.batch_size or int(tdef.get("batch_size", 128))
-    lr = opts.lr if opts.lr is not None else float(tdef.get("lr", 0.01))
-    wd = opts.weight_decay if opts.weight_decay is not None else float(tdef.get("weight_decay", 0.0))
-    opts.batch_size, opts.lr, opts.weight_decay = bs, lr, wd
+    if not isinstance(tdef, dict):
+        raise ValueError(f"the model config's 'train' entry must be a mapping of training "
+                         f"defaults, got {type(tdef).__name__}")
+
+    def cfg(key, kind, default=None, allow_zero=False):
+        """The config's train.<key>, with the check its command-line twin got above."""
+        v = tdef.get(key, default)
+        if kind is float and isinstance(v, int) and not isinstance(v, bool):
+            v = float(v)
+        return _check_positive(f"the model config's train.{key}", v, kind, allow_zero)
+
+    if opts.batch_size is None:
+        opts.batch_size = cfg("batch_size", int, 128)
+    if opts.lr is None:
+        opts.lr = cfg("lr", float, 0.01)
+    if opts.weight_decay is None:
+        opts.weight_decay = cfg("weight_decay", float, 0.0, allow_zero=True)
+    bs, lr, wd = opts.batch_size, opts.lr, opts.weight_decay
     opts.schedule = opts.schedule or tdef.get("schedule", "constant")
     if opts.schedule not in SCHEDULES:
-        raise ValueError(f"--schedule must be one of {SCHEDULES}, got {opts.schedule!r}")
+        raise ValueError(f"--schedule (model config: train.schedule) must be one of {SCHEDULES}, "
+                         f"got {opts.schedule!r}")
     if opts.steps is None and opts.epochs is None:  # the config's training length, else 1 epoch
-        opts.steps, opts.epochs = tdef.get("steps"), tdef.get("epochs")
-    if opts.eval_every is None and tdef.get("eval_every"):
-        opts.eval_every = int(tdef["eval_every"])
-    if opts.val_size is None and tdef.get("val_size") is not None:
-        # the config's value gets the check --val-size got above
-        opts.val_size = _check_positive("the model config's train.val_size", tdef["val_size"], int)
+        opts.steps, opts.epochs = cfg("steps", int), cfg("epochs", float)
+        if opts.steps is not None and opts.epochs is not None:
+            raise ValueError("the model config's train entry gives both steps and epochs; keep one")
+    if opts.eval_every is None:
+        opts.eval_every = cfg("eval_every", int)
+    if opts.val_size is None:
+        opts.val_size = cfg("val_size", int)
     if opts.ste_from is None:
         opts.ste_from = tdef.get("ste_from")
     if opts.ste_from is not None and (isinstance(opts.ste_from, bool)

@@ -250,10 +250,20 @@ def test_straight_through_from_a_fraction_of_the_run(fake_mnist, tmp_path, monke
     with pytest.raises(ValueError, match=r"ste-from \(model config: train.ste_from\) must be a fraction"):
         train(TrainOptions(model_config=TINY, ste_from=1.5, out=str(tmp_path / "bad"), **common))
     for key, bad in (("ste_from", float("nan")), ("ste_from", True), ("val_size", 0),
-                     ("gumbel", -1.0), ("gumbel", float("inf")), ("gumbel", "1")):
+                     ("gumbel", -1.0), ("gumbel", float("inf")), ("gumbel", "1"),
+                     # the older training defaults get their CLI twins' checks too
+                     ("batch_size", 1.5), ("batch_size", 0), ("lr", "0.1"), ("lr", True),
+                     ("weight_decay", -1.0), ("eval_every", 0), ("epochs", float("nan")),
+                     ("steps", -3), ("schedule", "linear")):
         cfg_bad = {**TINY, "train": {**TINY["train"], key: bad}}
-        with pytest.raises(ValueError, match=key):
-            train(TrainOptions(model_config=cfg_bad, out=str(tmp_path / "bad"), **common))
+        given = {k: v for k, v in common.items()  # let the config supply the run's length
+                 if not (key in ("steps", "epochs", "eval_every") and k in ("steps", "eval_every"))}
+        with pytest.raises(ValueError, match=f"train.{key}"):
+            train(TrainOptions(model_config=cfg_bad, out=str(tmp_path / "bad"), **given))
+    cfg_both = {**TINY, "train": {**TINY["train"], "steps": 4, "epochs": 1}}
+    with pytest.raises(ValueError, match="both steps and epochs"):
+        train(TrainOptions(model_config=cfg_both, dataset="mnist", data_dir=str(fake_mnist),
+                           out=str(tmp_path / "bad"), progress="none"))
 
 
 def test_relaxed_accuracy_ignores_and_restores_gumbel_and_straight_through():
