@@ -75,6 +75,10 @@ class TrainOptions:
     #: (:func:`difflogic.layers.set_gumbel_noise`); with ``ste_from=0`` this is Gumbel logic
     #: gate network training.  None = the config's ``gumbel``, else 0 (off).
     gumbel: float | None = None
+    #: Where to train: "cpu" (native C++ kernels) or "cuda" / "cuda:N" (CUDA kernels through
+    #: CuPy).  Not fixed on resume: a run may move between devices (bit-exact resume holds on
+    #: the same device and thread count).
+    device: str | None = None    # None = cpu (or the resumed run's)
     eval_batch_size: int = 1000
     test: bool = True            # evaluate the best model on the test split at the end
     progress: str = "auto"       # auto | bar | lines | none
@@ -168,12 +172,14 @@ def accuracy(model: LogicNet, images: np.ndarray, labels: np.ndarray, *, hard: b
     for m, _, _ in saved:
         m.straight_through, m.gumbel = False, 0.0
     idx = np.arange(len(images)) if indices is None else np.asarray(indices)
+    device = next(model.parameters()).device
     correct = 0
     try:
         for i in range(0, len(idx), batch_size):
             sel = idx[i:i + batch_size]
-            x = torch.from_numpy(images[sel]).to(torch.float32).div_(255.0)
-            y = torch.from_numpy(labels[sel])
+            # uint8 to the device (4x fewer bytes than float32), converted there
+            x = torch.from_numpy(images[sel]).to(device).to(torch.float32).div_(255.0)
+            y = torch.from_numpy(labels[sel]).to(device)
             correct += int((model(x).argmax(-1) == y).sum())
     finally:
         model.train(was_training)
@@ -340,6 +346,8 @@ def train(opts: TrainOptions) -> dict:
             opts.eval_every = saved.get("eval_every")
         if opts.threads is None:
             opts.threads = saved.get("threads")
+        if opts.device is None:
+            opts.device = saved.get("device")
         if opts.data_dir is None:
             opts.data_dir = saved.get("data_dir")
         if opts.out is None:
@@ -366,6 +374,8 @@ def train(opts: TrainOptions) -> dict:
         raise ValueError("give either --epochs or --steps, not both")
     if opts.threads:
         torch.set_num_threads(opts.threads)
+    opts.device = opts.device or "cpu"
+    device = resolve_device(opts.device)
 
     # ---- model config and hyper-parameters (config's train defaults unless overridden)
     if resume_ck is not None:
@@ -430,7 +440,7 @@ def train(opts: TrainOptions) -> dict:
     if opts.val_size is None:  # the paper's split; tiny (test) datasets keep 1/6 for validation
         opts.val_size = info.val_size if n > 2 * info.val_size else max(1, n // 6)
     train_idx, val_idx = data.train_val_split(n, opts.val_size, seed=0)
-    loader = data.BatchLoader(x_train, y_train, bs, shuffle=True, seed=opts.seed,
+    loader = data.BatchLoader(x_train, y_train, bs, shuffle=True, seed=opts.seed, device=device,
                               augment=bool(opts.augment), indices=train_idx,
                               crop_padding=4 if info.shape[1] >= 32 else 2)
     per_epoch = len(loader)
@@ -455,7 +465,7 @@ def train(opts: TrainOptions) -> dict:
         model = LogicNet(config)
     else:
         model = ckpt.model_from_checkpoint(resume_ck, opts.resume)
-    model.train()
+    model.to(device).train()
     set_gumbel_noise(model, opts.gumbel)
     optimizer = make_optimizer(model, lr, wd)
     step, elapsed, best = 0, 0.0, {"val_hard_acc": -1.0, "step": 0}
@@ -466,6 +476,8 @@ def train(opts: TrainOptions) -> dict:
         except (KeyError, ValueError, TypeError) as e:
             raise ckpt.CheckpointError(f"{opts.resume}: cannot restore the training state ({e})") from None
         torch.set_rng_state(resume_ck["rng"]["torch"])
+        if device.type == "cuda" and "cuda" in resume_ck["rng"]:  # Gumbel noise on the GPU
+            torch.cuda.set_rng_state(resume_ck["rng"]["cuda"], device)
         step = int(resume_ck["step"])
         elapsed = float(resume_ck.get("elapsed", 0.0))
         best = json.loads(resume_ck["best"])
@@ -488,7 +500,7 @@ def train(opts: TrainOptions) -> dict:
     def save_last():
         ckpt.save_checkpoint(out / "last.pt", model, kind="training", step=step, elapsed=elapsed,
                              optimizer=optimizer.state_dict(), loader=loader.state_dict(),
-                             rng={"torch": torch.get_rng_state()}, best=json.dumps(best),
+                             rng=_rng_state(device), best=json.dumps(best),
                              running=json.dumps(running),
                              train_options=opts_json, meta=json.dumps({**meta, "step": step}))
 
@@ -496,11 +508,12 @@ def train(opts: TrainOptions) -> dict:
     _log(f"difflogic train: {config.get('name')} ({model.gate_count():,} gates) on {info.title} "
          f"({len(train_idx):,} train / {len(val_idx):,} val, loaded in {load_s:.1f}s), batch {bs}, "
          f"lr {lr}, wd {wd}, {opts.schedule} schedule, {total:,} steps ({total / per_epoch:.2f} "
-         f"epochs), eval every {opts.eval_every}, {threads} thread(s)"
+         f"epochs), eval every {opts.eval_every}, "
+         + (f"{threads} thread(s)" if device.type == "cpu" else f"on {_device_name(device)}")
          + (f", straight-through gates from step {ste_start:,}" if ste_start is not None else "")
          + (f", Gumbel noise x{opts.gumbel:g} on the gate logits" if opts.gumbel else "")
          + (f", resuming at step {step}" if resume_ck is not None else ""))
-    _ops_note()
+    _ops_note(device)
 
     # ---- loop
     progress = _Progress(opts.progress, total, step, every=max(1, min(opts.eval_every, total // 20 or 1)))
@@ -594,7 +607,7 @@ def train(opts: TrainOptions) -> dict:
         _log(f"stopped at step {step}/{total}; continue with: difflogic train --resume {out}")
         return summary
     if opts.test and (out / "model.pt").exists():
-        best_model = ckpt.load_model(out / "model.pt")
+        best_model = ckpt.load_model(out / "model.pt").to(device)
         x_test, y_test = data.load_dataset(opts.dataset, opts.data_dir, "test")
         t_test = time.perf_counter()
         summary["test_hard_acc"] = accuracy(best_model, x_test, y_test, hard=True,
@@ -611,8 +624,51 @@ def train(opts: TrainOptions) -> dict:
     return summary
 
 
-def _ops_note() -> None:
+def resolve_device(name) -> torch.device:
+    """``--device`` -> torch.device, with a clear error when it cannot train there."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"--device must be cpu, cuda or cuda:N, got {name!r}") from None
+    if device.type == "cpu":
+        return device
+    if device.type != "cuda":
+        raise ValueError(f"--device {name}: training runs on cpu or cuda, not {device.type}")
+    if not torch.cuda.is_available():
+        raise RuntimeError(f"--device {name}: no CUDA device is visible to PyTorch "
+                           f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'no'}); "
+                           "install a CUDA build of torch on a machine with an NVIDIA GPU, or "
+                           "train with --device cpu")
+    index = 0 if device.index is None else device.index
+    if index >= torch.cuda.device_count():
+        raise ValueError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA "
+                         f"device(s), numbered from 0")
+    return torch.device("cuda", index)
+
+
+def _device_name(device: torch.device) -> str:
+    return f"{device} ({torch.cuda.get_device_name(device)})"
+
+
+def _rng_state(device: torch.device) -> dict:
+    """The RNG streams a training step draws from (Gumbel noise; on the GPU, the GPU's)."""
+    rng = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        rng["cuda"] = torch.cuda.get_rng_state(device)
+    return rng
+
+
+def _ops_note(device: torch.device = torch.device("cpu")) -> None:
     """Tell the user when training runs on the slow PyTorch reference kernels."""
+    if device.type == "cuda":
+        try:
+            import importlib
+            importlib.import_module("difflogic._cuda")
+        except Exception as e:  # noqa: BLE001 - missing CuPy / NVRTC / driver: say which
+            _log(f"note: the CUDA kernels (difflogic._cuda) are not available ({e}); training "
+                 "uses the slow PyTorch reference kernels on the GPU (install CuPy: "
+                 "pip install cupy-cuda12x or cupy-cuda13x)")
+        return
     try:
         from . import _ops
         native = bool(_ops.native_available())

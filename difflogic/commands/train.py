@@ -42,6 +42,8 @@ def add_parser(subparsers):
                         "forward; with --ste-from 0 this is Gumbel logic gate network training "
                         "(Yousefi et al. 2025) (default: the model's, else 0 = off)")
     p.add_argument("--augment", action="store_true", help="random crops and horizontal flips")
+    p.add_argument("--device", metavar="DEV", help="train on cpu (default; native C++ kernels) or "
+                   "cuda / cuda:N (CUDA kernels compiled at first use through CuPy)")
     p.add_argument("--threads", type=int, help="CPU threads (torch.set_num_threads)")
     p.add_argument("--no-test", dest="test", action="store_false",
                    help="skip the final test-set evaluation of the best model")
