@@ -60,13 +60,18 @@ class _GateLayer(nn.Module):
     #: Train-mode Gumbel noise scale added to the logits each forward (0 = none), see
     #: :func:`set_gumbel_noise`.
     gumbel: float = 0.0
+    #: Part of the architecture (a model config's ``"straight_through": true`` on the layer):
+    #: this layer always trains straight-through, whatever the run-phase switch above says.
+    #: Meant for the first gate layer, whose relaxed mixtures of thresholded input bits carry
+    #: "analog" values the hard network cannot reproduce (benches/RESULTS.md).
+    always_straight_through: bool = False
 
     def coefficients(self) -> torch.Tensor:
         w = self.weight
         if self.training and self.gumbel:
             w = w + gumbel_noise(w.detach(), self.gumbel)
         return gate_coefficients(w, hard=not self.training,
-                                 straight_through=self.straight_through)
+                                 straight_through=self.straight_through or self.always_straight_through)
 
     def ops(self) -> torch.Tensor:
         """The hard gate id (argmax) of every neuron, uint8."""

@@ -74,6 +74,14 @@ class LogicNet(nn.Sequential):
 def _build_layer(spec: dict, shape, init: str) -> nn.Module:
     spec = dict(spec)
     kind = spec.pop("type")
+    if "straight_through" in spec:  # gate layers: train this layer straight-through always
+        ste = spec.pop("straight_through")
+        if kind not in ("conv", "dense") or not isinstance(ste, bool):
+            raise ValueError(f"'straight_through' must be true or false on a conv or dense layer, "
+                             f"got {ste!r} on a {kind!r} layer")
+        layer = _build_layer({"type": kind, **spec}, shape, init)
+        layer.always_straight_through = ste
+        return layer
     if kind == "thresholds":
         if "thresholds" in spec:
             return Thresholds(spec["thresholds"], channels=shape[0])

@@ -176,6 +176,39 @@ def test_gumbel_straight_through_forward_is_a_sampled_hard_network():
             dl.set_gumbel_noise(net, bad)
 
 
+def test_layer_config_straight_through_is_part_of_the_architecture(tmp_path):
+    """A config's ``"straight_through": true`` on a gate layer makes that layer always train
+    straight-through (the run-phase switch does not turn it off), survives a checkpoint, and
+    is refused where it means nothing."""
+    from difflogic.checkpoint import load_model, save_checkpoint
+    cfg = dl.get_model_config("mnist-tiny")
+    first = next(i for i, spec in enumerate(cfg["layers"]) if spec["type"] in ("conv", "dense"))
+    cfg["layers"][first] = {**cfg["layers"][first], "straight_through": True}
+    torch.manual_seed(0)
+    net = dl.LogicNet(cfg)
+    gate_layers = [m for m in net.modules() if hasattr(m, "always_straight_through")]
+    assert [m.always_straight_through for m in gate_layers] == [True] + [False] * (len(gate_layers) - 1)
+    layer = gate_layers[0]
+    layer.weight.data.normal_()  # not a residual init: relaxed and hard rows differ
+    net.train()
+    dl.set_straight_through(net, False)
+    assert torch.equal(layer.coefficients(), F.gate_coefficients(layer.weight.detach(), hard=True))
+    assert not torch.equal(gate_layers[1].coefficients(),
+                           F.gate_coefficients(gate_layers[1].weight.detach(), hard=True))
+    save_checkpoint(tmp_path / "m.pt", net, kind="model")
+    again = load_model(tmp_path / "m.pt")
+    assert [m.always_straight_through for m in again.modules()
+            if hasattr(m, "always_straight_through")][0] is True
+    x = torch.rand(3, *cfg["input_shape"])
+    with torch.no_grad():
+        assert torch.equal(again.train()(x), net.train()(x))
+    for bad_spec in ({"type": "flatten", "straight_through": True},
+                     {**cfg["layers"][first], "straight_through": "yes"}):
+        bad = {**cfg, "layers": [*cfg["layers"][:first], bad_spec, *cfg["layers"][first + 1:]]}
+        with pytest.raises(ValueError, match="straight_through"):
+            dl.LogicNet(bad)
+
+
 def test_logic_tree_net_gate_counts_match_paper():
     # raw training-gate counts (reference notes sec. 7.3)
     assert dl.get_model("cifar10-s").gate_count() == 960_512
