@@ -77,6 +77,8 @@ def test_cli_train_eval_info_end_to_end(fake_mnist, tiny_json, tmp_path, capsys)
     res = json.loads(capsys.readouterr().out)
     assert res["hard_acc"] == summary["test_hard_acc"] and res["gates"] == summary["gates"]
     assert res["images"] == 40 and 0 <= res["relaxed_acc"] <= 1
+    assert main(["eval", str(run), "--data-dir", str(fake_mnist), "--device", "gpu"]) == 2
+    assert "--device must be cpu, cuda or cuda:N" in capsys.readouterr().err
 
     # info: per-layer gates sum to the model's count, 16-gate histogram, PNG chart
     png = tmp_path / "gates.png"

@@ -17,6 +17,8 @@ def add_parser(subparsers):
     p.add_argument("--split", choices=("test", "train"), default="test", help="split to evaluate")
     p.add_argument("--batch-size", type=int, default=1000, help="evaluation batch size")
     p.add_argument("--threads", type=int, help="CPU threads (torch.set_num_threads)")
+    p.add_argument("--device", default="cpu", metavar="DEV",
+                   help="evaluate on cpu (default) or cuda / cuda:N")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.set_defaults(func=run)
     return p
@@ -45,7 +47,7 @@ def run(args) -> int:
     import torch
 
     from .. import checkpoint, data
-    from ..train import accuracy
+    from ..train import accuracy, resolve_device
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
@@ -53,9 +55,10 @@ def run(args) -> int:
         if args.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
     path = resolve_checkpoint(args.checkpoint)
     ck = checkpoint.load_checkpoint(path)
-    model = checkpoint.model_from_checkpoint(ck, path).eval()
+    model = checkpoint.model_from_checkpoint(ck, path).to(device).eval()
     dataset = args.dataset or checkpoint_meta(ck).get("dataset")
     if not dataset:
         raise ValueError(f"{path} does not record its dataset; pass --dataset")
