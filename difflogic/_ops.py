@@ -52,17 +52,23 @@ def _native_missing_msg() -> str:
 # When that module is missing or fails to import, CUDA tensors use the PyTorch reference.
 _CUDA_MODULE = None
 _CUDA_TRIED = False
+_CUDA_ERROR: Exception | None = None  # why the import failed, for messages
 
 
 def _cuda_module():
-    global _CUDA_MODULE, _CUDA_TRIED
+    global _CUDA_MODULE, _CUDA_TRIED, _CUDA_ERROR
     if not _CUDA_TRIED:
         _CUDA_TRIED = True
         try:
             _CUDA_MODULE = importlib.import_module("difflogic._cuda")
-        except Exception:  # noqa: BLE001 - missing CuPy / no driver / not written yet
-            _CUDA_MODULE = None
+        except Exception as e:  # noqa: BLE001 - missing CuPy / no driver / not written yet
+            _CUDA_MODULE, _CUDA_ERROR = None, e
     return _CUDA_MODULE
+
+
+def cuda_unavailable_reason() -> str | None:
+    """None when CUDA tensors run on difflogic._cuda, else why they fall back to PyTorch."""
+    return None if _cuda_module() is not None else str(_CUDA_ERROR)
 
 
 def _choose(backend: str, x: torch.Tensor, native_ok: bool, why_not: str) -> str:

@@ -368,6 +368,7 @@ def train(opts: TrainOptions) -> dict:
     _check_positive("--epochs", opts.epochs, float)
     _check_positive("--lr", opts.lr, float)
     _check_positive("--weight-decay", opts.weight_decay, float, allow_zero=True)
+    _check_positive("--gumbel", opts.gumbel, float, allow_zero=True)
     if isinstance(opts.seed, bool) or not isinstance(opts.seed, int) or opts.seed < 0:
         raise ValueError(f"--seed must be an integer >= 0, got {opts.seed!r}")
     if opts.steps is not None and opts.epochs is not None:
@@ -421,11 +422,7 @@ def train(opts: TrainOptions) -> dict:
         raise ValueError(f"--ste-from (model config: train.ste_from) must be a fraction of the run "
                          f"in [0, 1], got {opts.ste_from!r}")
     if opts.gumbel is None:
-        opts.gumbel = tdef.get("gumbel", 0.0)
-    if (isinstance(opts.gumbel, bool) or not isinstance(opts.gumbel, (int, float))
-            or not 0.0 <= opts.gumbel < math.inf):
-        raise ValueError(f"--gumbel (model config: train.gumbel) must be a finite noise scale "
-                         f">= 0, e.g. 1, got {opts.gumbel!r}")
+        opts.gumbel = cfg("gumbel", float, 0.0, allow_zero=True)
     if opts.model is None:
         opts.model = config.get("name")
 
@@ -658,14 +655,13 @@ def _rng_state(device: torch.device) -> dict:
     return rng
 
 
-def _ops_note(device: torch.device = torch.device("cpu")) -> None:
+def _ops_note(device: torch.device) -> None:
     """Tell the user when training runs on the slow PyTorch reference kernels."""
     if device.type == "cuda":
-        try:
-            import importlib
-            importlib.import_module("difflogic._cuda")
-        except Exception as e:  # noqa: BLE001 - missing CuPy / NVRTC / driver: say which
-            _log(f"note: the CUDA kernels (difflogic._cuda) are not available ({e}); training "
+        from . import _ops
+        why = _ops.cuda_unavailable_reason()
+        if why is not None:  # missing CuPy / NVRTC / driver: say which
+            _log(f"note: the CUDA kernels (difflogic._cuda) are not available ({why}); training "
                  "uses the slow PyTorch reference kernels on the GPU (install CuPy: "
                  "pip install cupy-cuda12x or cupy-cuda13x)")
         return
