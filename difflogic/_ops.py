@@ -82,7 +82,8 @@ def _choose(backend: str, x: torch.Tensor, native_ok: bool, why_not: str) -> str
             return "cuda"
         if backend == "native":
             raise RuntimeError("backend='native' on a CUDA tensor needs difflogic._cuda (CuPy), "
-                               "which could not be imported")
+                               f"which could not be imported ({cuda_unavailable_reason()}); "
+                               "install it with `pip install \".[cuda13]\"` (or .[cuda12])")
         return "torch"
     if backend == "native":
         if _C is None:

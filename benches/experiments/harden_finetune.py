@@ -1,10 +1,12 @@
 """Experiment, not part of the library (benches/RESULTS.md): fine-tune a trained checkpoint for a few epochs while
 annealing the gate softmax sharpness (logits x1 -> xSMAX), to close the relaxed/hard gap.
 
-    python benches/experiments/harden_finetune.py CKPT DATASET DATA_DIR EPOCHS LR SMAX AUGMENT(0/1) OUT.pt
+    python benches/experiments/harden_finetune.py CKPT DATASET DATA_DIR EPOCHS LR SMAX AUGMENT(0/1) OUT.pt [LAYERS]
 
 SMAX = 0: straight-through fine-tuning instead (argmax gates forward, relaxed gradient:
-difflogic.set_straight_through) at a constant sharpness.
+difflogic.set_straight_through) at a constant sharpness.  LAYERS (with SMAX = 0): comma-separated
+indices among the gate layers (0 = the first conv layer) that train straight-through, the others
+staying relaxed; default all (layer_gap.py shows where the gap sits).
 
 (DATA_DIR "" = the default location; batch 128; writes the best-validation state_dict to OUT.pt)"""
 import sys, time, math
@@ -15,6 +17,7 @@ from difflogic.train import accuracy, make_optimizer, keep_freed_memory
 ck, ds, dd, ep, lr, smax, aug, out = sys.argv[1:9]
 dd = dd or None
 ep, lr, smax, aug = float(ep), float(lr), float(smax), bool(int(aug))
+only = [int(i) for i in sys.argv[9].split(",")] if len(sys.argv) > 9 else None
 keep_freed_memory()
 model = model_from_checkpoint(load_checkpoint(ck), ck)
 state = {"s": 1.0}
@@ -29,7 +32,11 @@ loader = data.BatchLoader(x, y, 128, shuffle=True, seed=7, augment=aug, indices=
                           crop_padding=4 if info.shape[1] >= 32 else 2)  # as difflogic.train
 total = int(ep * len(loader)); opt = make_optimizer(model, lr, 0.0)
 model.train()
-set_straight_through(model, smax == 0)
+set_straight_through(model, smax == 0 and only is None)
+if smax == 0 and only is not None:
+    gate_layers = [m for m in model.modules() if isinstance(m, L._GateLayer)]
+    for i in only:
+        gate_layers[i].straight_through = True
 v0 = accuracy(model, x, y, hard=True, indices=va); print(f"start: val hard {100*v0:.2f}%", flush=True)
 best = (v0, -1); torch.save(model.state_dict(), out)
 t0 = time.time()
