@@ -74,13 +74,17 @@ class LogicNet(nn.Sequential):
 def _build_layer(spec: dict, shape, init: str) -> nn.Module:
     spec = dict(spec)
     kind = spec.pop("type")
-    if "straight_through" in spec:  # gate layers: train this layer straight-through always
+    if "straight_through" in spec:  # gate layers: true = always, F = from that part of the run
         ste = spec.pop("straight_through")
-        if kind not in ("conv", "dense") or not isinstance(ste, bool):
-            raise ValueError(f"'straight_through' must be true or false on a conv or dense layer, "
-                             f"got {ste!r} on a {kind!r} layer")
+        fraction = isinstance(ste, (int, float)) and not isinstance(ste, bool) and 0.0 <= ste <= 1.0
+        if kind not in ("conv", "dense") or not (isinstance(ste, bool) or fraction):
+            raise ValueError(f"'straight_through' must be true, false or a fraction of the training "
+                             f"run in [0, 1] on a conv or dense layer, got {ste!r} on a {kind!r} layer")
         layer = _build_layer({"type": kind, **spec}, shape, init)
-        layer.always_straight_through = ste
+        if fraction:
+            layer.ste_from = float(ste)
+        else:
+            layer.always_straight_through = ste
         return layer
     if kind == "thresholds":
         if "thresholds" in spec:

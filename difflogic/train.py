@@ -464,6 +464,9 @@ def train(opts: TrainOptions) -> dict:
         model = ckpt.model_from_checkpoint(resume_ck, opts.resume)
     model.to(device).train()
     set_gumbel_noise(model, opts.gumbel)
+    # (index, layer, first straight-through step) of the layers a config switches on their own
+    layer_ste = [(i, m, int(round(m.ste_from * total))) for i, m in enumerate(model)
+                 if isinstance(m, _GateLayer) and m.ste_from is not None]
     optimizer = make_optimizer(model, lr, wd)
     step, elapsed, best = 0, 0.0, {"val_hard_acc": -1.0, "step": 0}
     if resume_ck is not None:
@@ -508,6 +511,7 @@ def train(opts: TrainOptions) -> dict:
          f"epochs), eval every {opts.eval_every}, "
          + (f"{threads} thread(s)" if device.type == "cpu" else f"on {_device_name(device)}")
          + (f", straight-through gates from step {ste_start:,}" if ste_start is not None else "")
+         + "".join(f", layer {i} straight-through from step {start:,}" for i, _, start in layer_ste)
          + (f", Gumbel noise x{opts.gumbel:g} on the gate logits" if opts.gumbel else "")
          + (f", resuming at step {step}" if resume_ck is not None else ""))
     _ops_note(device)
@@ -532,8 +536,13 @@ def train(opts: TrainOptions) -> dict:
                     g["lr"] = lr_at(step, total, lr, opts.schedule)
                 ste = ste_start is not None and step >= ste_start
                 set_straight_through(model, ste)
+                late = [m for _, m, start in layer_ste if step >= start]
+                for m in late:  # layers whose config switches them on their own
+                    m.straight_through = True
                 # what the training forward is
-                kind = ("Gumbel " if opts.gumbel else "") + ("straight-through" if ste else "relaxed")
+                kind = ("Gumbel " if opts.gumbel else "") + (
+                    "straight-through" if ste else
+                    f"relaxed, {len(late)} layer(s) straight-through" if late else "relaxed")
                 logits = model(x)
                 loss = torch.nn.functional.cross_entropy(logits, y)
                 optimizer.zero_grad(set_to_none=True)

@@ -202,8 +202,19 @@ def test_layer_config_straight_through_is_part_of_the_architecture(tmp_path):
     x = torch.rand(3, *cfg["input_shape"])
     with torch.no_grad():
         assert torch.equal(again.train()(x), net.train()(x))
+    # a fraction: the training loop's switch for this layer alone (test_train.py), kept in
+    # the config and so in checkpoints; never "always" (that is `true`)
+    cfg_f = {**cfg, "layers": [*cfg["layers"][:first], {**cfg["layers"][first], "straight_through": 0.5},
+                               *cfg["layers"][first + 1:]]}
+    save_checkpoint(tmp_path / "f.pt", dl.LogicNet(cfg_f), kind="model")
+    got = [(m.ste_from, m.always_straight_through) for m in load_model(tmp_path / "f.pt").modules()
+           if hasattr(m, "always_straight_through")]
+    assert got == [(0.5, False)] + [(None, False)] * (len(gate_layers) - 1)
     for bad_spec in ({"type": "flatten", "straight_through": True},
-                     {**cfg["layers"][first], "straight_through": "yes"}):
+                     {**cfg["layers"][first], "straight_through": "yes"},
+                     {**cfg["layers"][first], "straight_through": 1.5},
+                     {**cfg["layers"][first], "straight_through": -0.1},
+                     {**cfg["layers"][first], "straight_through": float("nan")}):
         bad = {**cfg, "layers": [*cfg["layers"][:first], bad_spec, *cfg["layers"][first + 1:]]}
         with pytest.raises(ValueError, match="straight_through"):
             dl.LogicNet(bad)

@@ -268,6 +268,36 @@ def test_straight_through_from_a_fraction_of_the_run(fake_mnist, tmp_path, monke
                            out=str(tmp_path / "bad"), progress="none"))
 
 
+def test_layer_straight_through_from_a_fraction_of_the_run(fake_mnist, tmp_path, monkeypatch):
+    """A gate layer's config ``"straight_through": F`` switches that layer alone to
+    straight-through at fraction F of the run (the others stay relaxed), and resume replays it
+    bit-exactly (the fraction is part of the checkpointed config)."""
+    from difflogic.layers import _GateLayer
+    cfg = json.loads(json.dumps(TINY))
+    gate = [i for i, spec in enumerate(cfg["layers"]) if spec["type"] in ("conv", "dense")]
+    cfg["layers"][gate[0]]["straight_through"] = 0.5
+    seen = []  # per training forward (grad enabled): which gate layers ran straight-through
+    orig = _GateLayer.coefficients
+
+    def spy(self):
+        if torch.is_grad_enabled():
+            seen.append((id(self), self.straight_through))
+        return orig(self)
+    monkeypatch.setattr(_GateLayer, "coefficients", spy)
+    common = dict(dataset="mnist", data_dir=str(fake_mnist), model_config=cfg, steps=8,
+                  eval_every=4, seed=3, progress="none", test=False)
+    train(TrainOptions(out=str(tmp_path / "full"), **common))
+    first = seen[0][0]
+    per_step = [[on for layer, on in seen[i:i + len(gate)]] for i in range(0, len(seen), len(gate))]
+    assert len(per_step) == 8 and all(seen[i][0] == first for i in range(0, len(seen), len(gate)))
+    assert per_step == [[False] * len(gate)] * 4 + [[True] + [False] * (len(gate) - 1)] * 4
+    train(TrainOptions(out=str(tmp_path / "part"), stop_after=3, **common))
+    train(TrainOptions(resume=str(tmp_path / "part"), progress="none", test=False))
+    a, b = _state(tmp_path / "full"), _state(tmp_path / "part")
+    for k in a["state_dict"]:
+        assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
+
+
 def test_relaxed_accuracy_ignores_and_restores_gumbel_and_straight_through():
     """``accuracy(hard=False)`` measures the plain softmax mixture (no noise, no argmax) even
     mid-way through a Gumbel straight-through run, and gives each layer its settings back."""
