@@ -68,7 +68,9 @@ class _GateLayer(nn.Module):
     #: Part of the architecture too (a model config's ``"straight_through": F`` with F a
     #: fraction in [0, 1]): the training loop switches this layer alone to straight-through
     #: from that fraction of the run on, the other layers staying relaxed.  Measured on CIFAR-10
-    #: as a fine-tune of the first conv layer: +1.1 to +2.5% hard test accuracy (RESULTS.md).
+    #: S (RESULTS.md): as a fine-tune of the first conv layer after augmented runs +1.1 to
+    #: +2.5% hard test accuracy; from 70% of a 50-epoch run without augmentation +1.0% hard
+    #: validation but no test gain (-0.1%).
     ste_from: float | None = None
 
     def coefficients(self) -> torch.Tensor:
