@@ -33,6 +33,12 @@ def finite_number(name: str, value) -> float:
     return v
 
 
+def is_fraction(value) -> bool:
+    """True for a real number in [0, 1] (a point of a training run); False for booleans (True
+    is an int to Python, but a switch, not a fraction), NaN, strings and the rest."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= value <= 1.0
+
+
 def check_input(x, layer: str, *, rank: int, size: tuple[tuple[int, int | None], ...] = (),
                 allow_binary: bool = True) -> None:
     """Validate a layer input: a tensor of the given rank, float (or {0,1} uint8/bool in eval),

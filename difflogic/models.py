@@ -19,6 +19,7 @@ import copy
 import torch
 from torch import nn
 
+from . import _checks
 from .layers import Flatten, GroupSum, LogicConv2d, LogicDense, OrPool2d, Thresholds
 
 
@@ -76,7 +77,7 @@ def _build_layer(spec: dict, shape, init: str) -> nn.Module:
     kind = spec.pop("type")
     if "straight_through" in spec:  # gate layers: true = always, F = from that part of the run
         ste = spec.pop("straight_through")
-        fraction = isinstance(ste, (int, float)) and not isinstance(ste, bool) and 0.0 <= ste <= 1.0
+        fraction = _checks.is_fraction(ste)
         if kind not in ("conv", "dense") or not (isinstance(ste, bool) or fraction):
             raise ValueError(f"'straight_through' must be true, false or a fraction of the training "
                              f"run in [0, 1] on a conv or dense layer, got {ste!r} on a {kind!r} layer")

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import checkpoint as ckpt
+from . import _checks, checkpoint as ckpt
 from .layers import _GateLayer, set_gumbel_noise, set_straight_through
 from .models import LogicNet, get_model_config
 
@@ -416,9 +416,7 @@ def train(opts: TrainOptions) -> dict:
         opts.val_size = cfg("val_size", int)
     if opts.ste_from is None:
         opts.ste_from = tdef.get("ste_from")
-    if opts.ste_from is not None and (isinstance(opts.ste_from, bool)
-                                      or not isinstance(opts.ste_from, (int, float))
-                                      or not 0.0 <= opts.ste_from <= 1.0):
+    if opts.ste_from is not None and not _checks.is_fraction(opts.ste_from):
         raise ValueError(f"--ste-from (model config: train.ste_from) must be a fraction of the run "
                          f"in [0, 1], got {opts.ste_from!r}")
     if opts.gumbel is None:
