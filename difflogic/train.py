@@ -40,7 +40,7 @@ SCHEDULES = ("constant", "cosine")
 TRAIN_PROBE = 2000
 #: Options that define the trajectory: a resumed run must use the same values.
 _FIXED_ON_RESUME = ("dataset", "model", "batch_size", "lr", "weight_decay", "seed", "augment",
-                    "schedule", "val_size", "ste_from", "gumbel")
+                    "crop_padding", "schedule", "val_size", "ste_from", "gumbel")
 
 
 @dataclass
@@ -63,6 +63,9 @@ class TrainOptions:
     seed: int | None = None      # None = 0 (or the resumed run's)
     eval_every: int | None = None
     augment: bool = False
+    #: With ``augment``: crops come from the image zero-padded by this many pixels; 0 = flips
+    #: only.  None = 4 for 32x32 images, 2 for smaller ones.
+    crop_padding: int | None = None
     threads: int | None = None
     resume: str | None = None
     schedule: str | None = None  # None = constant (or the resumed run's)
@@ -426,6 +429,15 @@ def train(opts: TrainOptions) -> dict:
 
     # ---- data
     info = data.DATASET_INFO[opts.dataset]
+    # (loaders without augmentation keep the size default too: their saved state says so)
+    default_pad = 4 if info.shape[1] >= 32 else 2
+    if opts.crop_padding is not None:
+        if not opts.augment:
+            raise ValueError(f"--crop-padding {opts.crop_padding} only applies with --augment; "
+                             "add --augment or drop --crop-padding")
+        _check_positive("--crop-padding", opts.crop_padding, allow_zero=True)
+    else:
+        opts.crop_padding = default_pad if opts.augment else None
     if tuple(config["input_shape"]) != tuple(info.shape):
         raise ValueError(f"model {config.get('name')!r} expects inputs of shape "
                          f"{tuple(config['input_shape'])}, but {info.title} images are {info.shape}")
@@ -437,7 +449,7 @@ def train(opts: TrainOptions) -> dict:
     train_idx, val_idx = data.train_val_split(n, opts.val_size, seed=0)
     loader = data.BatchLoader(x_train, y_train, bs, shuffle=True, seed=opts.seed, device=device,
                               augment=bool(opts.augment), indices=train_idx,
-                              crop_padding=4 if info.shape[1] >= 32 else 2)
+                              crop_padding=default_pad if opts.crop_padding is None else opts.crop_padding)
     per_epoch = len(loader)
     if opts.steps is not None:
         total = int(opts.steps)
@@ -508,6 +520,8 @@ def train(opts: TrainOptions) -> dict:
          f"lr {lr}, wd {wd}, {opts.schedule} schedule, {total:,} steps ({total / per_epoch:.2f} "
          f"epochs), eval every {opts.eval_every}, "
          + (f"{threads} thread(s)" if device.type == "cpu" else f"on {_device_name(device)}")
+         + ((", augmentation (flips only)" if not opts.crop_padding else
+             f", augmentation (flips, crops padded by {opts.crop_padding})") if opts.augment else "")
          + (f", straight-through gates from step {ste_start:,}" if ste_start is not None else "")
          + "".join(f", layer {i} straight-through from step {start:,}" for i, _, start in layer_ste)
          + (f", Gumbel noise x{opts.gumbel:g} on the gate logits" if opts.gumbel else "")

@@ -166,6 +166,28 @@ def test_augment_and_cifar_shapes(tmp_path):
                            progress="none", out=str(tmp_path / "bad")))
 
 
+def test_crop_padding_sets_the_augmentation_and_is_kept_on_resume(fake_mnist, tmp_path, capsys):
+    common = dict(dataset="mnist", data_dir=str(fake_mnist), model_config=TINY, progress="lines",
+                  test=False)
+    with pytest.raises(ValueError, match="only applies with --augment"):
+        train(TrainOptions(crop_padding=2, steps=2, out=str(tmp_path / "a"), **common))
+    with pytest.raises(ValueError, match="crop-padding must be >= 0"):
+        train(TrainOptions(crop_padding=-1, augment=True, steps=2, out=str(tmp_path / "b"), **common))
+    run = tmp_path / "run"
+    train(TrainOptions(augment=True, crop_padding=0, steps=4, eval_every=2, stop_after=2,
+                       out=str(run), **common))
+    assert "augmentation (flips only)" in capsys.readouterr().err
+    assert _state(run)["loader"]["crop_padding"] == 0
+    with pytest.raises(ValueError, match="--crop-padding 3 differs"):
+        train(TrainOptions(resume=str(run), crop_padding=3, progress="none"))
+    train(TrainOptions(resume=str(run), progress="lines"))  # keeps 0 (not the default 2)
+    assert "augmentation (flips only)" in capsys.readouterr().err
+    assert _state(run)["loader"]["crop_padding"] == 0 and _state(run)["step"] == 4
+    # the default follows the image size
+    train(TrainOptions(augment=True, steps=1, out=str(tmp_path / "c"), **common))
+    assert "crops padded by 2" in capsys.readouterr().err
+
+
 def test_lr_schedules():
     assert lr_at(0, 100, 0.1, "constant") == lr_at(99, 100, 0.1, "constant") == 0.1
     assert lr_at(0, 100, 0.1, "cosine") == pytest.approx(0.1)

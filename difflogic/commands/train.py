@@ -42,6 +42,9 @@ def add_parser(subparsers):
                         "forward; with --ste-from 0 this is Gumbel logic gate network training "
                         "(Yousefi et al. 2025) (default: the model's, else 0 = off)")
     p.add_argument("--augment", action="store_true", help="random crops and horizontal flips")
+    p.add_argument("--crop-padding", type=int, metavar="PX",
+                   help="with --augment: crops are taken from the image zero-padded by PX pixels; "
+                        "0 = flips only (default: 4 for 32x32 images, 2 for 28x28)")
     p.add_argument("--device", metavar="DEV", help="train on cpu (default; native C++ kernels) or "
                    "cuda / cuda:N (CUDA kernels compiled at first use through CuPy)")
     p.add_argument("--threads", type=int, help="CPU threads (torch.set_num_threads)")
