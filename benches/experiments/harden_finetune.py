@@ -1,7 +1,10 @@
 """Experiment, not part of the library (benches/RESULTS.md): fine-tune a trained checkpoint for a few epochs while
 annealing the gate softmax sharpness (logits x1 -> xSMAX), to close the relaxed/hard gap.
 
-    python benches/experiments/harden_finetune.py CKPT DATASET DATA_DIR EPOCHS LR SMAX AUGMENT(0/1) OUT.pt [LAYERS]
+    python benches/experiments/harden_finetune.py CKPT DATASET DATA_DIR EPOCHS LR SMAX AUGMENT OUT.pt [LAYERS]
+
+AUGMENT: 0 = none, 1 = flips + crops (as `difflogic train --augment`), flips = flips only
+(as `--augment --crop-padding 0`).
 
 SMAX = 0: straight-through fine-tuning instead (argmax gates forward, relaxed gradient:
 difflogic.set_straight_through) at a constant sharpness.  LAYERS (with SMAX = 0): comma-separated
@@ -16,7 +19,8 @@ from difflogic.checkpoint import load_checkpoint, model_from_checkpoint
 from difflogic.train import accuracy, make_optimizer, keep_freed_memory
 ck, ds, dd, ep, lr, smax, aug, out = sys.argv[1:9]
 dd = dd or None
-ep, lr, smax, aug = float(ep), float(lr), float(smax), bool(int(aug))
+flips_only = aug == "flips"
+ep, lr, smax, aug = float(ep), float(lr), float(smax), flips_only or bool(int(aug))
 only = [int(i) for i in sys.argv[9].split(",")] if len(sys.argv) > 9 else None
 keep_freed_memory()
 model = model_from_checkpoint(load_checkpoint(ck), ck)
@@ -29,7 +33,7 @@ x, y = data.load_dataset(ds, dd, "train"); xt, yt = data.load_dataset(ds, dd, "t
 info = data.DATASET_INFO[data.canonical_name(ds)]
 tr, va = data.train_val_split(len(y), info.val_size, seed=0)
 loader = data.BatchLoader(x, y, 128, shuffle=True, seed=7, augment=aug, indices=tr,
-                          crop_padding=4 if info.shape[1] >= 32 else 2)  # as difflogic.train
+                          crop_padding=0 if flips_only else 4 if info.shape[1] >= 32 else 2)  # as difflogic.train
 total = int(ep * len(loader)); opt = make_optimizer(model, lr, 0.0)
 model.train()
 set_straight_through(model, smax == 0 and only is None)
