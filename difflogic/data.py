@@ -75,6 +75,12 @@ class DatasetInfo:
     layout: str                          # expected on-disk layout (for error messages)
     fix: str                             # how to obtain the files (for error messages)
 
+    @property
+    def crop_padding(self) -> int:
+        """Default zero padding of the random crops of ``augment``: the usual 4 pixels on
+        32x32 images (CIFAR-10), 2 on the smaller MNIST-like ones."""
+        return 4 if self.shape[1] >= 32 else 2
+
     def __getitem__(self, key: str):
         try:
             return getattr(self, key)

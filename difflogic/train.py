@@ -430,7 +430,7 @@ def train(opts: TrainOptions) -> dict:
     # ---- data
     info = data.DATASET_INFO[opts.dataset]
     # (loaders without augmentation keep the size default too: their saved state says so)
-    default_pad = 4 if info.shape[1] >= 32 else 2
+    default_pad = info.crop_padding
     if opts.crop_padding is not None:
         if not opts.augment:
             raise ValueError(f"--crop-padding {opts.crop_padding} only applies with --augment; "

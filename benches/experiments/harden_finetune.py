@@ -33,7 +33,7 @@ x, y = data.load_dataset(ds, dd, "train"); xt, yt = data.load_dataset(ds, dd, "t
 info = data.DATASET_INFO[data.canonical_name(ds)]
 tr, va = data.train_val_split(len(y), info.val_size, seed=0)
 loader = data.BatchLoader(x, y, 128, shuffle=True, seed=7, augment=aug, indices=tr,
-                          crop_padding=0 if flips_only else 4 if info.shape[1] >= 32 else 2)  # as difflogic.train
+                          crop_padding=0 if flips_only else info.crop_padding)  # as difflogic.train
 total = int(ep * len(loader)); opt = make_optimizer(model, lr, 0.0)
 model.train()
 set_straight_through(model, smax == 0 and only is None)
