@@ -290,7 +290,7 @@ def test_straight_through_from_a_fraction_of_the_run(fake_mnist, tmp_path, monke
                            out=str(tmp_path / "bad"), progress="none"))
 
 
-def test_layer_straight_through_from_a_fraction_of_the_run(fake_mnist, tmp_path, monkeypatch):
+def test_layer_straight_through_from_a_fraction_of_the_run(fake_mnist, tmp_path, monkeypatch, capsys):
     """A gate layer's config ``"straight_through": F`` switches that layer alone to
     straight-through at fraction F of the run (the others stay relaxed), and resume replays it
     bit-exactly (the fraction is part of the checkpointed config)."""
@@ -309,6 +309,7 @@ def test_layer_straight_through_from_a_fraction_of_the_run(fake_mnist, tmp_path,
     common = dict(dataset="mnist", data_dir=str(fake_mnist), model_config=cfg, steps=8,
                   eval_every=4, seed=3, progress="none", test=False)
     train(TrainOptions(out=str(tmp_path / "full"), **common))
+    assert f"layer {gate[0]} straight-through from step 4" in capsys.readouterr().err
     first = seen[0][0]
     per_step = [[on for layer, on in seen[i:i + len(gate)]] for i in range(0, len(seen), len(gate))]
     assert len(per_step) == 8 and all(seen[i][0] == first for i in range(0, len(seen), len(gate)))
@@ -318,6 +319,11 @@ def test_layer_straight_through_from_a_fraction_of_the_run(fake_mnist, tmp_path,
     a, b = _state(tmp_path / "full"), _state(tmp_path / "part")
     for k in a["state_dict"]:
         assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
+    # "straight_through": true is named on the start line too
+    cfg["layers"][gate[0]]["straight_through"] = True
+    capsys.readouterr()
+    train(TrainOptions(out=str(tmp_path / "always"), **{**common, "steps": 1}))
+    assert f"layer {gate[0]} always straight-through" in capsys.readouterr().err
 
 
 def test_relaxed_accuracy_ignores_and_restores_gumbel_and_straight_through():
