@@ -169,11 +169,13 @@ def accuracy(model: LogicNet, images: np.ndarray, labels: np.ndarray, *, hard: b
     uint8 images scaled to [0, 1] exactly as the training loader does.  Restores the mode."""
     was_training = model.training
     model.train(not hard)
-    # "relaxed" means the softmax mixture, also for a model training straight-through or
-    # with Gumbel noise: switch both off, then restore exactly what each layer had
-    saved = [(m, m.straight_through, m.gumbel) for m in model.modules() if isinstance(m, _GateLayer)]
-    for m, _, _ in saved:
-        m.straight_through, m.gumbel = False, 0.0
+    # "relaxed" means the softmax mixture, also for a model training straight-through (from a
+    # point of the run, or always by its config) or with Gumbel noise: switch all of that off,
+    # then restore exactly what each layer had
+    saved = [(m, m.straight_through, m.always_straight_through, m.gumbel)
+             for m in model.modules() if isinstance(m, _GateLayer)]
+    for m, *_ in saved:
+        m.straight_through, m.always_straight_through, m.gumbel = False, False, 0.0
     idx = np.arange(len(images)) if indices is None else np.asarray(indices)
     device = next(model.parameters()).device
     correct = 0
@@ -186,8 +188,8 @@ def accuracy(model: LogicNet, images: np.ndarray, labels: np.ndarray, *, hard: b
             correct += int((model(x).argmax(-1) == y).sum())
     finally:
         model.train(was_training)
-        for m, ste, noise in saved:
-            m.straight_through, m.gumbel = ste, noise
+        for m, ste, always, noise in saved:
+            m.straight_through, m.always_straight_through, m.gumbel = ste, always, noise
     return correct / max(1, len(idx))
 
 

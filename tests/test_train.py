@@ -326,24 +326,45 @@ def test_layer_straight_through_from_a_fraction_of_the_run(fake_mnist, tmp_path,
     assert f"layer {gate[0]} always straight-through" in capsys.readouterr().err
 
 
-def test_relaxed_accuracy_ignores_and_restores_gumbel_and_straight_through():
+def test_relaxed_accuracy_ignores_and_restores_gumbel_and_straight_through(monkeypatch):
     """``accuracy(hard=False)`` measures the plain softmax mixture (no noise, no argmax) even
-    mid-way through a Gumbel straight-through run, and gives each layer its settings back."""
-    from difflogic import LogicNet, set_gumbel_noise, set_straight_through
+    mid-way through a Gumbel straight-through run or in a layer its config makes always
+    straight-through, and gives each layer its settings back."""
+    from difflogic import LogicNet, layers as layers_mod, set_gumbel_noise, set_straight_through
     from difflogic.train import accuracy
     torch.manual_seed(0)
     model = LogicNet(TINY)
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (64, 1, 28, 28), dtype=np.uint8)
     labels = rng.integers(0, 10, 64).astype(np.int64)
-    plain = accuracy(model, images, labels, hard=False, batch_size=16)
+    calls = []  # (logits as used, hard, straight_through) of every gate layer forward
+    orig = layers_mod.gate_coefficients
+
+    def spy(w, hard, straight_through):
+        calls.append((w.clone(), hard, straight_through))
+        return orig(w, hard=hard, straight_through=straight_through)
+    monkeypatch.setattr(layers_mod, "gate_coefficients", spy)
+    layers = [m for m in model.modules() if hasattr(m, "gumbel")]
+    weights = [m.weight.detach().clone() for m in layers]
+
+    def plain_mixture_only():
+        calls.clear()
+        accuracy(model, images, labels, hard=False, batch_size=32)
+        assert len(calls) == 2 * len(layers)  # two batches
+        return all(not hard and not ste and torch.equal(w, weights[i % len(layers)])
+                   for i, (w, hard, ste) in enumerate(calls))
+    assert plain_mixture_only()
     set_straight_through(model, True)
     set_gumbel_noise(model, 2.0)
     model.train()
-    assert accuracy(model, images, labels, hard=False, batch_size=16) == plain
-    layers = [m for m in model.modules() if hasattr(m, "gumbel")]
-    assert layers and all(m.straight_through and m.gumbel == 2.0 for m in layers)
+    assert plain_mixture_only()
+    assert all(m.straight_through and m.gumbel == 2.0 for m in layers)
     assert model.training
+    set_straight_through(model, False)
+    set_gumbel_noise(model, 0.0)
+    layers[0].always_straight_through = True
+    assert plain_mixture_only()
+    assert layers[0].always_straight_through and not layers[1].always_straight_through
 
 
 def test_device_option_errors_are_clear(fake_mnist, tmp_path):
