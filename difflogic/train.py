@@ -527,7 +527,7 @@ def train(opts: TrainOptions) -> dict:
          + (f", straight-through gates from step {ste_start:,}" if ste_start is not None else "")
          + "".join(f", layer {i} straight-through from step {start:,}" for i, _, start in layer_ste)
          + "".join(f", layer {i} always straight-through" for i, m in enumerate(model)
-                   if getattr(m, "always_straight_through", False))
+                   if isinstance(m, _GateLayer) and m.always_straight_through)
          + (f", Gumbel noise x{opts.gumbel:g} on the gate logits" if opts.gumbel else "")
          + (f", resuming at step {step}" if resume_ck is not None else ""))
     _ops_note(device)
