@@ -431,15 +431,13 @@ def train(opts: TrainOptions) -> dict:
 
     # ---- data
     info = data.DATASET_INFO[opts.dataset]
-    # (loaders without augmentation keep the size default too: their saved state says so)
-    default_pad = info.crop_padding
     if opts.crop_padding is not None:
         if not opts.augment:
             raise ValueError(f"--crop-padding {opts.crop_padding} only applies with --augment; "
                              "add --augment or drop --crop-padding")
         _check_positive("--crop-padding", opts.crop_padding, allow_zero=True)
     else:
-        opts.crop_padding = default_pad if opts.augment else None
+        opts.crop_padding = info.crop_padding if opts.augment else None
     if tuple(config["input_shape"]) != tuple(info.shape):
         raise ValueError(f"model {config.get('name')!r} expects inputs of shape "
                          f"{tuple(config['input_shape'])}, but {info.title} images are {info.shape}")
@@ -451,7 +449,8 @@ def train(opts: TrainOptions) -> dict:
     train_idx, val_idx = data.train_val_split(n, opts.val_size, seed=0)
     loader = data.BatchLoader(x_train, y_train, bs, shuffle=True, seed=opts.seed, device=device,
                               augment=bool(opts.augment), indices=train_idx,
-                              crop_padding=default_pad if opts.crop_padding is None else opts.crop_padding)
+                              # (unaugmented loaders keep the size default: their saved state holds it)
+                              crop_padding=info.crop_padding if opts.crop_padding is None else opts.crop_padding)
     per_epoch = len(loader)
     if opts.steps is not None:
         total = int(opts.steps)
