@@ -345,6 +345,7 @@ def test_relaxed_accuracy_ignores_and_restores_gumbel_and_straight_through(monke
         return orig(w, hard=hard, straight_through=straight_through)
     monkeypatch.setattr(layers_mod, "gate_coefficients", spy)
     layers = [m for m in model.modules() if hasattr(m, "gumbel")]
+    assert layers
     weights = [m.weight.detach().clone() for m in layers]
 
     def plain_mixture_only():
