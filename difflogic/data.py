@@ -81,6 +81,11 @@ class DatasetInfo:
         32x32 images (CIFAR-10), 2 on the smaller MNIST-like ones."""
         return 4 if self.shape[1] >= 32 else 2
 
+    def val_size_for(self, n: int) -> int:
+        """Validation images held out of a training file of ``n`` images: the paper's split,
+        or 1/6 of a tiny file (test fixtures) that could not spare it."""
+        return self.val_size if n > 2 * self.val_size else max(1, n // 6)
+
     def __getitem__(self, key: str):
         try:
             return getattr(self, key)
@@ -495,11 +500,17 @@ class BatchLoader:
     ``indices`` restricts the loader to a subset (e.g. ``train_idx`` from
     :func:`train_val_split`) without copying the images. ``drop_last`` defaults to ``shuffle``
     (full batches for training, every sample for evaluation).
+
+    Soft targets (``soft_targets``, for distillation: a teacher's class scores from
+    :mod:`difflogic.teacher`): a float array ``(N, 2, classes)`` indexed like ``images``, row
+    ``[i, 0]`` for image ``i`` as stored and ``[i, 1]`` for it flipped horizontally.  The loader
+    then yields ``(x, y, t)``, where ``t`` is the row of the view the batch holds (a crop keeps
+    the scores of its uncropped view: the teacher was trained on such crops).
     """
 
     def __init__(self, images, labels, batch_size: int, shuffle: bool = True, seed: int = 0, *,
                  augment: bool = False, drop_last: bool | None = None, indices=None,
-                 device=None, crop_padding: int = 4):
+                 device=None, crop_padding: int = 4, soft_targets=None):
         if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4:
             raise TypeError("images must be a uint8 numpy array of shape (N, C, H, W), got "
                             + (f"{images.dtype} {images.shape}" if isinstance(images, np.ndarray)
@@ -542,6 +553,16 @@ class BatchLoader:
             raise ValueError(f"batch_size={self.batch_size} exceeds the {n} samples with "
                              "drop_last=True, so an epoch would have no batches; lower "
                              "batch_size or pass drop_last=False")
+        if soft_targets is not None:
+            st = soft_targets
+            if not isinstance(st, np.ndarray) or st.dtype.kind != "f" or st.ndim != 3 or \
+                    st.shape[:2] != (len(images), 2):
+                raise ValueError(f"soft_targets must be a float array of shape ({len(images)}, 2, "
+                                 f"classes) (plain and flipped view of every image), got "
+                                 + (f"{st.dtype} {st.shape}" if isinstance(st, np.ndarray)
+                                    else type(st).__name__))
+            soft_targets = torch.from_numpy(np.ascontiguousarray(st, dtype=np.float32))
+        self.soft_targets = soft_targets
         self.device = None if device is None else torch.device(device)
         self.epoch = 0
         self.step = 0
@@ -599,17 +620,22 @@ class BatchLoader:
     def _batch(self, order: np.ndarray, epoch: int, b: int):
         sel = order[b * self.batch_size:(b + 1) * self.batch_size]
         xb = self.images[sel]
+        flip = np.zeros(len(sel), dtype=bool)
         if self.augment:
-            xb = _flip_crop(xb, np.random.default_rng([self.seed, 1, epoch, b]), self.crop_padding)
-        y = torch.from_numpy(self.labels[sel])
+            xb, flip = _flip_crop(xb, np.random.default_rng([self.seed, 1, epoch, b]),
+                                  self.crop_padding)
+        batch = [None, torch.from_numpy(self.labels[sel])]
+        if self.soft_targets is not None:
+            batch.append(self.soft_targets[torch.from_numpy(sel), torch.from_numpy(flip.astype(np.int64))])
         if self.device is None or self.device.type == "cpu":
             # numpy's float32 division is exact-rounded like torch's, and avoids thread-pool
             # overhead on a small tensor
-            x = torch.from_numpy(np.divide(xb, np.float32(255.0), dtype=np.float32))
-            return (x, y) if self.device is None else (x.to(self.device), y.to(self.device))
-        # move uint8 (4x fewer bytes than float32), convert on the device
-        x = torch.from_numpy(xb).to(self.device).to(torch.float32).div_(255.0)
-        return x, y.to(self.device)
+            batch[0] = torch.from_numpy(np.divide(xb, np.float32(255.0), dtype=np.float32))
+        else:  # move uint8 (4x fewer bytes than float32), convert on the device
+            batch[0] = torch.from_numpy(xb).to(self.device).to(torch.float32).div_(255.0)
+        if self.device is not None:
+            batch = [t.to(self.device) for t in batch]
+        return tuple(batch)
 
     def __iter__(self):
         epoch = self.epoch
@@ -653,9 +679,10 @@ def make_loader(images, labels, batch_size: int, shuffle: bool = True, seed: int
                        drop_last=drop_last, **kwargs)
 
 
-def _flip_crop(xb: np.ndarray, rng: np.random.Generator, pad: int) -> np.ndarray:
-    """Random horizontal flip + random crop from a zero-padded copy. The crop is one gather over
-    a sliding-window view (contiguous HxW blocks, ~6x faster than per-pixel fancy indexing)."""
+def _flip_crop(xb: np.ndarray, rng: np.random.Generator, pad: int):
+    """Random horizontal flip + random crop from a zero-padded copy -> (images, flipped mask).
+    The crop is one gather over a sliding-window view (contiguous HxW blocks, ~6x faster than
+    per-pixel fancy indexing)."""
     n, c, h, w = xb.shape
     flip = rng.random(n) < 0.5
     dy = rng.integers(0, 2 * pad + 1, n)
@@ -664,7 +691,7 @@ def _flip_crop(xb: np.ndarray, rng: np.random.Generator, pad: int) -> np.ndarray
     padded[:, :, pad:pad + h, pad:pad + w] = xb
     out = sliding_window_view(padded, (h, w), axis=(2, 3))[np.arange(n), :, dy, dx]
     out[flip] = out[flip, :, :, ::-1]
-    return out
+    return out, flip
 
 
 # ---------------------------------------------------------------------------------------------

@@ -466,10 +466,11 @@ def _reference_flip_crop(img, flip, dy, dx, pad):
 def test_augment_is_flip_and_crop():
     rng = np.random.default_rng(0)
     x = rng.integers(1, 256, (40, 3, 6, 6), dtype=np.uint8)     # nonzero: padding is visible
-    out = data._flip_crop(x, np.random.default_rng(3), 2)
+    out, flipped = data._flip_crop(x, np.random.default_rng(3), 2)
     assert out.shape == x.shape and out.dtype == np.uint8
     g = np.random.default_rng(3)
     flip, dy, dx = g.random(40) < 0.5, g.integers(0, 5, 40), g.integers(0, 5, 40)
+    np.testing.assert_array_equal(flipped, flip)
     for i in range(40):
         np.testing.assert_array_equal(out[i], _reference_flip_crop(x[i], flip[i], dy[i], dx[i], 2))
     assert flip.any() and (~flip).any() and len(set(zip(dy, dx))) > 5
@@ -512,3 +513,50 @@ def test_fake_datasets_are_learnable(tmp_path):
     band = x[:, 0, :20].reshape(50, 10, 2 * 28).mean(axis=2)   # rows 2k..2k+1 per class
     assert (band[np.arange(50), y] == 255).all()
     assert np.bincount(y, minlength=10).min() == 5
+
+
+def _marked_images(n):
+    """Images whose content says which image they are and whether they were flipped: a bright
+    column near the left edge (still in the left half after a 1-pixel shift), the image's
+    number in row 1 to its right (values below 255)."""
+    x = np.zeros((n, 1, 4, 6), np.uint8)
+    x[:, 0, :, 1] = 255
+    x[:, 0, 1, 3], x[:, 0, 1, 4] = np.arange(n) // 200, np.arange(n) % 200
+    return x
+
+
+@pytest.mark.parametrize("pad", [0, 1])
+def test_soft_targets_follow_the_view_the_batch_holds(pad):
+    n = 300
+    x, y = _marked_images(n), np.arange(n) % 10
+    soft = np.zeros((n, 2, 3), np.float32)
+    soft[:, 0, 0] = np.arange(n)          # plain view: (i, 0, 0)
+    soft[:, 1, 0], soft[:, 1, 1] = np.arange(n), 1.0   # flipped view: (i, 1, 0)
+    soft[:, :, 2] = 7.0
+    loader = make_loader(x, y, 32, shuffle=True, seed=4, augment=True, crop_padding=pad,
+                         soft_targets=soft, indices=np.arange(10, n))
+    seen = flips = 0
+    for xb, yb, tb in loader:
+        img = np.rint(xb.numpy() * 255).astype(int)[:, 0]
+        assert tb.dtype == torch.float32 and tb.shape == (len(yb), 3)
+        for im, lab, t in zip(img, yb.numpy(), tb.numpy()):
+            i, flipped = int(t[0]), bool(t[1])
+            assert lab == y[i] and t[2] == 7.0
+            if pad == 0:  # no shift: the view is exactly the (flipped) image
+                np.testing.assert_array_equal(im, x[i, 0, :, ::-1] if flipped else x[i, 0])
+            else:         # the marker moved with the flip
+                assert ((im[:, :3] == 255).sum() >= 3) != flipped
+                assert ((im[:, 3:] == 255).sum() >= 3) == flipped
+            seen, flips = seen + 1, flips + flipped
+    assert seen == 288 and 0 < flips < seen
+    # without augmentation every row is the plain view
+    for _, _, tb in make_loader(x, y, 50, shuffle=False, soft_targets=soft):
+        assert not tb[:, 1].any()
+
+
+def test_soft_targets_must_cover_every_image_and_both_views():
+    x, y = _marked_images(20), np.arange(20) % 10
+    for bad in (np.zeros((19, 2, 3), np.float32), np.zeros((20, 1, 3), np.float32),
+                np.zeros((20, 2, 3), np.int64), [[0.0]] * 20):
+        with pytest.raises(ValueError, match=r"soft_targets must be a float array of shape \(20, 2"):
+            make_loader(x, y, 4, soft_targets=bad)
