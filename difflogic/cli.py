@@ -1,4 +1,4 @@
-"""The ``difflogic`` command line: ``difflogic {train,eval,info,export,verify,synth} ...``.
+"""The ``difflogic`` command line: ``difflogic {train,teacher,eval,info,export,verify,synth} ...``.
 
 Each subcommand lives in ``difflogic/commands/<name>.py`` and exposes ``add_parser(subparsers)``
 which registers its arguments and sets ``func=run``.  Command modules are imported one by
@@ -15,7 +15,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("train", "eval", "info", "export", "verify", "synth")
+COMMANDS = ("train", "teacher", "eval", "info", "export", "verify", "synth")
 EXIT_USAGE = 2
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import _checks, checkpoint as ckpt
+from . import _checks, checkpoint as ckpt, teacher as teacher_mod
 from .layers import _GateLayer, set_gumbel_noise, set_straight_through
 from .models import LogicNet, get_model_config
 
@@ -40,7 +40,10 @@ SCHEDULES = ("constant", "cosine")
 TRAIN_PROBE = 2000
 #: Options that define the trajectory: a resumed run must use the same values.
 _FIXED_ON_RESUME = ("dataset", "model", "batch_size", "lr", "weight_decay", "seed", "augment",
-                    "crop_padding", "schedule", "val_size", "ste_from", "gumbel")
+                    "crop_padding", "schedule", "val_size", "ste_from", "gumbel", "teacher",
+                    "kd_weight", "kd_temperature")
+#: Distillation defaults (``--kd-weight``, ``--kd-temperature``), measured on CIFAR-10 S.
+KD_WEIGHT, KD_TEMPERATURE = 0.5, 2.0
 
 
 @dataclass
@@ -78,6 +81,12 @@ class TrainOptions:
     #: (:func:`difflogic.layers.set_gumbel_noise`); with ``ste_from=0`` this is Gumbel logic
     #: gate network training.  None = the config's ``gumbel``, else 0 (off).
     gumbel: float | None = None
+    #: A teacher file (``difflogic teacher``): its class scores supervise the network's through
+    #: :func:`distillation_loss` with weight ``kd_weight`` at temperature ``kd_temperature``
+    #: (None = :data:`KD_WEIGHT`, :data:`KD_TEMPERATURE`).  None = plain cross-entropy.
+    teacher: str | None = None
+    kd_weight: float | None = None
+    kd_temperature: float | None = None
     #: Where to train: "cpu" (native C++ kernels) or "cuda" / "cuda:N" (CUDA kernels through
     #: CuPy).  Not fixed on resume: a run may move between devices (bit-exact resume holds on
     #: the same device and thread count).
@@ -125,6 +134,24 @@ def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> to
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
     except (RuntimeError, TypeError, ValueError):  # old torch, or a device/dtype without it
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+
+
+def distillation_loss(logits: torch.Tensor, labels: torch.Tensor, teacher: torch.Tensor,
+                      weight: float, temperature: float) -> torch.Tensor:
+    """``(1 - weight) CE(logits, labels) + weight T^2 KL(softmax(teacher / T) || softmax(logits / T))``.
+
+    Hinton et al.'s knowledge distillation: the teacher's whole score distribution (which wrong
+    classes it finds plausible) is a richer target than the label; T^2 keeps the soft term's
+    gradient on the scale of the hard one as T changes.  ``logits`` are the GroupSum class
+    scores (already divided by the GroupSum tau)."""
+    hard = torch.nn.functional.cross_entropy(logits, labels)
+    if weight == 0:
+        return hard
+    t = float(temperature)
+    soft = torch.nn.functional.kl_div(torch.log_softmax(logits / t, -1),
+                                      torch.log_softmax(teacher.to(logits.dtype) / t, -1),
+                                      reduction="batchmean", log_target=True) * (t * t)
+    return (1.0 - weight) * hard + weight * soft
 
 
 def _log(msg: str) -> None:
@@ -426,6 +453,16 @@ def train(opts: TrainOptions) -> dict:
                          f"in [0, 1], got {opts.ste_from!r}")
     if opts.gumbel is None:
         opts.gumbel = cfg("gumbel", float, 0.0, allow_zero=True)
+    if opts.teacher is None:
+        if opts.kd_weight is not None or opts.kd_temperature is not None:
+            raise ValueError("--kd-weight and --kd-temperature only apply with --teacher FILE")
+    else:
+        opts.kd_weight = KD_WEIGHT if opts.kd_weight is None else opts.kd_weight
+        opts.kd_temperature = KD_TEMPERATURE if opts.kd_temperature is None else opts.kd_temperature
+        if not _checks.is_fraction(opts.kd_weight):
+            raise ValueError(f"--kd-weight must be in [0, 1] (the share of the teacher's term in "
+                             f"the loss), got {opts.kd_weight!r}")
+        _check_positive("--kd-temperature", opts.kd_temperature, float)
     if opts.model is None:
         opts.model = config.get("name")
 
@@ -444,11 +481,25 @@ def train(opts: TrainOptions) -> dict:
     t_load = time.perf_counter()
     x_train, y_train = data.load_dataset(opts.dataset, opts.data_dir, "train")
     n = len(y_train)
-    if opts.val_size is None:  # the paper's split; tiny (test) datasets keep 1/6 for validation
-        opts.val_size = info.val_size if n > 2 * info.val_size else max(1, n // 6)
-    train_idx, val_idx = data.train_val_split(n, opts.val_size, seed=0)
+    if opts.val_size is None:
+        opts.val_size = info.val_size_for(n)
+    train_idx, val_idx = data.train_val_split(n, opts.val_size, seed=teacher_mod.SPLIT_SEED)
+    soft, teacher_note = None, ""
+    if opts.teacher is not None:
+        soft, tmeta = teacher_mod.load_teacher(opts.teacher, dataset=opts.dataset, labels=y_train,
+                                               val_size=opts.val_size)
+        if soft.shape[2] != config["num_classes"]:
+            raise teacher_mod.TeacherError(
+                f"--teacher {opts.teacher}: {soft.shape[2]} class scores, but model "
+                f"{config.get('name')!r} has {config['num_classes']} classes")
+        teacher_digest = teacher_mod.logits_digest(soft)
+        if resume_ck is not None and saved.get("teacher_sha256") != teacher_digest:
+            raise ValueError(f"--teacher {opts.teacher} has changed since the run started (its "
+                             "scores differ); a resumed run keeps its teacher")
+        teacher_note = (f", distilled from {opts.teacher} (teacher val {100 * tmeta['val_acc']:.2f}%; "
+                        f"weight {opts.kd_weight:g}, temperature {opts.kd_temperature:g})")
     loader = data.BatchLoader(x_train, y_train, bs, shuffle=True, seed=opts.seed, device=device,
-                              augment=bool(opts.augment), indices=train_idx,
+                              augment=bool(opts.augment), indices=train_idx, soft_targets=soft,
                               # (unaugmented loaders keep the size default: their saved state holds it)
                               crop_padding=info.crop_padding if opts.crop_padding is None else opts.crop_padding)
     per_epoch = len(loader)
@@ -505,8 +556,10 @@ def train(opts: TrainOptions) -> dict:
              "(raise --steps/--epochs to continue)")
 
     meta = {"dataset": opts.dataset, "model": config.get("name"), "seed": opts.seed}
-    opts_json = json.dumps({k: v for k, v in asdict(opts).items()
-                            if k not in ("model_config", "resume", "stop_after")}, sort_keys=True)
+    opts_json = json.dumps({**{k: v for k, v in asdict(opts).items()
+                               if k not in ("model_config", "resume", "stop_after")},
+                            **({"teacher_sha256": teacher_digest} if soft is not None else {})},
+                           sort_keys=True)
 
     def save_last():
         ckpt.save_checkpoint(out / "last.pt", model, kind="training", step=step, elapsed=elapsed,
@@ -528,6 +581,7 @@ def train(opts: TrainOptions) -> dict:
          + "".join(f", layer {i} always straight-through" for i, m in enumerate(model)
                    if isinstance(m, _GateLayer) and m.always_straight_through)
          + (f", Gumbel noise x{opts.gumbel:g} on the gate logits" if opts.gumbel else "")
+         + teacher_note
          + (f", resuming at step {step}" if resume_ck is not None else ""))
     _ops_note(device)
 
@@ -546,7 +600,7 @@ def train(opts: TrainOptions) -> dict:
             batches = loader.steps(None)
             while step < total:
                 t0 = time.perf_counter()
-                x, y = next(batches)
+                x, y, *taught = next(batches)  # (+ the teacher's scores when distilling)
                 for g in optimizer.param_groups:
                     g["lr"] = lr_at(step, total, lr, opts.schedule)
                 ste = ste_start is not None and step >= ste_start
@@ -559,7 +613,8 @@ def train(opts: TrainOptions) -> dict:
                     "straight-through" if ste else
                     f"relaxed, {len(late)} layer(s) straight-through" if late else "relaxed")
                 logits = model(x)
-                loss = torch.nn.functional.cross_entropy(logits, y)
+                loss = distillation_loss(logits, y, taught[0], opts.kd_weight, opts.kd_temperature) \
+                    if taught else torch.nn.functional.cross_entropy(logits, y)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()

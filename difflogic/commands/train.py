@@ -41,6 +41,12 @@ def add_parser(subparsers):
                    help="add SCALE x Gumbel(0,1) noise to the gate logits in every training "
                         "forward; with --ste-from 0 this is Gumbel logic gate network training "
                         "(Yousefi et al. 2025) (default: the model's, else 0 = off)")
+    p.add_argument("--teacher", metavar="FILE", help="distil from a teacher's class scores "
+                   "(a file written by `difflogic teacher` for this dataset and split)")
+    p.add_argument("--kd-weight", type=float, metavar="W", help="with --teacher: share of the "
+                   "teacher's term in the loss, (1-W) CE + W T^2 KL (default 0.5)")
+    p.add_argument("--kd-temperature", type=float, metavar="T", help="with --teacher: softmax "
+                   "temperature of the teacher's term (default 2)")
     p.add_argument("--augment", action="store_true", help="random crops and horizontal flips")
     p.add_argument("--crop-padding", type=int, metavar="PX",
                    help="with --augment: crops are taken from the image zero-padded by PX pixels; "
