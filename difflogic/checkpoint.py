@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import pickle
+import stat
 import tempfile
 import warnings
 import zipfile
@@ -76,6 +77,18 @@ def _library_version() -> str:
     return __version__
 
 
+def _final_mode(path: Path) -> int:
+    """The permission bits ``path`` should get: those of the file it replaces, else what a plain
+    ``open(path, "w")`` would give (0666 less the umask).  mkstemp makes its file 0600, which
+    would otherwise leave every run directory readable by its owner alone."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        mask = os.umask(0)  # the only portable way to read the umask: set it and put it back
+        os.umask(mask)
+        return 0o666 & ~mask
+
+
 def atomic_write(path, write) -> None:
     """Call ``write(fileobj)`` on a temp file next to ``path``, fsync, then rename over ``path``.
 
@@ -94,6 +107,7 @@ def atomic_write(path, write) -> None:
     except OSError as e:
         raise _os_error(e, f"cannot write {path}: the directory {folder} is not writable") from None
     try:
+        os.fchmod(fd, _final_mode(path))
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()

@@ -2,6 +2,7 @@
 writes that never leave a partial file."""
 import os
 import pickle
+import stat
 
 import pytest
 import torch
@@ -203,6 +204,24 @@ def test_atomic_write_failure_leaves_old_file_and_no_temp(saved, tmp_path):
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
     load_model(path)  # still a good checkpoint
+
+
+def test_atomic_write_gives_the_permissions_of_a_plain_write(tmp_path):
+    """mkstemp's 0600 must not leak into run directories: a new file gets 0666 less the umask,
+    a replaced file keeps its mode."""
+    old = os.umask(0o022)
+    try:
+        atomic_write(tmp_path / "new.bin", lambda fh: fh.write(b"x"))
+        assert stat.S_IMODE((tmp_path / "new.bin").stat().st_mode) == 0o644
+        os.umask(0o077)
+        atomic_write(tmp_path / "private.bin", lambda fh: fh.write(b"x"))
+        assert stat.S_IMODE((tmp_path / "private.bin").stat().st_mode) == 0o600
+        (tmp_path / "new.bin").chmod(0o640)
+        atomic_write(tmp_path / "new.bin", lambda fh: fh.write(b"y"))
+        assert stat.S_IMODE((tmp_path / "new.bin").stat().st_mode) == 0o640
+        assert (tmp_path / "new.bin").read_bytes() == b"y"
+    finally:
+        os.umask(old)
 
 
 def test_atomic_save_failure_creates_nothing(tmp_path, monkeypatch):
