@@ -40,7 +40,8 @@ FORMAT = "difflogic-teacher-1"
 #: The split seed of :func:`difflogic.data.train_val_split` that ``difflogic train`` uses.
 SPLIT_SEED = 0
 #: Channel widths of the teacher's four stages.  (24, 48, 96, 192) measured on CIFAR-10 (JPEG
-#: copy): 85.96% validation / 85.22% test after 10 epochs, 38 min on 2 CPU cores.
+#: copy, benches/RESULTS.md): 86.62% validation / 86.07% test after the default 10 epochs,
+#: 32-40 min on 2 CPU cores.
 WIDTHS = (24, 48, 96, 192)
 
 

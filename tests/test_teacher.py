@@ -149,3 +149,30 @@ def test_bad_teacher_files_are_refused_with_the_fix(cifar, tmp_path):
     assert main(["teacher", "--dataset", "cifar10", "--data-dir", str(root), "--epochs", "0",
                  "--out", str(tmp_path / "t.npz")]) == 2
     assert not (tmp_path / "t.npz").exists()
+
+
+def test_cifar10_cpu_recipe_script_runs_end_to_end(tmp_path):
+    """benches/cifar10_cpu.sh (the best CPU recipe of RESULTS.md): its model config is the
+    preset with the two measured changes, and teacher -> distilled training runs through."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import difflogic
+
+    repo = Path(__file__).resolve().parents[1]
+    data.write_fake_cifar10(tmp_path / "data", n_train_per_batch=60, n_test=20)
+    run = tmp_path / "run"
+    env = dict(os.environ, EPOCHS="1", TEACHER_EPOCHS="1", PYTHON=sys.executable,
+               DIFFLOGIC=f"{sys.executable} -m difflogic",
+               PYTHONPATH=str(Path(difflogic.__file__).resolve().parents[1]))
+    proc = subprocess.run(["bash", str(repo / "benches" / "cifar10_cpu.sh"), str(tmp_path / "data"),
+                           str(run)], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    cfg = json.loads((run / "model.json").read_text())
+    assert cfg["layers"][0] == {"type": "thresholds", "num": 15}
+    assert [layer.get("straight_through") for layer in cfg["layers"] if layer["type"] == "conv"] \
+        == [0.3, None, None, None]
+    assert "distilled from" in proc.stderr and "test accuracy" in proc.stderr
+    assert (run / "teacher.npz").is_file() and (run / "net" / "model.pt").is_file()
