@@ -164,7 +164,7 @@ def test_cifar10_cpu_recipe_script_runs_end_to_end(tmp_path):
     repo = Path(__file__).resolve().parents[1]
     data.write_fake_cifar10(tmp_path / "data", n_train_per_batch=60, n_test=20)
     run = tmp_path / "run"
-    env = dict(os.environ, EPOCHS="1", TEACHER_EPOCHS="1", PYTHON=sys.executable,
+    env = dict(os.environ, EPOCHS="1", TEACHER="1", TEACHER_EPOCHS="1", PYTHON=sys.executable,
                DIFFLOGIC=f"{sys.executable} -m difflogic",
                PYTHONPATH=str(Path(difflogic.__file__).resolve().parents[1]))
     proc = subprocess.run(["bash", str(repo / "benches" / "cifar10_cpu.sh"), str(tmp_path / "data"),
