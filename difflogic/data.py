@@ -450,6 +450,11 @@ def load_dataset(name: str, data_dir=None, split: str = "train"):
     return _load_idx_dataset(name, roots, split)
 
 
+#: Seed of the train/validation split that ``difflogic train`` and ``difflogic teacher`` use
+#: (a teacher must never have trained on the run's validation images).
+SPLIT_SEED = 0
+
+
 def train_val_split(n: int, val_size: int, seed: int = 0):
     """Deterministic random split of ``range(n)`` into ``(train_idx, val_idx)``, both sorted
     int64 arrays. The paper holds out 5,000 CIFAR-10 / 10,000 MNIST training images

@@ -37,8 +37,6 @@ from torch import nn
 from . import __version__, checkpoint as ckpt, data
 
 FORMAT = "difflogic-teacher-1"
-#: The split seed of :func:`difflogic.data.train_val_split` that ``difflogic train`` uses.
-SPLIT_SEED = 0
 #: Channel widths of the teacher's four stages.  (24, 48, 96, 192) measured on CIFAR-10 (JPEG
 #: copy, benches/RESULTS.md): 86.62% validation / 86.07% test after the default 10 epochs,
 #: 32-40 min on 2 CPU cores.
@@ -167,7 +165,7 @@ def train_teacher(opts: TeacherOptions) -> dict:
     x_test, y_test = data.load_dataset(opts.dataset, opts.data_dir, "test")
     n = len(y)
     val_size = info.val_size_for(n) if opts.val_size is None else opts.val_size
-    train_idx, val_idx = data.train_val_split(n, val_size, seed=SPLIT_SEED)
+    train_idx, val_idx = data.train_val_split(n, val_size, seed=data.SPLIT_SEED)
     bs = min(opts.batch_size, len(train_idx))
     loader = data.BatchLoader(x, y, bs, shuffle=True, seed=opts.seed, augment=True,
                               indices=train_idx, crop_padding=info.crop_padding)
@@ -217,7 +215,7 @@ def train_teacher(opts: TeacherOptions) -> dict:
     test_acc = _accuracy(model, x_test, y_test)
     logits = class_scores(model, x)
     meta = {"format": FORMAT, "dataset": opts.dataset, "num_images": n,
-            "num_classes": info.num_classes, "val_size": val_size, "split_seed": SPLIT_SEED,
+            "num_classes": info.num_classes, "val_size": val_size, "split_seed": data.SPLIT_SEED,
             "labels_sha256": labels_digest(y), "val_acc": val_acc, "test_acc": test_acc,
             "epochs": opts.epochs, "seed": opts.seed, "widths": list(WIDTHS),
             "train_time_s": round(train_s, 1), "library_version": __version__}
@@ -270,7 +268,7 @@ def load_teacher(path, *, dataset: str, labels: np.ndarray, val_size: int) -> tu
     if meta.get("labels_sha256") != labels_digest(labels):
         raise TeacherError(f"{path} was made from another copy or ordering of {dataset} (its "
                            f"training labels differ from those in this --data-dir); {fix}")
-    if meta.get("val_size") != val_size or meta.get("split_seed") != SPLIT_SEED:
+    if meta.get("val_size") != val_size or meta.get("split_seed") != data.SPLIT_SEED:
         raise TeacherError(f"{path}: the teacher held out {meta.get('val_size')} validation images, "
                            f"this run validates on {val_size}, so the teacher has seen some of "
                            f"this run's validation images; {fix}")

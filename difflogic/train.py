@@ -483,7 +483,7 @@ def train(opts: TrainOptions) -> dict:
     n = len(y_train)
     if opts.val_size is None:
         opts.val_size = info.val_size_for(n)
-    train_idx, val_idx = data.train_val_split(n, opts.val_size, seed=teacher_mod.SPLIT_SEED)
+    train_idx, val_idx = data.train_val_split(n, opts.val_size, seed=data.SPLIT_SEED)
     soft, teacher_note = None, ""
     if opts.teacher is not None:
         soft, tmeta = teacher_mod.load_teacher(opts.teacher, dataset=opts.dataset, labels=y_train,
