@@ -33,15 +33,7 @@ THREADS=${THREADS:-1}
 TEACHER=${TEACHER:-0}
 TEACHER_EPOCHS=${TEACHER_EPOCHS:-10}
 
-PY=${PYTHON:-python3}
-if [ -n "${DIFFLOGIC:-}" ]; then  # e.g. DIFFLOGIC="python3 -m difflogic" (the tests use it)
-  read -r -a DL <<< "$DIFFLOGIC"
-elif command -v difflogic >/dev/null 2>&1; then
-  DL=(difflogic)
-else  # not installed as a console script: run from a source checkout
-  DL=("$PY" -m difflogic)
-  export PYTHONPATH="$(cd "$(dirname "$0")/.." && pwd)${PYTHONPATH:+:$PYTHONPATH}"
-fi
+source "$(dirname "$0")/_difflogic_cli.sh"
 mkdir -p "$RUN"
 
 $PY - "$RUN/model.json" <<'EOF'

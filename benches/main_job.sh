@@ -21,12 +21,7 @@ THREADS=${THREADS:-$(nproc)}
 EPOCHS=${EPOCHS:-}
 MODEL=${MODEL:-fmnist-small}
 
-if command -v difflogic >/dev/null 2>&1; then
-  DL=(difflogic)
-else  # not installed as a console script: run from a source checkout
-  DL=(python3 -m difflogic)
-  export PYTHONPATH="$(cd "$(dirname "$0")/.." && pwd)${PYTHONPATH:+:$PYTHONPATH}"
-fi
+source "$(dirname "$0")/_difflogic_cli.sh"
 # OpenMP wait policy: libgomp's default (spin briefly, then sleep) is left alone.  Measured on
 # 2 cores (fmnist-small step): 27.7 ms default vs 32.5 ms with OMP_WAIT_POLICY=PASSIVE, whose
 # every parallel region pays a futex wake-up; set PASSIVE yourself on a machine busy with other
