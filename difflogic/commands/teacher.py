@@ -23,6 +23,8 @@ def add_parser(subparsers):
     p.add_argument("--val-size", type=int, help="validation images held out (must match the "
                    "training run's --val-size; default: the paper's split)")
     p.add_argument("--threads", type=int, help="CPU threads (torch.set_num_threads)")
+    p.add_argument("--device", default="cpu", help="train on cpu (default; deterministic) or "
+                   "cuda / cuda:N (plain PyTorch on the GPU, no CuPy needed; not bit-reproducible)")
     p.add_argument("--progress", choices=("auto", "bar", "lines", "none"), default="auto",
                    help="progress display: tqdm bar on a terminal, periodic lines otherwise")
     p.add_argument("--out", metavar="FILE", required=True, help="teacher file to write (.npz)")
@@ -36,5 +38,5 @@ def run(args) -> int:
     train_teacher(TeacherOptions(dataset=args.dataset, out=args.out, data_dir=args.data_dir,
                                  epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                                  seed=args.seed, val_size=args.val_size, threads=args.threads,
-                                 progress=args.progress))
+                                 progress=args.progress, device=args.device))
     return 0
