@@ -206,4 +206,5 @@ def test_cifar10_cpu_recipe_script_runs_end_to_end(tmp_path):
     assert [layer.get("straight_through") for layer in cfg["layers"] if layer["type"] == "conv"] \
         == [0.3, None, None, None]
     assert "distilled from" in proc.stderr and "test accuracy" in proc.stderr
+    assert "wd 0.006" in proc.stderr  # the recipe's weight decay reached the trainer
     assert (run / "teacher.npz").is_file() and (run / "net" / "model.pt").is_file()
