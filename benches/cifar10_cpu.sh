@@ -15,8 +15,8 @@
 #    measured runs, so it is off by default);
 # 3. trains the logic network with horizontal flips as the only augmentation (distilled from
 #    the teacher with TEACHER=1) and AdamW weight decay 0.006 (3x the paper's 0.002: 58.26%
-#    against 57.58% hard test in a same-machine pair; 0.012 gave 57.73%), pinned to one core
-#    when THREADS=1.  Its last line is the hard and relaxed test accuracy of the
+#    hard test, against 57.25% / 57.58% at 0.002 on the same / another CPU model; 0.012 gave
+#    57.73%), pinned to one core when THREADS=1.  Its last line is the hard and relaxed test accuracy of the
 #    best-validation checkpoint.
 #
 # Environment: EPOCHS (default 50: ~50-90 min on one core), WEIGHT_DECAY (default 0.006), THREADS (default 1: a step runs
