@@ -14,14 +14,14 @@
 #    RUN_DIR/teacher.npz exists (distillation lifted validation but not test accuracy in the
 #    measured runs, so it is off by default);
 # 3. trains the logic network with horizontal flips as the only augmentation (distilled from
-#    the teacher with TEACHER=1) and AdamW weight decay 0.006 (3x the paper's 0.002: 58.26%
-#    hard test, against 57.25% / 57.58% at 0.002 on the same / another CPU model; 0.012 gave
-#    57.73%), pinned to one core when THREADS=1.  Its last line is the hard and relaxed test accuracy of the
-#    best-validation checkpoint.
+#    the teacher with TEACHER=1) and AdamW weight decay 0.006 (3x the paper's 0.002: 58.26 /
+#    57.91% hard test for seeds 0 / 1, against 57.25 / 57.58% at 0.002 on two CPU models;
+#    0.012 gave 57.73%), pinned to one core when THREADS=1.  Its last line is the hard and
+#    relaxed test accuracy of the best-validation checkpoint.
 #
-# Environment: EPOCHS (default 50: ~50-90 min on one core), WEIGHT_DECAY (default 0.006), THREADS (default 1: a step runs
-# only ~1.5x faster on 2 threads than on 1 (training-step section of RESULTS.md), so two runs
-# side by side, one core each, get more done), TEACHER (0 = plain cross-entropy, the default;
+# Environment: EPOCHS (default 50: ~50-90 min on one core), WEIGHT_DECAY (default 0.006),
+# THREADS (default 1: a step runs only ~1.5x faster on 2 threads than on 1 (training-step
+# section of RESULTS.md), so two runs side by side, one core each, get more done), TEACHER (0 = plain cross-entropy, the default;
 # 1 = distil), TEACHER_EPOCHS (default 10), KD_WEIGHT, KD_TEMPERATURE (default: the
 # library's), PYTHON (default python3), DIFFLOGIC (the command that runs the CLI; default
 # `difflogic`, or `$PYTHON -m difflogic` from this checkout).  RUN_DIR/net is

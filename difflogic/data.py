@@ -455,6 +455,17 @@ def load_dataset(name: str, data_dir=None, split: str = "train"):
 SPLIT_SEED = 0
 
 
+def to_unit_float(images: np.ndarray, device=None) -> torch.Tensor:
+    """uint8 images -> float32 ``images / 255`` (in [0, 1]) on ``device`` (None = CPU): the one
+    conversion every loader and evaluation loop uses, so all of them feed the encoder the
+    same values.  On the CPU numpy's float32 division (exact-rounded like torch's, without
+    thread-pool overhead on a small tensor); elsewhere the uint8 array is moved (4x fewer bytes
+    than float32) and converted on the device."""
+    if device is None or torch.device(device).type == "cpu":
+        return torch.from_numpy(np.divide(images, np.float32(255.0), dtype=np.float32))
+    return torch.from_numpy(images).to(device).to(torch.float32).div_(255.0)
+
+
 def train_val_split(n: int, val_size: int, seed: int = 0):
     """Deterministic random split of ``range(n)`` into ``(train_idx, val_idx)``, both sorted
     int64 arrays. The paper holds out 5,000 CIFAR-10 / 10,000 MNIST training images
@@ -632,12 +643,7 @@ class BatchLoader:
         batch = [None, torch.from_numpy(self.labels[sel])]
         if self.soft_targets is not None:
             batch.append(self.soft_targets[torch.from_numpy(sel), torch.from_numpy(flip.astype(np.int64))])
-        if self.device is None or self.device.type == "cpu":
-            # numpy's float32 division is exact-rounded like torch's, and avoids thread-pool
-            # overhead on a small tensor
-            batch[0] = torch.from_numpy(np.divide(xb, np.float32(255.0), dtype=np.float32))
-        else:  # move uint8 (4x fewer bytes than float32), convert on the device
-            batch[0] = torch.from_numpy(xb).to(self.device).to(torch.float32).div_(255.0)
+        batch[0] = to_unit_float(xb, self.device)
         if self.device is not None:
             batch = [t.to(self.device) for t in batch]
         return tuple(batch)

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import _checks, checkpoint as ckpt, teacher as teacher_mod
+from . import _checks, checkpoint as ckpt, data, teacher as teacher_mod
 from .layers import _GateLayer, set_gumbel_noise, set_straight_through
 from .models import LogicNet, get_model_config
 
@@ -209,8 +209,7 @@ def accuracy(model: LogicNet, images: np.ndarray, labels: np.ndarray, *, hard: b
     try:
         for i in range(0, len(idx), batch_size):
             sel = idx[i:i + batch_size]
-            # uint8 to the device (4x fewer bytes than float32), converted there
-            x = torch.from_numpy(images[sel]).to(device).to(torch.float32).div_(255.0)
+            x = data.to_unit_float(images[sel], device)
             y = torch.from_numpy(labels[sel]).to(device)
             correct += int((model(x).argmax(-1) == y).sum())
     finally:
@@ -350,7 +349,6 @@ def _check_positive(name, value, kind=int, allow_zero=False):
 # --------------------------------------------------------------------------- main entry
 def train(opts: TrainOptions) -> dict:
     """Train (or resume) a run; returns the summary dict also written to summary.json."""
-    from . import data
 
     # ---- resume: take the saved options, allow only the "how long / how" ones to change
     resume_ck = None
@@ -573,7 +571,7 @@ def train(opts: TrainOptions) -> dict:
          f"({len(train_idx):,} train / {len(val_idx):,} val, loaded in {load_s:.1f}s), batch {bs}, "
          f"lr {lr}, wd {wd}, {opts.schedule} schedule, {total:,} steps ({total / per_epoch:.2f} "
          f"epochs), eval every {opts.eval_every}, "
-         + (f"{threads} thread(s)" if device.type == "cpu" else f"on {_device_name(device)}")
+         + _where(device)
          + ((", augmentation (flips only)" if not opts.crop_padding else
              f", augmentation (flips, crops padded by {opts.crop_padding})") if opts.augment else "")
          + (f", straight-through gates from step {ste_start:,}" if ste_start is not None else "")
@@ -722,8 +720,11 @@ def resolve_device(name) -> torch.device:
     return torch.device("cuda", index)
 
 
-def _device_name(device: torch.device) -> str:
-    return f"{device} ({torch.cuda.get_device_name(device)})"
+def _where(device: torch.device) -> str:
+    """Where a run computes, for its first log line: "2 thread(s)" or "on cuda:0 (<GPU name>)"."""
+    if device.type == "cpu":
+        return f"{torch.get_num_threads()} thread(s)"
+    return f"on {device} ({torch.cuda.get_device_name(device)})"
 
 
 def _rng_state(device: torch.device) -> dict:
