@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from . import __version__, checkpoint as ckpt, data
+from ._run import Progress, check_positive, log, resolve_device, where
 
 FORMAT = "difflogic-teacher-1"
 #: Channel widths of the teacher's four stages.  (24, 48, 96, 192) measured on CIFAR-10 (JPEG
@@ -147,16 +148,14 @@ def train_teacher(opts: TeacherOptions) -> dict:
     5e-4, one-cycle learning rate (linear warm-up over 15% of the steps to ``lr``, linear decay
     to 0), label smoothing 0.1, random flips and shifted crops (``difflogic train --augment``'s
     loader).  Returns a summary (validation / test accuracy, time)."""
-    from .train import _Progress, _check_positive, _log, _where, resolve_device
-
     if not opts.dataset:
         raise ValueError("--dataset is required (one of " + ", ".join(data.dataset_names()) + ")")
     opts.dataset = data.canonical_name(opts.dataset)
     if not opts.out:
         raise ValueError("--out FILE is required (the teacher file to write, e.g. teacher.npz)")
     for name in ("epochs", "batch_size", "threads", "val_size"):
-        _check_positive(f"--{name.replace('_', '-')}", getattr(opts, name), int)
-    _check_positive("--lr", opts.lr, float)
+        check_positive(f"--{name.replace('_', '-')}", getattr(opts, name), int)
+    check_positive("--lr", opts.lr, float)
     if isinstance(opts.seed, bool) or not isinstance(opts.seed, int) or opts.seed < 0:
         raise ValueError(f"--seed must be an integer >= 0, got {opts.seed!r}")
     if Path(opts.out).is_dir():
@@ -189,10 +188,10 @@ def train_teacher(opts: TeacherOptions) -> dict:
         return opts.lr * (step + 1) / warm if step < warm else \
             opts.lr * max(0.0, (total - step) / max(1, total - warm))
 
-    _log(f"difflogic teacher: CNN {WIDTHS} ({sum(p.numel() for p in model.parameters()):,} "
-         f"parameters) on {info.title} ({len(train_idx):,} train / {len(val_idx):,} val), batch "
-         f"{bs}, {opts.epochs} epochs ({total:,} steps), {_where(device)}")
-    progress = _Progress(opts.progress, total, 0, every=max(1, len(loader) // 4))
+    log(f"difflogic teacher: CNN {WIDTHS} ({sum(p.numel() for p in model.parameters()):,} "
+        f"parameters) on {info.title} ({len(train_idx):,} train / {len(val_idx):,} val), batch "
+        f"{bs}, {opts.epochs} epochs ({total:,} steps), {where(device)}")
+    progress = Progress(opts.progress, total, 0, every=max(1, len(loader) // 4))
     t0 = time.perf_counter()
     val_acc = float("nan")
     try:
@@ -225,8 +224,8 @@ def train_teacher(opts: TeacherOptions) -> dict:
             "epochs": opts.epochs, "seed": opts.seed, "widths": list(WIDTHS), "device": device.type,
             "train_time_s": round(train_s, 1), "library_version": __version__}
     save_teacher(opts.out, logits, meta)
-    _log(f"teacher: val {100 * val_acc:.2f}%, test {100 * test_acc:.2f}% ({info.title}, "
-         f"{len(y_test):,} images), trained in {train_s:.0f}s; wrote {opts.out}")
+    log(f"teacher: val {100 * val_acc:.2f}%, test {100 * test_acc:.2f}% ({info.title}, "
+        f"{len(y_test):,} images), trained in {train_s:.0f}s; wrote {opts.out}")
     return meta
 
 

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from . import _checks, checkpoint as ckpt, data, teacher as teacher_mod
+from ._run import Progress, check_positive, log, resolve_device, where
 from .layers import _GateLayer, set_gumbel_noise, set_straight_through
 from .models import LogicNet, get_model_config
 
@@ -154,10 +155,6 @@ def distillation_loss(logits: torch.Tensor, labels: torch.Tensor, teacher: torch
     return (1.0 - weight) * hard + weight * soft
 
 
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
 def resolve_model_config(model: str | None, model_config: dict | None = None) -> dict:
     """A preset / LogicTreeNet name, or a path to a JSON config file."""
     if model_config is not None:
@@ -257,39 +254,6 @@ def write_curves(path: Path, records: list[dict], title: str = "") -> None:
         plt.close(fig)
 
 
-class _Progress:
-    """tqdm bar on a terminal; plain periodic lines otherwise (logs, CI, nohup)."""
-
-    def __init__(self, mode: str, total: int, initial: int, every: int):
-        if mode == "auto":
-            mode = "bar" if sys.stderr.isatty() else "lines"
-        self.mode, self.total, self.every = mode, total, max(1, every)
-        self.bar = None
-        if mode == "bar":
-            from tqdm import tqdm
-            self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True,
-                            file=sys.stderr)
-
-    def update(self, step: int, loss: float, acc: float, ips: float, kind: str = "relaxed") -> None:
-        if self.bar is not None:
-            self.bar.update(step - self.bar.n)
-            self.bar.set_postfix(loss=f"{loss:.3f}", acc=f"{100 * acc:.1f}%", img_s=f"{ips:.0f}",
-                                 refresh=False)
-        elif self.mode == "lines" and (step % self.every == 0 or step == self.total):
-            _log(f"step {step}/{self.total}  loss {loss:.4f}  train acc {100 * acc:.2f}% "
-                 f"({kind})  {ips:.0f} img/s")
-
-    def write(self, msg: str) -> None:
-        if self.bar is not None:
-            self.bar.write(msg, file=sys.stderr)
-        elif self.mode != "none":
-            _log(msg)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
 class _StopFlag:
     """SIGINT/SIGTERM set a flag; the loop finishes the current step, saves last.pt, stops."""
 
@@ -333,17 +297,6 @@ def _read_metrics(path: Path, upto_step: int) -> list[dict]:
             if isinstance(r, dict) and r.get("step", 1 << 62) <= upto_step:
                 records.append(r)
     return records
-
-
-def _check_positive(name, value, kind=int, allow_zero=False):
-    if value is None:
-        return None
-    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or \
-            value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
-    return value
 
 
 # --------------------------------------------------------------------------- main entry
@@ -394,11 +347,11 @@ def train(opts: TrainOptions) -> dict:
         raise ValueError(f"progress must be auto, bar, lines or none, got {opts.progress!r}")
     for name in ("steps", "batch_size", "eval_every", "threads", "val_size", "eval_batch_size",
                  "stop_after"):
-        _check_positive(f"--{name.replace('_', '-')}", getattr(opts, name), int)
-    _check_positive("--epochs", opts.epochs, float)
-    _check_positive("--lr", opts.lr, float)
-    _check_positive("--weight-decay", opts.weight_decay, float, allow_zero=True)
-    _check_positive("--gumbel", opts.gumbel, float, allow_zero=True)
+        check_positive(f"--{name.replace('_', '-')}", getattr(opts, name), int)
+    check_positive("--epochs", opts.epochs, float)
+    check_positive("--lr", opts.lr, float)
+    check_positive("--weight-decay", opts.weight_decay, float, allow_zero=True)
+    check_positive("--gumbel", opts.gumbel, float, allow_zero=True)
     if isinstance(opts.seed, bool) or not isinstance(opts.seed, int) or opts.seed < 0:
         raise ValueError(f"--seed must be an integer >= 0, got {opts.seed!r}")
     if opts.steps is not None and opts.epochs is not None:
@@ -423,7 +376,7 @@ def train(opts: TrainOptions) -> dict:
         v = tdef.get(key, default)
         if kind is float and isinstance(v, int) and not isinstance(v, bool):
             v = float(v)
-        return _check_positive(f"the model config's train.{key}", v, kind, allow_zero)
+        return check_positive(f"the model config's train.{key}", v, kind, allow_zero)
 
     if opts.batch_size is None:
         opts.batch_size = cfg("batch_size", int, 128)
@@ -460,7 +413,7 @@ def train(opts: TrainOptions) -> dict:
         if not _checks.is_fraction(opts.kd_weight):
             raise ValueError(f"--kd-weight must be in [0, 1] (the share of the teacher's term in "
                              f"the loss), got {opts.kd_weight!r}")
-        _check_positive("--kd-temperature", opts.kd_temperature, float)
+        check_positive("--kd-temperature", opts.kd_temperature, float)
     if opts.model is None:
         opts.model = config.get("name")
 
@@ -470,7 +423,7 @@ def train(opts: TrainOptions) -> dict:
         if not opts.augment:
             raise ValueError(f"--crop-padding {opts.crop_padding} only applies with --augment; "
                              "add --augment or drop --crop-padding")
-        _check_positive("--crop-padding", opts.crop_padding, allow_zero=True)
+        check_positive("--crop-padding", opts.crop_padding, allow_zero=True)
     else:
         opts.crop_padding = info.crop_padding if opts.augment else None
     if tuple(config["input_shape"]) != tuple(info.shape):
@@ -550,8 +503,8 @@ def train(opts: TrainOptions) -> dict:
     records = _read_metrics(out / "metrics.jsonl", step)
     _atomic_text(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in records))
     if step >= total:
-        _log(f"run {out} is already at step {step} >= {total}; nothing to train "
-             "(raise --steps/--epochs to continue)")
+        log(f"run {out} is already at step {step} >= {total}; nothing to train "
+            "(raise --steps/--epochs to continue)")
 
     meta = {"dataset": opts.dataset, "model": config.get("name"), "seed": opts.seed}
     opts_json = json.dumps({**{k: v for k, v in asdict(opts).items()
@@ -567,24 +520,24 @@ def train(opts: TrainOptions) -> dict:
                              train_options=opts_json, meta=json.dumps({**meta, "step": step}))
 
     threads = torch.get_num_threads()
-    _log(f"difflogic train: {config.get('name')} ({model.gate_count():,} gates) on {info.title} "
-         f"({len(train_idx):,} train / {len(val_idx):,} val, loaded in {load_s:.1f}s), batch {bs}, "
-         f"lr {lr}, wd {wd}, {opts.schedule} schedule, {total:,} steps ({total / per_epoch:.2f} "
-         f"epochs), eval every {opts.eval_every}, "
-         + _where(device)
-         + ((", augmentation (flips only)" if not opts.crop_padding else
-             f", augmentation (flips, crops padded by {opts.crop_padding})") if opts.augment else "")
-         + (f", straight-through gates from step {ste_start:,}" if ste_start is not None else "")
-         + "".join(f", layer {i} straight-through from step {start:,}" for i, _, start in layer_ste)
-         + "".join(f", layer {i} always straight-through" for i, m in enumerate(model)
-                   if isinstance(m, _GateLayer) and m.always_straight_through)
-         + (f", Gumbel noise x{opts.gumbel:g} on the gate logits" if opts.gumbel else "")
-         + teacher_note
-         + (f", resuming at step {step}" if resume_ck is not None else ""))
+    log(f"difflogic train: {config.get('name')} ({model.gate_count():,} gates) on {info.title} "
+        f"({len(train_idx):,} train / {len(val_idx):,} val, loaded in {load_s:.1f}s), batch {bs}, "
+        f"lr {lr}, wd {wd}, {opts.schedule} schedule, {total:,} steps ({total / per_epoch:.2f} "
+        f"epochs), eval every {opts.eval_every}, "
+        + where(device)
+        + ((", augmentation (flips only)" if not opts.crop_padding else
+            f", augmentation (flips, crops padded by {opts.crop_padding})") if opts.augment else "")
+        + (f", straight-through gates from step {ste_start:,}" if ste_start is not None else "")
+        + "".join(f", layer {i} straight-through from step {start:,}" for i, _, start in layer_ste)
+        + "".join(f", layer {i} always straight-through" for i, m in enumerate(model)
+                  if isinstance(m, _GateLayer) and m.always_straight_through)
+        + (f", Gumbel noise x{opts.gumbel:g} on the gate logits" if opts.gumbel else "")
+        + teacher_note
+        + (f", resuming at step {step}" if resume_ck is not None else ""))
     _ops_note(device)
 
     # ---- loop
-    progress = _Progress(opts.progress, total, step, every=max(1, min(opts.eval_every, total // 20 or 1)))
+    progress = Progress(opts.progress, total, step, every=max(1, min(opts.eval_every, total // 20 or 1)))
     # sums since the last evaluation (saved in last.pt so metrics after a resume are identical)
     running = {"loss": 0.0, "correct": 0, "seen": 0}
     if resume_ck is not None and "running" in resume_ck:
@@ -678,7 +631,7 @@ def train(opts: TrainOptions) -> dict:
                "gates": model.gate_count(), "threads": threads, "stopped_early": stopped,
                "interrupted": interrupted}
     if stopped:
-        _log(f"stopped at step {step}/{total}; continue with: difflogic train --resume {out}")
+        log(f"stopped at step {step}/{total}; continue with: difflogic train --resume {out}")
         return summary
     if opts.test and (out / "model.pt").exists():
         best_model = ckpt.load_model(out / "model.pt").to(device)
@@ -689,42 +642,13 @@ def train(opts: TrainOptions) -> dict:
         summary["test_acc"] = accuracy(best_model, x_test, y_test, hard=False,
                                        batch_size=opts.eval_batch_size)
         summary["test_eval_s"] = round(time.perf_counter() - t_test, 2)
-        _log(f"best model (step {best['step']}, val {100 * best['val_hard_acc']:.2f}% hard): test "
-             f"accuracy {100 * summary['test_hard_acc']:.2f}% hard, {100 * summary['test_acc']:.2f}% "
-             f"relaxed ({info.title}, {len(y_test):,} images)")
+        log(f"best model (step {best['step']}, val {100 * best['val_hard_acc']:.2f}% hard): test "
+            f"accuracy {100 * summary['test_hard_acc']:.2f}% hard, {100 * summary['test_acc']:.2f}% "
+            f"relaxed ({info.title}, {len(y_test):,} images)")
     _atomic_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
-    _log(f"trained {step:,} steps in {elapsed:.1f}s; wrote {out}/model.pt, last.pt, "
-         "metrics.jsonl, curves.png, summary.json")
+    log(f"trained {step:,} steps in {elapsed:.1f}s; wrote {out}/model.pt, last.pt, "
+        "metrics.jsonl, curves.png, summary.json")
     return summary
-
-
-def resolve_device(name) -> torch.device:
-    """``--device`` -> torch.device, with a clear error when it cannot train there."""
-    try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError, ValueError):
-        raise ValueError(f"--device must be cpu, cuda or cuda:N, got {name!r}") from None
-    if device.type == "cpu":
-        return device
-    if device.type != "cuda":
-        raise ValueError(f"--device {name}: training runs on cpu or cuda, not {device.type}")
-    if not torch.cuda.is_available():
-        raise RuntimeError(f"--device {name}: no CUDA device is visible to PyTorch "
-                           f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'no'}); "
-                           "install a CUDA build of torch on a machine with an NVIDIA GPU, or "
-                           "train with --device cpu")
-    index = 0 if device.index is None else device.index
-    if index >= torch.cuda.device_count():
-        raise ValueError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA "
-                         f"device(s), numbered from 0")
-    return torch.device("cuda", index)
-
-
-def _where(device: torch.device) -> str:
-    """Where a run computes, for its first log line: "2 thread(s)" or "on cuda:0 (<GPU name>)"."""
-    if device.type == "cpu":
-        return f"{torch.get_num_threads()} thread(s)"
-    return f"on {device} ({torch.cuda.get_device_name(device)})"
 
 
 def _rng_state(device: torch.device) -> dict:
@@ -741,9 +665,9 @@ def _ops_note(device: torch.device) -> None:
         from . import _ops
         why = _ops.cuda_unavailable_reason()
         if why is not None:  # missing CuPy / NVRTC / driver: say which
-            _log(f"note: the CUDA kernels (difflogic._cuda) are not available ({why}); training "
-                 "uses the slow PyTorch reference kernels on the GPU (install CuPy: "
-                 "pip install cupy-cuda12x or cupy-cuda13x)")
+            log(f"note: the CUDA kernels (difflogic._cuda) are not available ({why}); training "
+                "uses the slow PyTorch reference kernels on the GPU (install CuPy: "
+                "pip install cupy-cuda12x or cupy-cuda13x)")
         return
     try:
         from . import _ops
@@ -751,8 +675,8 @@ def _ops_note(device: torch.device) -> None:
     except Exception:  # noqa: BLE001 - a half-built tree: same advice
         native = False
     if not native:
-        _log("note: the native C++ kernels (difflogic._C) are not available; training uses the "
-             "slow PyTorch reference kernels (build with `pip install .`)")
+        log("note: the native C++ kernels (difflogic._C) are not available; training uses the "
+            "slow PyTorch reference kernels (build with `pip install .`)")
 
 
 def options_from_args(args) -> TrainOptions:

@@ -47,7 +47,8 @@ def run(args) -> int:
     import torch
 
     from .. import checkpoint, data
-    from ..train import accuracy, resolve_device
+    from .._run import resolve_device
+    from ..train import accuracy
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
