@@ -183,7 +183,7 @@ def test_teacher_trains_on_gpu(cifar, tmp_path):
 
 def test_cifar10_cpu_recipe_script_runs_end_to_end(tmp_path):
     """benches/cifar10_cpu.sh (the best CPU recipe of RESULTS.md): its model config is the
-    preset with the two measured changes, its weight decay reaches the trainer, and teacher ->
+    preset with the two measured changes, its weight decay and augmentation reach the trainer, and teacher ->
     distilled training runs through."""
     import os
     import subprocess
@@ -207,4 +207,5 @@ def test_cifar10_cpu_recipe_script_runs_end_to_end(tmp_path):
         == [0.3, None, None, None]
     assert "distilled from" in proc.stderr and "test accuracy" in proc.stderr
     assert "wd 0.006" in proc.stderr  # the recipe's weight decay reached the trainer
+    assert "augmentation (flips, crops padded by 2)" in proc.stderr  # and its augmentation
     assert (run / "teacher.npz").is_file() and (run / "net" / "model.pt").is_file()
