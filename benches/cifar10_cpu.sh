@@ -22,13 +22,12 @@
 #    Its last line is the hard and relaxed test accuracy of the best-validation checkpoint.
 #
 # Environment: EPOCHS (default 110: ~2 h on one core), CROP_PADDING (default 2; 0 = flips
-# only), WEIGHT_DECAY (default 0.006),
-# THREADS (default 1: a step runs only ~1.5x faster on 2 threads than on 1 (training-step
-# section of RESULTS.md), so two runs side by side, one core each, get more done), TEACHER (0 = plain cross-entropy, the default;
-# 1 = distil), TEACHER_EPOCHS (default 10), KD_WEIGHT, KD_TEMPERATURE (default: the
-# library's), PYTHON (default python3), DIFFLOGIC (the command that runs the CLI; default
-# `difflogic`, or `$PYTHON -m difflogic` from this checkout).  RUN_DIR/net is
-# overwritten by a new run.
+# only), WEIGHT_DECAY (default 0.006), THREADS (default 1: a step runs only ~1.5x faster on 2
+# threads than on 1 (training-step section of RESULTS.md), so two runs side by side, one core
+# each, get more done), TEACHER (0 = plain cross-entropy, the default; 1 = distil),
+# TEACHER_EPOCHS (default 10), KD_WEIGHT, KD_TEMPERATURE (default: the library's), PYTHON
+# (default python3), DIFFLOGIC (the command that runs the CLI; default `difflogic`, or
+# `$PYTHON -m difflogic` from this checkout).  RUN_DIR/net is overwritten by a new run.
 set -euo pipefail
 
 DATA=${1:?usage: benches/cifar10_cpu.sh CIFAR10_DIR [RUN_DIR]}

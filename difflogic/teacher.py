@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import __version__, checkpoint as ckpt, data
+from . import __version__, _checks, checkpoint as ckpt, data
 from ._run import Progress, check_positive, log, resolve_device, where
 
 FORMAT = "difflogic-teacher-1"
@@ -156,8 +156,7 @@ def train_teacher(opts: TeacherOptions) -> dict:
     for name in ("epochs", "batch_size", "threads", "val_size"):
         check_positive(f"--{name.replace('_', '-')}", getattr(opts, name), int)
     check_positive("--lr", opts.lr, float)
-    if isinstance(opts.seed, bool) or not isinstance(opts.seed, int) or opts.seed < 0:
-        raise ValueError(f"--seed must be an integer >= 0, got {opts.seed!r}")
+    _checks.positive_int("--seed", opts.seed, minimum=0)
     if Path(opts.out).is_dir():
         raise ValueError(f"--out {opts.out} is a directory; give a file name such as teacher.npz")
     device = resolve_device(opts.device or "cpu")

@@ -352,8 +352,7 @@ def train(opts: TrainOptions) -> dict:
     check_positive("--lr", opts.lr, float)
     check_positive("--weight-decay", opts.weight_decay, float, allow_zero=True)
     check_positive("--gumbel", opts.gumbel, float, allow_zero=True)
-    if isinstance(opts.seed, bool) or not isinstance(opts.seed, int) or opts.seed < 0:
-        raise ValueError(f"--seed must be an integer >= 0, got {opts.seed!r}")
+    _checks.positive_int("--seed", opts.seed, minimum=0)
     if opts.steps is not None and opts.epochs is not None:
         raise ValueError("give either --epochs or --steps, not both")
     if opts.threads:

@@ -183,8 +183,8 @@ def test_teacher_trains_on_gpu(cifar, tmp_path):
 
 def test_cifar10_cpu_recipe_script_runs_end_to_end(tmp_path):
     """benches/cifar10_cpu.sh (the best CPU recipe of RESULTS.md): its model config is the
-    preset with the two measured changes, its weight decay and augmentation reach the trainer, and teacher ->
-    distilled training runs through."""
+    preset with the two measured changes, its weight decay and augmentation reach the trainer,
+    and teacher -> distilled training runs through."""
     import os
     import subprocess
     import sys
@@ -209,3 +209,16 @@ def test_cifar10_cpu_recipe_script_runs_end_to_end(tmp_path):
     assert "wd 0.006" in proc.stderr  # the recipe's weight decay reached the trainer
     assert "augmentation (flips, crops padded by 2)" in proc.stderr  # and its augmentation
     assert (run / "teacher.npz").is_file() and (run / "net" / "model.pt").is_file()
+
+
+@pytest.mark.parametrize("command", ["teacher", "train"])
+def test_negative_seed_is_refused_by_both_commands(cifar, tmp_path, capsys, command):
+    """Both training commands word a bad --seed the same way, before any file is written."""
+    root, _ = cifar
+    out = tmp_path / ("t.npz" if command == "teacher" else "run")
+    argv = _teacher_cmd(root, out) if command == "teacher" else \
+        ["train", "--dataset", "cifar10", "--data-dir", str(root), "--model", "cifar10-s",
+         "--steps", "1", "--progress", "none", "--out", str(out)]
+    assert main(argv + ["--seed", "-1"]) == 2
+    assert "--seed must be an integer >= 0, got -1" in capsys.readouterr().err
+    assert not out.exists()
