@@ -16,6 +16,7 @@
 # 3. trains the logic network for 110 epochs with horizontal flips and random crops padded by
 #    2 px (distilled from the teacher with TEACHER=1) and AdamW weight decay 0.006 (3x the
 #    paper's 0.002), pinned to one core when THREADS=1: 58.65% hard test, ~2 h on one core.
+#    EPOCHS=180 THREADS=2 (both cores, nothing else running) gave 58.90% in ~2 h.
 #    The 50-epoch form, EPOCHS=50 CROP_PADDING=0 (flips only; crops cost 0.5-1.5% on 60
 #    epochs), gave 58.26 / 57.91% for seeds 0 / 1 (57.25 / 57.58% at wd 0.002 on two CPU
 #    models; wd 0.012 gave 57.73%) in ~1 h; flips only for 110 epochs overfits (57.95%).
