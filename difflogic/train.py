@@ -82,6 +82,17 @@ class TrainOptions:
     #: (:func:`difflogic.layers.set_gumbel_noise`); with ``ste_from=0`` this is Gumbel logic
     #: gate network training.  None = the config's ``gumbel``, else 0 (off).
     gumbel: float | None = None
+    #: Steps appended after the run's ``steps``/``epochs`` in which every gate layer trains
+    #: straight-through at the constant rate ``polish_lr`` (None = ``lr`` / 10), evaluated
+    #: every ``polish_steps // 4`` steps so each polished network competes for ``model.pt``.
+    #: Why: at the end of a relaxed run many gates sit near a tie between two choices the
+    #: relaxed loss cannot tell apart; a few dozen straight-through steps settle them by the
+    #: hard network's loss (CIFAR-10 S: +0.3-0.5% hard test, benches/RESULTS.md), where a long
+    #: straight-through phase (``ste_from``) costs accuracy.  Like ``steps`` it may change on
+    #: resume: ``--resume RUN --polish-steps 50`` polishes a finished run.  None = 0 (or the
+    #: resumed run's).
+    polish_steps: int | None = None
+    polish_lr: float | None = None
     #: A teacher file (``difflogic teacher``): its class scores supervise the network's through
     #: :func:`distillation_loss` with weight ``kd_weight`` at temperature ``kd_temperature``
     #: (None = :data:`KD_WEIGHT`, :data:`KD_TEMPERATURE`).  None = plain cross-entropy.
@@ -329,6 +340,9 @@ def train(opts: TrainOptions) -> dict:
             opts.eval_every = saved.get("eval_every")
         if opts.threads is None:
             opts.threads = saved.get("threads")
+        for key in ("polish_steps", "polish_lr"):  # "how long" options: may change on resume
+            if getattr(opts, key) is None:
+                setattr(opts, key, saved.get(key))
         if opts.device is None:
             opts.device = saved.get("device")
         if opts.data_dir is None:
@@ -352,6 +366,8 @@ def train(opts: TrainOptions) -> dict:
     check_positive("--lr", opts.lr, float)
     check_positive("--weight-decay", opts.weight_decay, float, allow_zero=True)
     check_positive("--gumbel", opts.gumbel, float, allow_zero=True)
+    check_positive("--polish-steps", opts.polish_steps, int, allow_zero=True)
+    check_positive("--polish-lr", opts.polish_lr, float)
     _checks.positive_int("--seed", opts.seed, minimum=0)
     if opts.steps is not None and opts.epochs is not None:
         raise ValueError("give either --epochs or --steps, not both")
@@ -384,6 +400,8 @@ def train(opts: TrainOptions) -> dict:
     if opts.weight_decay is None:
         opts.weight_decay = cfg("weight_decay", float, 0.0, allow_zero=True)
     bs, lr, wd = opts.batch_size, opts.lr, opts.weight_decay
+    opts.polish_steps = opts.polish_steps or 0
+    polish_lr = lr / 10 if opts.polish_lr is None else opts.polish_lr
     opts.schedule = opts.schedule or tdef.get("schedule", "constant")
     if opts.schedule not in SCHEDULES:
         raise ValueError(f"--schedule (model config: train.schedule) must be one of {SCHEDULES}, "
@@ -460,6 +478,8 @@ def train(opts: TrainOptions) -> dict:
     if opts.eval_every is None:
         opts.eval_every = max(1, min(2000, total // 10))
     ste_start = None if opts.ste_from is None else int(round(opts.ste_from * total))
+    end = total + opts.polish_steps  # the polish follows the run's own schedule
+    polish_every = max(1, opts.polish_steps // 4)
     # hard train accuracy on a fixed, evenly spread subset of the training images
     train_probe = train_idx[np.linspace(0, len(train_idx) - 1,
                                         min(len(train_idx), len(val_idx), TRAIN_PROBE))
@@ -501,9 +521,9 @@ def train(opts: TrainOptions) -> dict:
                     shutil.copy2(src / name, out / name)
     records = _read_metrics(out / "metrics.jsonl", step)
     _atomic_text(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in records))
-    if step >= total:
-        log(f"run {out} is already at step {step} >= {total}; nothing to train "
-            "(raise --steps/--epochs to continue)")
+    if step >= end:
+        log(f"run {out} is already at step {step} >= {end}; nothing to train "
+            "(raise --steps/--epochs or --polish-steps to continue)")
 
     meta = {"dataset": opts.dataset, "model": config.get("name"), "seed": opts.seed}
     opts_json = json.dumps({**{k: v for k, v in asdict(opts).items()
@@ -531,12 +551,14 @@ def train(opts: TrainOptions) -> dict:
         + "".join(f", layer {i} always straight-through" for i, m in enumerate(model)
                   if isinstance(m, _GateLayer) and m.always_straight_through)
         + (f", Gumbel noise x{opts.gumbel:g} on the gate logits" if opts.gumbel else "")
+        + (f", then {opts.polish_steps:,} straight-through polish steps at lr {polish_lr:g}"
+           if opts.polish_steps else "")
         + teacher_note
         + (f", resuming at step {step}" if resume_ck is not None else ""))
     _ops_note(device)
 
     # ---- loop
-    progress = Progress(opts.progress, total, step, every=max(1, min(opts.eval_every, total // 20 or 1)))
+    progress = Progress(opts.progress, end, step, every=max(1, min(opts.eval_every, end // 20 or 1)))
     # sums since the last evaluation (saved in last.pt so metrics after a resume are identical)
     running = {"loss": 0.0, "correct": 0, "seen": 0}
     if resume_ck is not None and "running" in resume_ck:
@@ -548,18 +570,20 @@ def train(opts: TrainOptions) -> dict:
     try:
         with _StopFlag() as stop:
             batches = loader.steps(None)
-            while step < total:
+            while step < end:
                 t0 = time.perf_counter()
                 x, y, *taught = next(batches)  # (+ the teacher's scores when distilling)
+                polishing = step >= total
                 for g in optimizer.param_groups:
-                    g["lr"] = lr_at(step, total, lr, opts.schedule)
-                ste = ste_start is not None and step >= ste_start
+                    g["lr"] = polish_lr if polishing else lr_at(step, total, lr, opts.schedule)
+                ste = polishing or ste_start is not None and step >= ste_start
                 set_straight_through(model, ste)
                 late = [m for _, m, start in layer_ste if step >= start]
                 for m in late:  # layers whose config switches them on their own
                     m.straight_through = True
                 # what the training forward is
                 kind = ("Gumbel " if opts.gumbel else "") + (
+                    "straight-through polish" if polishing else
                     "straight-through" if ste else
                     f"relaxed, {len(late)} layer(s) straight-through" if late else "relaxed")
                 logits = model(x)
@@ -585,7 +609,8 @@ def train(opts: TrainOptions) -> dict:
                 if not math.isfinite(last_loss):
                     raise RuntimeError(f"training diverged at step {step} (loss {last_loss}); "
                                        "lower --lr")
-                if step % opts.eval_every == 0 or step == total:
+                if step % opts.eval_every == 0 or step in (total, end) or \
+                        step > total and (step - total) % polish_every == 0:
                     t_eval = time.perf_counter()
                     rec = {"step": step, "epoch": round(step / per_epoch, 4),
                            "loss": running["loss"] / running["seen"],
@@ -607,6 +632,10 @@ def train(opts: TrainOptions) -> dict:
                     records.append(rec)
                     with open(out / "metrics.jsonl", "a") as fh:
                         fh.write(json.dumps(rec) + "\n")
+                    # the sums restart with the next step: reset before last.pt keeps them, so
+                    # a run resumed from this evaluation (a kill, or a finished run polished
+                    # later) logs what an uninterrupted one does
+                    running = {"loss": 0.0, "correct": 0, "seen": 0}
                     save_last()
                     write_curves(out / "curves.png", records, f"{config.get('name')} on {info.title}")
                     progress.write(
@@ -615,7 +644,6 @@ def train(opts: TrainOptions) -> dict:
                         f"{100 * rec['train_hard_acc']:.2f}% (hard)  val {100 * rec['val_acc']:.2f}% "
                         f"(relaxed) {100 * rec['val_hard_acc']:.2f}% (hard){' *best*' if improved else ''}"
                         f"  {ips:.0f} img/s, eval {time.perf_counter() - t_eval:.1f}s")
-                    running = {"loss": 0.0, "correct": 0, "seen": 0}
                     win_t, win_imgs = 0.0, 0
                 if stop.hit or (opts.stop_after is not None and step - start_step >= opts.stop_after):
                     save_last()
@@ -625,12 +653,12 @@ def train(opts: TrainOptions) -> dict:
         progress.close()
 
     summary = {"run": str(out), "model": config.get("name"), "dataset": opts.dataset,
-               "steps": step, "total_steps": total, "train_time_s": round(elapsed, 1),
+               "steps": step, "total_steps": end, "train_time_s": round(elapsed, 1),
                "best_step": best["step"], "best_val_hard_acc": best["val_hard_acc"],
                "gates": model.gate_count(), "threads": threads, "stopped_early": stopped,
                "interrupted": interrupted}
     if stopped:
-        log(f"stopped at step {step}/{total}; continue with: difflogic train --resume {out}")
+        log(f"stopped at step {step}/{end}; continue with: difflogic train --resume {out}")
         return summary
     if opts.test and (out / "model.pt").exists():
         best_model = ckpt.load_model(out / "model.pt").to(device)

@@ -109,6 +109,8 @@ def _metrics(run):
     ("cosine", 200, 70, 60, {}),        # stop between evaluations, schedule depends on the step
     # Gumbel straight-through: the noise comes from the checkpointed RNG, so it replays too
     ("cosine", 200, 70, 60, {"gumbel": 1.0, "ste_from": 0.0}),
+    # stopped inside the straight-through polish that follows the schedule
+    ("cosine", 200, 215, 60, {"polish_steps": 40}),
 ])
 def test_resume_is_bit_exact(fake_mnist, tmp_path, schedule, steps, stop_at, eval_every, extra):
     common = dict(dataset="mnist", data_dir=str(fake_mnist), model_config=TINY, steps=steps,
@@ -121,6 +123,7 @@ def test_resume_is_bit_exact(fake_mnist, tmp_path, schedule, steps, stop_at, eva
     assert s1["stopped_early"] and s1["steps"] == stop_at
     assert _state(part)["step"] == stop_at
     s2 = train(TrainOptions(resume=str(part), progress="none", test=False))
+    steps += extra.get("polish_steps", 0)
     assert s2["steps"] == steps and not s2["stopped_early"]
 
     a, b = _state(full), _state(part)
@@ -288,6 +291,44 @@ def test_straight_through_from_a_fraction_of_the_run(fake_mnist, tmp_path, monke
     with pytest.raises(ValueError, match="both steps and epochs"):
         train(TrainOptions(model_config=cfg_both, dataset="mnist", data_dir=str(fake_mnist),
                            out=str(tmp_path / "bad"), progress="none"))
+
+
+def test_polish_steps_follow_the_run_straight_through(fake_mnist, tmp_path, monkeypatch, capsys):
+    """``polish_steps`` appends that many all-layer straight-through steps at the constant
+    ``polish_lr`` (default lr / 10) after the run's schedule, evaluates every polish_steps // 4
+    of them, and on resume of a finished run polishes it: the same network, bit for bit, as
+    polishing in the first place."""
+    import difflogic.train as T
+    seen = []
+    orig = T.set_straight_through
+    monkeypatch.setattr(T, "set_straight_through",
+                        lambda model, on: (seen.append(bool(on)), orig(model, on))[1])
+    common = dict(dataset="mnist", data_dir=str(fake_mnist), model_config=TINY, steps=6,
+                  eval_every=3, seed=2, schedule="cosine", lr=0.05, progress="none", test=False)
+    s = train(TrainOptions(out=str(tmp_path / "full"), polish_steps=8, **common))
+    assert s["steps"] == s["total_steps"] == 14
+    assert seen == [False] * 6 + [True] * 8
+    assert "then 8 straight-through polish steps at lr 0.005" in capsys.readouterr().err
+    recs = [json.loads(line) for line in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+    # the run's own cadence (3) goes on beside the polish's (every 8 // 4 = 2 steps)
+    assert [r["step"] for r in recs] == [3, 6, 8, 9, 10, 12, 14]
+    assert [r["lr"] for r in recs][2:] == [0.005] * 5
+    # a finished run, polished on resume (into a new folder), is the same network
+    train(TrainOptions(out=str(tmp_path / "plain"), **common))
+    s = train(TrainOptions(resume=str(tmp_path / "plain"), polish_steps=8, out=str(tmp_path / "pol"),
+                           progress="none", test=False))
+    assert s["steps"] == 14
+    a, b = _state(tmp_path / "full"), _state(tmp_path / "pol")
+    for k in a["state_dict"]:
+        assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
+    assert _metrics(tmp_path / "full") == _metrics(tmp_path / "pol")
+    # its own rate, and the checks
+    train(TrainOptions(out=str(tmp_path / "lr"), polish_steps=2, polish_lr=0.01, **common))
+    recs = [json.loads(line) for line in (tmp_path / "lr" / "metrics.jsonl").read_text().splitlines()]
+    assert recs[-1]["step"] == 8 and recs[-1]["lr"] == 0.01
+    for key, bad in (("polish_steps", -1), ("polish_steps", 1.5), ("polish_lr", 0.0)):
+        with pytest.raises(ValueError, match=key.replace("_", "-")):
+            train(TrainOptions(out=str(tmp_path / "bad"), **{**common, key: bad}))
 
 
 def test_layer_straight_through_from_a_fraction_of_the_run(fake_mnist, tmp_path, monkeypatch, capsys):
