@@ -21,11 +21,14 @@
 #    epochs), gave 58.26 / 57.91% for seeds 0 / 1 (57.25 / 57.58% at wd 0.002 on two CPU
 #    models; wd 0.012 gave 57.73%) in ~1 h; flips only for 110 epochs overfits (57.95%).
 #    Its last line is the hard and relaxed test accuracy of the best-validation checkpoint.
+#    The run ends with POLISH_STEPS (default 50) all-layer straight-through steps at lr/10
+#    (`--polish-steps`): +0.2-0.5% hard test on each of the six relaxed-trained CIFAR-10 S
+#    checkpoints polished so far (RESULTS.md, 2026-12-03).
 #
 # Environment: EPOCHS (default 110: ~2 h on one core), CROP_PADDING (default 2; 0 = flips
-# only), WEIGHT_DECAY (default 0.006), THREADS (default 1: a step runs only ~1.5x faster on 2
-# threads than on 1 (training-step section of RESULTS.md), so two runs side by side, one core
-# each, get more done), TEACHER (0 = plain cross-entropy, the default; 1 = distil),
+# only), WEIGHT_DECAY (default 0.006), POLISH_STEPS (default 50; 0 = none), THREADS
+# (default 1: a step runs only ~1.5x faster on 2 threads than on 1 (training-step section of
+# RESULTS.md), so two runs side by side, one core each, get more done), TEACHER (0 = plain cross-entropy, the default; 1 = distil),
 # TEACHER_EPOCHS (default 10), KD_WEIGHT, KD_TEMPERATURE (default: the library's), PYTHON
 # (default python3), DIFFLOGIC (the command that runs the CLI; default `difflogic`, or
 # `$PYTHON -m difflogic` from this checkout).  RUN_DIR/net is overwritten by a new run.
@@ -39,6 +42,7 @@ THREADS=${THREADS:-1}
 TEACHER=${TEACHER:-0}
 TEACHER_EPOCHS=${TEACHER_EPOCHS:-10}
 WEIGHT_DECAY=${WEIGHT_DECAY:-0.006}
+POLISH_STEPS=${POLISH_STEPS:-50}
 
 source "$(dirname "$0")/_difflogic_cli.sh"
 mkdir -p "$RUN"
@@ -77,6 +81,6 @@ fi
 echo "==== train: $(date -u +%FT%TZ)"
 "${PIN[@]}" "${DL[@]}" train --dataset cifar10 --data-dir "$DATA" --model "$RUN/model.json" \
   --epochs "$EPOCHS" --schedule cosine --weight-decay "$WEIGHT_DECAY" \
-  --augment --crop-padding "$CROP_PADDING" --threads "$THREADS" \
+  --augment --crop-padding "$CROP_PADDING" --threads "$THREADS" --polish-steps "$POLISH_STEPS" \
   "${KD[@]}" --out "$RUN/net"
 echo "==== done: $(date -u +%FT%TZ)"

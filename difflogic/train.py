@@ -87,7 +87,7 @@ class TrainOptions:
     #: every ``polish_steps // 4`` steps so each polished network competes for ``model.pt``.
     #: Why: at the end of a relaxed run many gates sit near a tie between two choices the
     #: relaxed loss cannot tell apart; a few dozen straight-through steps settle them by the
-    #: hard network's loss (CIFAR-10 S: +0.3-0.5% hard test, benches/RESULTS.md), where a long
+    #: hard network's loss (CIFAR-10 S: +0.2-0.5% hard test, benches/RESULTS.md), where a long
     #: straight-through phase (``ste_from``) costs accuracy.  Like ``steps`` it may change on
     #: resume: ``--resume RUN --polish-steps 50`` polishes a finished run.  None = 0 (or the
     #: resumed run's).

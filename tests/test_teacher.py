@@ -183,8 +183,8 @@ def test_teacher_trains_on_gpu(cifar, tmp_path):
 
 def test_cifar10_cpu_recipe_script_runs_end_to_end(tmp_path):
     """benches/cifar10_cpu.sh (the best CPU recipe of RESULTS.md): its model config is the
-    preset with the two measured changes, its weight decay and augmentation reach the trainer,
-    and teacher -> distilled training runs through."""
+    preset with the two measured changes, its weight decay, augmentation and polish reach the
+    trainer, and teacher -> distilled training runs through."""
     import os
     import subprocess
     import sys
@@ -195,7 +195,8 @@ def test_cifar10_cpu_recipe_script_runs_end_to_end(tmp_path):
     repo = Path(__file__).resolve().parents[1]
     data.write_fake_cifar10(tmp_path / "data", n_train_per_batch=60, n_test=20)
     run = tmp_path / "run"
-    env = dict(os.environ, EPOCHS="1", TEACHER="1", TEACHER_EPOCHS="1", PYTHON=sys.executable,
+    env = dict(os.environ, EPOCHS="1", TEACHER="1", TEACHER_EPOCHS="1", POLISH_STEPS="4",
+               PYTHON=sys.executable,
                DIFFLOGIC=f"{sys.executable} -m difflogic",
                PYTHONPATH=str(Path(difflogic.__file__).resolve().parents[1]))
     proc = subprocess.run(["bash", str(repo / "benches" / "cifar10_cpu.sh"), str(tmp_path / "data"),
@@ -208,6 +209,7 @@ def test_cifar10_cpu_recipe_script_runs_end_to_end(tmp_path):
     assert "distilled from" in proc.stderr and "test accuracy" in proc.stderr
     assert "wd 0.006" in proc.stderr  # the recipe's weight decay reached the trainer
     assert "augmentation (flips, crops padded by 2)" in proc.stderr  # and its augmentation
+    assert "then 4 straight-through polish steps at lr 0.002" in proc.stderr  # and its polish
     assert (run / "teacher.npz").is_file() and (run / "net" / "model.pt").is_file()
 
 
