@@ -28,8 +28,8 @@
 # Environment: EPOCHS (default 110: ~2 h on one core), CROP_PADDING (default 2; 0 = flips
 # only), WEIGHT_DECAY (default 0.006), POLISH_STEPS (default 50; 0 = none), THREADS
 # (default 1: a step runs only ~1.5x faster on 2 threads than on 1 (training-step section of
-# RESULTS.md), so two runs side by side, one core each, get more done), TEACHER (0 = plain cross-entropy, the default; 1 = distil),
-# TEACHER_EPOCHS (default 10), KD_WEIGHT, KD_TEMPERATURE (default: the library's), PYTHON
+# RESULTS.md), so two runs side by side, one core each, get more done), TEACHER (0 = plain
+# cross-entropy, the default; 1 = distil), TEACHER_EPOCHS (default 10), KD_WEIGHT, KD_TEMPERATURE (default: the library's), PYTHON
 # (default python3), DIFFLOGIC (the command that runs the CLI; default `difflogic`, or
 # `$PYTHON -m difflogic` from this checkout).  RUN_DIR/net is overwritten by a new run.
 set -euo pipefail
