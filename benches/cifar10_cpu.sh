@@ -22,8 +22,8 @@
 #    models; wd 0.012 gave 57.73%) in ~1 h; flips only for 110 epochs overfits (57.95%).
 #    Its last line is the hard and relaxed test accuracy of the best-validation checkpoint.
 #    The run ends with POLISH_STEPS (default 50) all-layer straight-through steps at lr/10
-#    (`--polish-steps`): +0.2-0.5% hard test on each of the six relaxed-trained CIFAR-10 S
-#    checkpoints polished so far (RESULTS.md, 2026-12-03).
+#    (`--polish-steps`): +0.2-0.5% hard test in each of the eight polishes of relaxed-trained
+#    CIFAR-10 S checkpoints measured so far (RESULTS.md, 2026-12-03).
 #
 # Environment: EPOCHS (default 110: ~2 h on one core), CROP_PADDING (default 2; 0 = flips
 # only), WEIGHT_DECAY (default 0.006), POLISH_STEPS (default 50; 0 = none), THREADS
