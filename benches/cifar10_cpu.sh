@@ -28,8 +28,10 @@
 # Environment: EPOCHS (default 110: ~2 h on one core), CROP_PADDING (default 2; 0 = flips
 # only), WEIGHT_DECAY (default 0.006), POLISH_STEPS (default 50; 0 = none), THREADS
 # (default 1: a step runs only ~1.5x faster on 2 threads than on 1 (training-step section of
-# RESULTS.md), so two runs side by side, one core each, get more done), TEACHER (0 = plain
-# cross-entropy, the default; 1 = distil), TEACHER_EPOCHS (default 10), KD_WEIGHT, KD_TEMPERATURE (default: the library's), PYTHON
+# RESULTS.md), so two runs side by side, one core each, get more done), DEVICE (default cpu;
+# cuda = the same recipe on an NVIDIA GPU, where the paper's several hundred epochs fit, e.g.
+# DEVICE=cuda EPOCHS=500), TEACHER (0 = plain cross-entropy, the default; 1 = distil),
+# TEACHER_EPOCHS (default 10), KD_WEIGHT, KD_TEMPERATURE (default: the library's), PYTHON
 # (default python3), DIFFLOGIC (the command that runs the CLI; default `difflogic`, or
 # `$PYTHON -m difflogic` from this checkout).  RUN_DIR/net is overwritten by a new run.
 set -euo pipefail
@@ -43,6 +45,7 @@ TEACHER=${TEACHER:-0}
 TEACHER_EPOCHS=${TEACHER_EPOCHS:-10}
 WEIGHT_DECAY=${WEIGHT_DECAY:-0.006}
 POLISH_STEPS=${POLISH_STEPS:-50}
+DEVICE=${DEVICE:-cpu}
 
 source "$(dirname "$0")/_difflogic_cli.sh"
 mkdir -p "$RUN"
@@ -67,7 +70,7 @@ if [ "$TEACHER" = 1 ]; then
   if [ ! -f "$RUN/teacher.npz" ]; then
     echo "==== teacher: $(date -u +%FT%TZ)"
     "${DL[@]}" teacher --dataset cifar10 --data-dir "$DATA" --epochs "$TEACHER_EPOCHS" \
-      --threads "$(nproc)" --out "$RUN/teacher.npz"
+      --threads "$(nproc)" --device "$DEVICE" --out "$RUN/teacher.npz"
   fi
   KD=(--teacher "$RUN/teacher.npz")
   [ -n "${KD_WEIGHT:-}" ] && KD+=(--kd-weight "$KD_WEIGHT")
@@ -75,12 +78,12 @@ if [ "$TEACHER" = 1 ]; then
 fi
 
 PIN=()
-if [ "$THREADS" = 1 ] && command -v taskset >/dev/null 2>&1; then
+if [ "$DEVICE" = cpu ] && [ "$THREADS" = 1 ] && command -v taskset >/dev/null 2>&1; then
   PIN=(taskset -c "$(( $(nproc) - 1 ))")
 fi
 echo "==== train: $(date -u +%FT%TZ)"
 "${PIN[@]}" "${DL[@]}" train --dataset cifar10 --data-dir "$DATA" --model "$RUN/model.json" \
   --epochs "$EPOCHS" --schedule cosine --weight-decay "$WEIGHT_DECAY" \
   --augment --crop-padding "$CROP_PADDING" --threads "$THREADS" --polish-steps "$POLISH_STEPS" \
-  "${KD[@]}" --out "$RUN/net"
+  --device "$DEVICE" "${KD[@]}" --out "$RUN/net"
 echo "==== done: $(date -u +%FT%TZ)"
