@@ -336,17 +336,10 @@ def train(opts: TrainOptions) -> dict:
             setattr(opts, key, saved.get(key))
         if opts.steps is None and opts.epochs is None:
             opts.steps, opts.epochs = saved.get("steps"), saved.get("epochs")
-        if opts.eval_every is None:
-            opts.eval_every = saved.get("eval_every")
-        if opts.threads is None:
-            opts.threads = saved.get("threads")
-        for key in ("polish_steps", "polish_lr"):  # "how long" options: may change on resume
+        # "how long / where" options: the saved value unless this call changes it
+        for key in ("eval_every", "threads", "polish_steps", "polish_lr", "device", "data_dir"):
             if getattr(opts, key) is None:
                 setattr(opts, key, saved.get(key))
-        if opts.device is None:
-            opts.device = saved.get("device")
-        if opts.data_dir is None:
-            opts.data_dir = saved.get("data_dir")
         if opts.out is None:
             opts.out = str(last.parent)
         opts.model_config = None

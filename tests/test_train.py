@@ -309,7 +309,7 @@ def test_polish_steps_follow_the_run_straight_through(fake_mnist, tmp_path, monk
     assert s["steps"] == s["total_steps"] == 14
     assert seen == [False] * 6 + [True] * 8
     assert "then 8 straight-through polish steps at lr 0.005" in capsys.readouterr().err
-    recs = [json.loads(line) for line in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+    recs = _metrics(tmp_path / "full")
     # the run's own cadence (3) goes on beside the polish's (every 8 // 4 = 2 steps)
     assert [r["step"] for r in recs] == [3, 6, 8, 9, 10, 12, 14]
     assert [r["lr"] for r in recs][2:] == [0.005] * 5
@@ -324,7 +324,7 @@ def test_polish_steps_follow_the_run_straight_through(fake_mnist, tmp_path, monk
     assert _metrics(tmp_path / "full") == _metrics(tmp_path / "pol")
     # its own rate, and the checks
     train(TrainOptions(out=str(tmp_path / "lr"), polish_steps=2, polish_lr=0.01, **common))
-    recs = [json.loads(line) for line in (tmp_path / "lr" / "metrics.jsonl").read_text().splitlines()]
+    recs = _metrics(tmp_path / "lr")
     assert recs[-1]["step"] == 8 and recs[-1]["lr"] == 0.01
     for key, bad in (("polish_steps", -1), ("polish_steps", 1.5), ("polish_lr", 0.0)):
         with pytest.raises(ValueError, match=key.replace("_", "-")):
