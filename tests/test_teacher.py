@@ -207,7 +207,7 @@ def test_cifar10_cpu_recipe_script_runs_end_to_end(tmp_path):
     assert [layer.get("straight_through") for layer in cfg["layers"] if layer["type"] == "conv"] \
         == [0.3, None, None, None]
     assert "distilled from" in proc.stderr and "test accuracy" in proc.stderr
-    assert "wd 0.006" in proc.stderr  # the recipe's weight decay reached the trainer
+    assert "batch 32, lr 0.02, wd 0.0015" in proc.stderr  # the recipe's batch and decay reached it
     assert "augmentation (flips, crops padded by 2)" in proc.stderr  # and its augmentation
     assert "then 4 straight-through polish steps at lr 0.002" in proc.stderr  # and its polish
     assert (run / "teacher.npz").is_file() and (run / "net" / "model.pt").is_file()
