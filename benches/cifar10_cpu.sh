@@ -15,32 +15,32 @@
 #    measured runs, so it is off by default);
 # 3. trains the logic network for 100 epochs at batch 32 (the paper's: 128) with horizontal
 #    flips and random crops padded by 2 px (distilled from the teacher with TEACHER=1) and
-#    AdamW weight decay 0.0015 (per epoch the same decay as 0.006 at batch 128, i.e. 3x the
-#    paper's 0.002), pinned to one core when THREADS=1: 59.34% hard test (best validation
-#    59.72%), ~2.1 h on one core; batch 64 at wd 0.003 gave 58.46%, and at batch 128
-#    (BATCH_SIZE=128 WEIGHT_DECAY=0.006) the recipe gave 58.65% on 110 epochs, 58.90% on 180
-#    (EPOCHS=180 THREADS=2, ~2 h on both cores).
-#    The 50-epoch form at batch 128, EPOCHS=50 CROP_PADDING=0 BATCH_SIZE=128
-#    WEIGHT_DECAY=0.006 (flips only; crops cost 0.5-1.5% on 60 epochs), gave 58.26 / 57.91%
-#    for seeds 0 / 1 (57.25 / 57.58% at wd 0.002 on two CPU models; wd 0.012 gave 57.73%) in
-#    ~1 h; flips only for 110 epochs overfits (57.95%).
+#    AdamW weight decay 0.0015 (0.006 x batch / 128: per epoch the same decay as 0.006 at batch
+#    128, i.e. 3x the paper's 0.002), pinned to one core when THREADS=1: 59.34% hard test (best
+#    validation 59.72%), ~2.1 h on one core; batch 64 (wd 0.003) gave 58.46%, and batch 128
+#    (BATCH_SIZE=128, wd 0.006) gave 58.65% on 110 epochs, 58.90% on 180 (EPOCHS=180
+#    THREADS=2, ~2 h on both cores).
+#    The 50-epoch form at batch 128, EPOCHS=50 CROP_PADDING=0 BATCH_SIZE=128 (flips only;
+#    crops cost 0.5-1.5% on 60 epochs), gave 58.26 / 57.91% for seeds 0 / 1 (57.25 / 57.58% at
+#    wd 0.002 on two CPU models; wd 0.012 gave 57.73%) in ~1 h; flips only for 110 epochs
+#    overfits (57.95%).
 #    Its last line is the hard and relaxed test accuracy of the best-validation checkpoint.
 #    The run ends with POLISH_STEPS (default 50) all-layer straight-through steps at lr/10
 #    (`--polish-steps`): +0.2-0.5% hard test in each of the eight polishes of relaxed-trained
 #    batch-128 CIFAR-10 S checkpoints (RESULTS.md, 2026-12-03); at batch 32 the relaxed/hard
-#    gap is already small (0.4% on validation) and the polish did not beat the unpolished net.
+#    gap is already small (0.6% on validation) and the polish did not beat the unpolished net.
 #
 # Environment: EPOCHS (default 100: ~2.1 h on one core), BATCH_SIZE (default 32),
-# CROP_PADDING (default 2; 0 = flips only), WEIGHT_DECAY (default 0.0015; scale it with the
-# batch size), POLISH_STEPS (default 50; 0 = none), THREADS
-# (default 1: a step runs only ~1.5x faster on 2 threads than on 1 (training-step section of
-# RESULTS.md), so two runs side by side, one core each, get more done), DEVICE (default cpu;
-# cuda = the same recipe on an NVIDIA GPU, where the paper's several hundred epochs fit, e.g.
-# DEVICE=cuda EPOCHS=500; BATCH_SIZE=128 WEIGHT_DECAY=0.006 keeps a GPU busier), TEACHER
-# (0 = plain cross-entropy, the default; 1 = distil),
-# TEACHER_EPOCHS (default 10), KD_WEIGHT, KD_TEMPERATURE (default: the library's), PYTHON
-# (default python3), DIFFLOGIC (the command that runs the CLI; default `difflogic`, or
-# `$PYTHON -m difflogic` from this checkout).  RUN_DIR/net is overwritten by a new run.
+# WEIGHT_DECAY (default 0.006 x BATCH_SIZE / 128, so the decay per epoch does not move with
+# the batch), CROP_PADDING (default 2; 0 = flips only), POLISH_STEPS (default 50; 0 = none),
+# THREADS (default 1: a step runs only ~1.5x faster on 2 threads than on 1 (training-step
+# section of RESULTS.md), so two runs side by side, one core each, get more done), DEVICE
+# (default cpu; cuda = the same recipe on an NVIDIA GPU, where the paper's several hundred
+# epochs fit, e.g. DEVICE=cuda EPOCHS=500; BATCH_SIZE=128 keeps a GPU busier), TEACHER (0 =
+# plain cross-entropy, the default; 1 = distil), TEACHER_EPOCHS (default 10), KD_WEIGHT,
+# KD_TEMPERATURE (default: the library's), PYTHON (default python3), DIFFLOGIC (the command
+# that runs the CLI; default `difflogic`, or `$PYTHON -m difflogic` from this checkout).
+# RUN_DIR/net is overwritten by a new run.
 set -euo pipefail
 
 DATA=${1:?usage: benches/cifar10_cpu.sh CIFAR10_DIR [RUN_DIR]}
@@ -50,9 +50,9 @@ CROP_PADDING=${CROP_PADDING:-2}
 THREADS=${THREADS:-1}
 TEACHER=${TEACHER:-0}
 TEACHER_EPOCHS=${TEACHER_EPOCHS:-10}
-WEIGHT_DECAY=${WEIGHT_DECAY:-0.0015}
-POLISH_STEPS=${POLISH_STEPS:-50}
 BATCH_SIZE=${BATCH_SIZE:-32}
+WEIGHT_DECAY=${WEIGHT_DECAY:-$(awk -v b="$BATCH_SIZE" 'BEGIN { print 0.006 * b / 128 }')}
+POLISH_STEPS=${POLISH_STEPS:-50}
 DEVICE=${DEVICE:-cpu}
 
 source "$(dirname "$0")/_difflogic_cli.sh"
