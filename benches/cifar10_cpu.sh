@@ -16,10 +16,10 @@
 # 3. trains the logic network for 100 epochs at batch 32 (the paper's: 128) with horizontal
 #    flips and random crops padded by 2 px (distilled from the teacher with TEACHER=1) and
 #    AdamW weight decay 0.0015 (0.006 x batch / 128: per epoch the same decay as 0.006 at batch
-#    128, i.e. 3x the paper's 0.002), pinned to one core when THREADS=1: 59.34% hard test (best
-#    validation 59.72%), ~2.1 h on one core; batch 64 (wd 0.003) gave 58.46%, and batch 128
-#    (BATCH_SIZE=128, wd 0.006) gave 58.65% on 110 epochs, 58.90% on 180 (EPOCHS=180
-#    THREADS=2, ~2 h on both cores).
+#    128, i.e. 3x the paper's 0.002), pinned to one core when THREADS=1: 59.34% / 58.38%
+#    hard test for seeds 0 / 1, ~2.1 h on one core (batch 16, wd 0.00075: 59.44% in 2.6 h);
+#    batch 64 (wd 0.003) gave 58.46%, and batch 128 (BATCH_SIZE=128, wd 0.006) gave 58.65% on
+#    110 epochs, 58.90% on 180 (EPOCHS=180 THREADS=2, ~2 h on both cores).
 #    The 50-epoch form at batch 128, EPOCHS=50 CROP_PADDING=0 BATCH_SIZE=128 (flips only;
 #    crops cost 0.5-1.5% on 60 epochs), gave 58.26 / 57.91% for seeds 0 / 1 (57.25 / 57.58% at
 #    wd 0.002 on two CPU models; wd 0.012 gave 57.73%) in ~1 h; flips only for 110 epochs
