@@ -549,6 +549,8 @@ def train(opts: TrainOptions) -> dict:
         + teacher_note
         + (f", resuming at step {step}" if resume_ck is not None else ""))
     _ops_note(device)
+    if resume_ck is not None:
+        _note_new_length(saved, total, per_epoch, step, lr, opts.schedule)
 
     # ---- loop
     progress = Progress(opts.progress, end, step, every=max(1, min(opts.eval_every, end // 20 or 1)))
@@ -669,6 +671,27 @@ def train(opts: TrainOptions) -> dict:
     log(f"trained {step:,} steps in {elapsed:.1f}s; wrote {out}/model.pt, last.pt, "
         "metrics.jsonl, curves.png, summary.json")
     return summary
+
+
+def _note_new_length(saved: dict, total: int, per_epoch: int, step: int, lr: float,
+                     schedule: str) -> None:
+    """Say what a resume with a different ``--steps``/``--epochs`` does to the trajectory.
+
+    Extending a run is allowed (it is how a finished run is trained on), but a cosine schedule
+    and the ``ste_from`` switch points are fractions of the run length: the learning rate at
+    the resume step jumps to where the longer schedule has it, and the result equals no
+    uninterrupted run.  A constant schedule without fractions continues exactly."""
+    old = saved.get("steps")
+    if old is None:
+        old = max(1, int(round((saved.get("epochs") or 1.0) * per_epoch)))
+    if int(old) == total:
+        return
+    note = f"run length changed from {int(old):,} to {total:,} steps"
+    if schedule != "constant":
+        before, after = (lr_at(step, n, lr, schedule) for n in (int(old), total))
+        note += (f": the {schedule} learning rate at step {step:,} moves from {before:.3g} to "
+                 f"{after:.3g} and fractions of the run (straight-through starts) move with it")
+    log(note)
 
 
 def _rng_state(device: torch.device) -> dict:

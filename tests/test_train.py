@@ -142,6 +142,33 @@ def test_resume_is_bit_exact(fake_mnist, tmp_path, schedule, steps, stop_at, eva
     assert _metrics(full) == _metrics(part)
 
 
+def test_extending_a_finished_run(fake_mnist, tmp_path, capsys):
+    """`--resume RUN --steps N` trains a finished run on: with a constant schedule that is
+    exactly the longer run; a cosine one says how its learning rate jumps."""
+    common = dict(dataset="mnist", data_dir=str(fake_mnist), model_config=TINY, eval_every=20,
+                  seed=3, progress="none", test=False)
+    full, part = tmp_path / "full", tmp_path / "part"
+    train(TrainOptions(out=str(full), steps=80, **common))
+    train(TrainOptions(out=str(part), steps=40, **common))
+    s = train(TrainOptions(resume=str(part), steps=80, progress="lines", test=False))
+    assert s["steps"] == 80 and not s["stopped_early"]
+    assert "run length changed from 40 to 80 steps" in capsys.readouterr().err
+    a, b = _state(full), _state(part)
+    for k in a["state_dict"]:
+        assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
+    assert _metrics(full) == _metrics(part)
+
+    cos = tmp_path / "cos"
+    train(TrainOptions(out=str(cos), steps=40, schedule="cosine", **common))
+    capsys.readouterr()
+    train(TrainOptions(resume=str(cos), steps=80, progress="lines", test=False))
+    err = capsys.readouterr().err
+    # cosine at step 40: 0 at the end of a 40-step run, half the base lr in an 80-step one
+    lr = load_checkpoint(cos / "last.pt")["optimizer"]["param_groups"][0]["lr"]
+    assert "the cosine learning rate at step 40 moves from 0 to" in err, err
+    assert lr > 0
+
+
 def test_resume_refuses_changed_settings_and_model_checkpoints(fake_mnist, tmp_path):
     run = tmp_path / "run"
     train(TrainOptions(dataset="mnist", data_dir=str(fake_mnist), model_config=TINY, steps=4,
