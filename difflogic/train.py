@@ -464,10 +464,7 @@ def train(opts: TrainOptions) -> dict:
                               # (unaugmented loaders keep the size default: their saved state holds it)
                               crop_padding=info.crop_padding if opts.crop_padding is None else opts.crop_padding)
     per_epoch = len(loader)
-    if opts.steps is not None:
-        total = int(opts.steps)
-    else:
-        total = max(1, int(round((opts.epochs if opts.epochs is not None else 1.0) * per_epoch)))
+    total = _run_length(opts.steps, opts.epochs, per_epoch)
     if opts.eval_every is None:
         opts.eval_every = max(1, min(2000, total // 10))
     ste_start = None if opts.ste_from is None else int(round(opts.ste_from * total))
@@ -673,6 +670,13 @@ def train(opts: TrainOptions) -> dict:
     return summary
 
 
+def _run_length(steps: int | None, epochs: float | None, per_epoch: int) -> int:
+    """Optimizer steps of a run given ``--steps`` or else ``--epochs`` (default 1 epoch)."""
+    if steps is not None:
+        return int(steps)
+    return max(1, int(round((epochs if epochs is not None else 1.0) * per_epoch)))
+
+
 def _note_new_length(saved: dict, total: int, per_epoch: int, step: int, lr: float,
                      schedule: str) -> None:
     """Say what a resume with a different ``--steps``/``--epochs`` does to the trajectory.
@@ -681,14 +685,12 @@ def _note_new_length(saved: dict, total: int, per_epoch: int, step: int, lr: flo
     and the ``ste_from`` switch points are fractions of the run length: the learning rate at
     the resume step jumps to where the longer schedule has it, and the result equals no
     uninterrupted run.  A constant schedule without fractions continues exactly."""
-    old = saved.get("steps")
-    if old is None:
-        old = max(1, int(round((saved.get("epochs") or 1.0) * per_epoch)))
-    if int(old) == total:
+    old = _run_length(saved.get("steps"), saved.get("epochs"), per_epoch)
+    if old == total:
         return
-    note = f"run length changed from {int(old):,} to {total:,} steps"
+    note = f"run length changed from {old:,} to {total:,} steps"
     if schedule != "constant":
-        before, after = (lr_at(step, n, lr, schedule) for n in (int(old), total))
+        before, after = (lr_at(step, n, lr, schedule) for n in (old, total))
         note += (f": the {schedule} learning rate at step {step:,} moves from {before:.3g} to "
                  f"{after:.3g} and fractions of the run (straight-through starts) move with it")
     log(note)

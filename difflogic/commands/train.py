@@ -66,8 +66,10 @@ def add_parser(subparsers):
     p.add_argument("--progress", choices=("auto", "bar", "lines", "none"), default="auto",
                    help="progress display: tqdm bar on a terminal, periodic lines otherwise")
     p.add_argument("--out", metavar="RUN", help="run folder to write (required unless --resume)")
-    p.add_argument("--resume", metavar="RUN", help="continue the run in RUN from RUN/last.pt; with a larger --steps/--epochs, train "
-                        "a finished run on (a cosine schedule is stretched to the new length)")
+    p.add_argument("--resume", metavar="RUN",
+                   help="continue the run in RUN from RUN/last.pt; with a larger "
+                        "--steps/--epochs, train a finished run on (a cosine schedule is "
+                        "stretched to the new length)")
     p.add_argument("--stop-after", type=int, help=argparse.SUPPRESS)  # testing: simulate a kill
     p.set_defaults(func=run)
     return p
