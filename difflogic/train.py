@@ -547,7 +547,9 @@ def train(opts: TrainOptions) -> dict:
         + (f", resuming at step {step}" if resume_ck is not None else ""))
     _ops_note(device)
     if resume_ck is not None:
-        _note_new_length(saved, total, per_epoch, step, lr, opts.schedule)
+        _note_new_length(saved, total, per_epoch, step, lr, opts.schedule,
+                         ([("every layer", opts.ste_from)] if opts.ste_from is not None else [])
+                         + [(f"layer {i}", m.ste_from) for i, m, _ in layer_ste])
 
     # ---- loop
     progress = Progress(opts.progress, end, step, every=max(1, min(opts.eval_every, end // 20 or 1)))
@@ -678,22 +680,31 @@ def _run_length(steps: int | None, epochs: float | None, per_epoch: int) -> int:
 
 
 def _note_new_length(saved: dict, total: int, per_epoch: int, step: int, lr: float,
-                     schedule: str) -> None:
+                     schedule: str, ste_fracs: list[tuple[str, float]]) -> None:
     """Say what a resume with a different ``--steps``/``--epochs`` does to the trajectory.
 
     Extending a run is allowed (it is how a finished run is trained on), but a cosine schedule
     and the ``ste_from`` switch points are fractions of the run length: the learning rate at
-    the resume step jumps to where the longer schedule has it, and the result equals no
-    uninterrupted run.  A constant schedule without fractions continues exactly."""
+    the resume step jumps to where the longer schedule has it, a straight-through start moves
+    (whatever the schedule), and the result equals no uninterrupted run.  A constant schedule
+    without fractions continues exactly.  ``ste_fracs``: (what, fraction) of each start."""
     old = _run_length(saved.get("steps"), saved.get("epochs"), per_epoch)
     if old == total:
         return
-    note = f"run length changed from {old:,} to {total:,} steps"
+    changes = []
     if schedule != "constant":
         before, after = (lr_at(step, n, lr, schedule) for n in (old, total))
-        note += (f": the {schedule} learning rate at step {step:,} moves from {before:.3g} to "
-                 f"{after:.3g} and fractions of the run (straight-through starts) move with it")
-    log(note)
+        changes.append(f"the {schedule} learning rate at step {step:,} moves from {before:.3g} "
+                       f"to {after:.3g}")
+    for what, frac in ste_fracs:
+        before, after = (int(round(frac * n)) for n in (old, total))
+        if before != after:
+            now = (", so relaxed again until then" if before <= step < after else
+                   ", i.e. from this resume on" if after <= step < before else "")
+            changes.append(f"{what} straight-through from step {after:,} instead of "
+                           f"{before:,}{now}")
+    log(f"run length changed from {old:,} to {total:,} steps" + (": " if changes else "")
+        + "; ".join(changes))
 
 
 def _rng_state(device: torch.device) -> dict:

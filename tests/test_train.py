@@ -144,7 +144,8 @@ def test_resume_is_bit_exact(fake_mnist, tmp_path, schedule, steps, stop_at, eva
 
 def test_extending_a_finished_run(fake_mnist, tmp_path, capsys):
     """`--resume RUN --steps N` trains a finished run on: with a constant schedule that is
-    exactly the longer run; a cosine one says how its learning rate jumps."""
+    exactly the longer run; a cosine one says how its learning rate jumps, and a moved
+    straight-through start is named whatever the schedule."""
     common = dict(dataset="mnist", data_dir=str(fake_mnist), model_config=TINY, eval_every=20,
                   seed=3, progress="none", test=False)
     full, part = tmp_path / "full", tmp_path / "part"
@@ -167,6 +168,31 @@ def test_extending_a_finished_run(fake_mnist, tmp_path, capsys):
     lr = load_checkpoint(cos / "last.pt")["optimizer"]["param_groups"][0]["lr"]
     assert "the cosine learning rate at step 40 moves from 0 to" in err, err
     assert lr > 0
+
+    # a straight-through start is a fraction of the run too, whatever the schedule: at 0.75 it
+    # was step 30 of 40 and is step 60 of 80, so the resumed steps 40-59 are relaxed again
+    ste = tmp_path / "ste"
+    train(TrainOptions(out=str(ste), steps=40, ste_from=0.75, **common))
+    capsys.readouterr()
+    train(TrainOptions(resume=str(ste), steps=80, progress="lines", test=False))
+    err = capsys.readouterr().err
+    assert ("run length changed from 40 to 80 steps: every layer straight-through from step 60 "
+            "instead of 30, so relaxed again until then") in err, err
+    assert "learning rate" not in err.split("run length changed")[1].splitlines()[0]
+
+
+def test_length_note_names_every_moved_straight_through_start(capsys):
+    """Shortening a run can move a layer's start to before the resume step (it switches on at
+    once); starts that do not move and a constant lr are not mentioned."""
+    from difflogic.train import _note_new_length
+    _note_new_length({"steps": 100}, 50, 10, step=40, lr=0.02, schedule="constant",
+                     ste_fracs=[("layer 1", 0.6), ("layer 3", 0.0)])
+    err = capsys.readouterr().err
+    assert ("run length changed from 100 to 50 steps: layer 1 straight-through from step 30 "
+            "instead of 60, i.e. from this resume on") in err, err
+    assert "layer 3" not in err and "learning rate" not in err
+    _note_new_length({"epochs": 2.0}, 20, 10, step=5, lr=0.02, schedule="constant", ste_fracs=[])
+    assert "run length changed" not in capsys.readouterr().err  # 2 epochs x 10 = 20: no change
 
 
 def test_resume_refuses_changed_settings_and_model_checkpoints(fake_mnist, tmp_path):
