@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -396,6 +397,41 @@ class GroupSum(nn.Module):
         return f"k={self.k}, tau={self.tau}"
 
 
+def quantile_thresholds(images, num_thresholds: int, indices=None) -> list[list[float]]:
+    """Per-channel thresholds at the (i+1)/(T+1) quantiles of uint8 ``images`` (N, C, ...), or
+    of ``images[indices]`` (read one channel at a time: no copy of the whole set).
+
+    Why: uniform thresholds spend bit-planes on grey levels few pixels have; at the quantiles
+    each of the T+1 intervals holds about the same share of the pixels ("distributive"
+    thresholds; on CIFAR-10 they sit closer together in the mid-greys).  Each threshold is
+    put half-way between two grey levels, (k + 0.5) / 255, so that ``x > t`` on the encoder's
+    x = pixel / 255 never depends on float rounding; where quantiles share a grey level (e.g.
+    the many black pixels of MNIST) the later thresholds move up to the next free levels, so
+    the T thresholds are always distinct and increasing."""
+    T = _checks.positive_int("num_thresholds", num_thresholds)
+    x = images.numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
+    idx = None if indices is None else np.asarray(indices, dtype=np.int64)
+    if x.dtype != np.uint8 or x.ndim < 2 or x.shape[0] == 0 or (idx is not None and not len(idx)):
+        raise TypeError(f"quantile thresholds need uint8 images (N, C, ...) with N >= 1 (the "
+                        f"dataset as loaded), got {x.dtype} of shape {tuple(x.shape)}")
+    if T > 255:
+        raise ValueError(f"uint8 images have 256 grey levels, so at most 255 distinct thresholds, "
+                         f"got num_thresholds={T}")
+    rows = []
+    for c in range(x.shape[1]):
+        plane = x[:, c] if idx is None else x[idx, c]
+        cdf = np.bincount(plane.reshape(-1), minlength=256).cumsum() / plane.size
+        levels, prev = [], -1
+        for i in range(T):  # the smallest grey level k with P(pixel <= k) >= (i+1)/(T+1)
+            k = int(np.searchsorted(cdf, (i + 1) / (T + 1)))
+            levels.append(max(min(k, 254), prev + 1))
+            prev = levels[-1]
+        for i in range(T - 1, -1, -1):  # past the top level: move down so all fit below 255
+            levels[i] = min(levels[i], 254 - (T - 1 - i))
+        rows.append([(k + 0.5) / 255 for k in levels])
+    return rows
+
+
 class Thresholds(nn.Module):
     """Fixed thermometer input encoding: each channel compared with T thresholds.
 
@@ -429,6 +465,12 @@ class Thresholds(nn.Module):
         """T evenly spaced thresholds (i+1)/(T+1): 3 gives 0.25/0.5/0.75 (paper's CIFAR S/M)."""
         T = _checks.positive_int("num_thresholds", num_thresholds)
         return cls([(i + 1) / (T + 1) for i in range(T)], channels)
+
+    @classmethod
+    def quantile(cls, images, num_thresholds: int) -> "Thresholds":
+        """T thresholds per channel at the (i+1)/(T+1) quantiles of the pixel values of uint8
+        ``images`` (N, C, ...): see :func:`quantile_thresholds`."""
+        return cls(quantile_thresholds(images, num_thresholds))  # (C, T): channels from images
 
     @property
     def channels(self) -> int:

@@ -20,7 +20,8 @@ import torch
 from torch import nn
 
 from . import _checks
-from .layers import Flatten, GroupSum, LogicConv2d, LogicDense, OrPool2d, Thresholds
+from .layers import (Flatten, GroupSum, LogicConv2d, LogicDense, OrPool2d, Thresholds,
+                     quantile_thresholds)
 
 
 class LogicNet(nn.Sequential):
@@ -88,8 +89,21 @@ def _build_layer(spec: dict, shape, init: str) -> nn.Module:
             layer.always_straight_through = ste
         return layer
     if kind == "thresholds":
+        spacing = spec.get("spacing", "uniform")
+        if spacing not in THRESHOLD_SPACINGS:
+            raise ValueError(f"thresholds layer: 'spacing' must be one of {THRESHOLD_SPACINGS}, "
+                             f"got {spacing!r}")
         if "thresholds" in spec:
-            return Thresholds(spec["thresholds"], channels=shape[0])
+            layer = Thresholds(spec["thresholds"], channels=shape[0])
+            if spec.get("num", layer.num_thresholds) != layer.num_thresholds:
+                raise ValueError(f"thresholds layer: \"num\": {spec['num']!r} but "
+                                 f"{layer.num_thresholds} values per channel are given")
+            return layer
+        if spacing == "quantile":
+            raise ValueError("thresholds layer with \"spacing\": \"quantile\" has no values yet: "
+                             "they are computed from training images, which `difflogic train` "
+                             "does (the checkpoint keeps them); in Python, call "
+                             "difflogic.models.resolve_quantile_thresholds(config, images) first")
         return Thresholds.uniform(spec["num"], channels=shape[0])
     if kind == "conv":
         if len(shape) != 3:
@@ -127,6 +141,29 @@ LOGIC_TREE_NETS = {
     "mnist-m": dict(k=64, ox=2, tau=28, lr=0.01, wd=0.0, bs=256, thresholds=1),
     "mnist-l": dict(k=256, ox=1, tau=35, lr=0.01, wd=0.0, bs=128, thresholds=1),
 }
+
+
+#: How a ``thresholds`` layer with ``num`` places its thresholds: ``uniform`` (i+1)/(T+1), or
+#: ``quantile``: at the quantiles of the training images' pixels (:func:`resolve_quantile_thresholds`).
+THRESHOLD_SPACINGS = ("uniform", "quantile")
+
+
+def resolve_quantile_thresholds(config: dict, images, indices=None) -> dict:
+    """A copy of ``config`` whose ``"spacing": "quantile"`` thresholds layers hold their values,
+    computed from the uint8 training ``images`` (N, C, H, W) -- only those at ``indices`` if
+    given (the training split) -- by :func:`difflogic.layers.quantile_thresholds`.  Other
+    configs come back unchanged (as a copy).  The values go into the config itself, so a
+    checkpoint's config rebuilds the same encoder without the data; layers that already hold
+    values are left as they are."""
+    config = copy.deepcopy(config)
+    for spec in config.get("layers", []):
+        if spec.get("type") == "thresholds" and spec.get("spacing") == "quantile" \
+                and "thresholds" not in spec:
+            if "num" not in spec:
+                raise ValueError("a thresholds layer with \"spacing\": \"quantile\" needs \"num\" "
+                                 "(thresholds per channel)")
+            spec["thresholds"] = quantile_thresholds(images, spec["num"], indices)
+    return config
 
 
 def _conv(out, kernel, padding, groups):

@@ -33,7 +33,7 @@ import torch
 from . import _checks, checkpoint as ckpt, data, teacher as teacher_mod
 from ._run import Progress, check_positive, log, resolve_device, where
 from .layers import _GateLayer, set_gumbel_noise, set_straight_through
-from .models import LogicNet, get_model_config
+from .models import LogicNet, get_model_config, resolve_quantile_thresholds
 
 SCHEDULES = ("constant", "cosine")
 #: Training images whose hard accuracy is measured at each evaluation (a fixed subset: the
@@ -445,6 +445,8 @@ def train(opts: TrainOptions) -> dict:
     if opts.val_size is None:
         opts.val_size = info.val_size_for(n)
     train_idx, val_idx = data.train_val_split(n, opts.val_size, seed=data.SPLIT_SEED)
+    if resume_ck is None:  # quantile input thresholds: from the training split only
+        config = resolve_quantile_thresholds(config, x_train, train_idx)
     soft, teacher_note = None, ""
     if opts.teacher is not None:
         soft, tmeta = teacher_mod.load_teacher(opts.teacher, dataset=opts.dataset, labels=y_train,

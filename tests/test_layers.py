@@ -106,6 +106,58 @@ def test_group_sum_and_thresholds():
     assert th.eval()(img).dtype == torch.uint8
 
 
+def test_quantile_thresholds_split_the_pixels_evenly():
+    """Each of the T+1 intervals holds ~1/(T+1) of a channel's pixels, thresholds sit half-way
+    between grey levels (so x = pixel/255 > t never depends on rounding), and tied quantiles
+    (many black pixels) still give T distinct, increasing thresholds inside (0, 1)."""
+    import numpy as np
+    from difflogic.layers import quantile_thresholds
+    rng = np.random.default_rng(0)
+    imgs = np.stack([rng.integers(0, 256, (400, 8, 8)),               # uniform grey levels
+                     (rng.beta(2, 5, (400, 8, 8)) * 255).astype(int)], 1).astype(np.uint8)
+    rows = quantile_thresholds(imgs, 7)
+    assert len(rows) == 2 and all(len(r) == 7 for r in rows)
+    for c, row in enumerate(rows):
+        levels = [t * 255 - 0.5 for t in row]
+        assert all(abs(k - round(k)) < 1e-9 for k in levels), row
+        assert row == sorted(set(row))
+        px = imgs[:, c].ravel() / np.float32(255)
+        shares = np.diff([0.0, *[(px <= t).mean() for t in row], 1.0])
+        assert np.allclose(shares, 1 / 8, atol=0.02), shares  # grey levels are 1/256 wide
+    # only the training split counts: the same images under indices
+    assert quantile_thresholds(imgs, 7, np.arange(0, 400, 2)) == quantile_thresholds(imgs[::2], 7)
+    black = np.zeros((5, 1, 4, 4), np.uint8)
+    black[:, :, 0, 0] = 255
+    assert [round(t * 255 - 0.5) for t in quantile_thresholds(black, 4)[0]] == [0, 1, 2, 3]
+    assert [round(t * 255 - 0.5) for t in quantile_thresholds(black + 255, 3)[0]] == [252, 253, 254]
+    th = dl.Thresholds.quantile(imgs, 7)
+    assert th.thresholds.shape == (2, 7)
+    with pytest.raises(TypeError, match="uint8 images"):
+        quantile_thresholds(imgs.astype(np.float32) / 255, 7)
+    with pytest.raises(ValueError, match="at most 255"):
+        quantile_thresholds(imgs, 256)
+
+
+def test_quantile_thresholds_in_a_config_need_resolving():
+    from difflogic.models import resolve_quantile_thresholds
+    cfg = dl.get_model_config("mnist-tiny")
+    cfg["layers"][0] = {"type": "thresholds", "num": 3, "spacing": "quantile"}
+    with pytest.raises(ValueError, match="resolve_quantile_thresholds"):
+        dl.LogicNet(cfg)
+    imgs = torch.randint(0, 256, (20, 1, 28, 28), dtype=torch.uint8)
+    resolved = resolve_quantile_thresholds(cfg, imgs)
+    assert "thresholds" not in cfg["layers"][0]  # the caller's config is not touched
+    values = resolved["layers"][0]["thresholds"]
+    assert torch.equal(dl.LogicNet(resolved)[0].thresholds, torch.tensor(values))
+    assert resolve_quantile_thresholds(resolved, imgs[:3]) == resolved  # values stay once set
+    resolved["layers"][0]["num"] = 4
+    with pytest.raises(ValueError, match='"num": 4 but 3 values per channel'):
+        dl.LogicNet(resolved)
+    cfg["layers"][0]["spacing"] = "log"
+    with pytest.raises(ValueError, match="'spacing' must be one of"):
+        dl.LogicNet(cfg)
+
+
 def test_state_dict_rebuilds_exact_network():
     torch.manual_seed(5)
     m1 = dl.get_model("mnist-tiny", init="gaussian")

@@ -195,6 +195,34 @@ def test_length_note_names_every_moved_straight_through_start(capsys):
     assert "run length changed" not in capsys.readouterr().err  # 2 epochs x 10 = 20: no change
 
 
+def test_quantile_thresholds_come_from_the_training_split(fake_mnist, tmp_path):
+    """`"spacing": "quantile"` thresholds are computed once, from the training split (never the
+    validation images), and written into the checkpoint's config, so the network rebuilds
+    without the data and a resume keeps them."""
+    from difflogic.layers import quantile_thresholds
+    import shutil
+    cfg = json.loads(json.dumps(TINY))
+    cfg["layers"][0] = {"type": "thresholds", "num": 3, "spacing": "quantile"}
+    # the fake set with its validation images made white: they would pull every quantile up
+    x, _ = data.load_dataset("mnist", str(fake_mnist), "train")
+    train_idx, val_idx = data.train_val_split(len(x), data.DATASET_INFO["mnist"].val_size_for(len(x)),
+                                              seed=data.SPLIT_SEED)
+    x[val_idx] = 255
+    bright = tmp_path / "bright"
+    shutil.copytree(fake_mnist, bright)
+    data.write_idx(bright / "train-images-idx3-ubyte.gz", x[:, 0])
+    assert np.array_equal(data.load_dataset("mnist", str(bright), "train")[0], x)
+    run = tmp_path / "q"
+    train(TrainOptions(dataset="mnist", data_dir=str(bright), model_config=cfg, steps=4,
+                       eval_every=2, progress="none", test=False, out=str(run), stop_after=2))
+    expected = quantile_thresholds(x, 3, train_idx)
+    assert expected != quantile_thresholds(x, 3)  # the split matters on this data
+    assert load_checkpoint(run / "last.pt")["config"]["layers"][0]["thresholds"] == expected
+    train(TrainOptions(resume=str(run), progress="none", test=False))
+    model = load_model(run / "model.pt")
+    assert torch.equal(model[0].thresholds, torch.tensor(expected))
+
+
 def test_resume_refuses_changed_settings_and_model_checkpoints(fake_mnist, tmp_path):
     run = tmp_path / "run"
     train(TrainOptions(dataset="mnist", data_dir=str(fake_mnist), model_config=TINY, steps=4,
