@@ -42,6 +42,11 @@ def test_distillation_loss_matches_its_formula():
         pt, ps = torch.softmax(t / temp, -1), torch.softmax(s / temp, -1)
         kl = (pt * (pt.log() - ps.log())).sum(-1).mean() * temp ** 2
         torch.testing.assert_close(distillation_loss(s, y, t, w, temp), (1 - w) * ce + w * kl)
+        # label smoothing smooths the label term only
+        ce_ls = torch.nn.functional.cross_entropy(s, y, label_smoothing=0.1)
+        assert not torch.allclose(ce_ls, ce)
+        torch.testing.assert_close(distillation_loss(s, y, t, w, temp, label_smoothing=0.1),
+                                   (1 - w) * ce_ls + w * kl)
     # the teacher's term alone is minimised (zero gradient) where the scores equal the teacher's
     s0 = t.clone().requires_grad_(True)
     distillation_loss(s0, y, t, 1.0, 3.0).backward()

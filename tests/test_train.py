@@ -359,6 +359,8 @@ def test_straight_through_from_a_fraction_of_the_run(fake_mnist, tmp_path, monke
         train(TrainOptions(model_config=TINY, ste_from=1.5, out=str(tmp_path / "bad"), **common))
     for key, bad in (("ste_from", float("nan")), ("ste_from", True), ("val_size", 0),
                      ("gumbel", -1.0), ("gumbel", float("inf")), ("gumbel", "1"),
+                     ("label_smoothing", 1.0), ("label_smoothing", -0.1),
+                     ("label_smoothing", "0.1"),
                      # the older training defaults get their CLI twins' checks too
                      ("batch_size", 1.5), ("batch_size", 0), ("lr", "0.1"), ("lr", True),
                      ("weight_decay", -1.0), ("eval_every", 0), ("epochs", float("nan")),
@@ -372,6 +374,40 @@ def test_straight_through_from_a_fraction_of_the_run(fake_mnist, tmp_path, monke
     with pytest.raises(ValueError, match="both steps and epochs"):
         train(TrainOptions(model_config=cfg_both, dataset="mnist", data_dir=str(fake_mnist),
                            out=str(tmp_path / "bad"), progress="none"))
+
+
+def test_label_smoothing_reaches_the_loss_and_is_fixed_on_resume(fake_mnist, tmp_path,
+                                                                 monkeypatch, capsys):
+    """``label_smoothing`` (option, else the config's ``train.label_smoothing``, else 0) is the
+    ``label_smoothing`` of every training step's cross-entropy, is kept by a resume, and a
+    resume that changes it, or a value outside [0, 1), is a clear error."""
+    import difflogic.train as T
+    seen = []
+    ce = torch.nn.functional.cross_entropy
+
+    def spy(logits, y, **kw):
+        seen.append(kw.get("label_smoothing", 0.0))
+        return ce(logits, y, **kw)
+
+    monkeypatch.setattr(T.torch.nn.functional, "cross_entropy", spy)
+    common = dict(dataset="mnist", data_dir=str(fake_mnist), eval_every=4, progress="lines",
+                  test=False)
+    run = tmp_path / "run"
+    train(TrainOptions(model_config=TINY, label_smoothing=0.2, steps=6, stop_after=4,
+                       out=str(run), **common))
+    assert seen == [0.2] * 4 and "label smoothing 0.2" in capsys.readouterr().err
+    train(TrainOptions(resume=str(run), progress="none", test=False))
+    assert seen == [0.2] * 6
+    with pytest.raises(ValueError, match="--label-smoothing 0.0 differs from the run"):
+        train(TrainOptions(resume=str(run), label_smoothing=0.0, steps=8, progress="none"))
+    seen.clear()  # from the config's train entry; none at all = plain cross-entropy
+    cfg = {**TINY, "train": {**TINY["train"], "label_smoothing": 0.1}}
+    train(TrainOptions(model_config=cfg, steps=2, out=str(tmp_path / "cfg"), **common))
+    train(TrainOptions(model_config=TINY, steps=2, out=str(tmp_path / "plain"), **common))
+    assert seen == [0.1, 0.1, 0.0, 0.0]
+    with pytest.raises(ValueError, match=r"--label-smoothing .* must be in \[0, 1\), got 1"):
+        train(TrainOptions(model_config=TINY, label_smoothing=1, steps=2,
+                           out=str(tmp_path / "bad"), **common))
 
 
 def test_polish_steps_follow_the_run_straight_through(fake_mnist, tmp_path, monkeypatch, capsys):

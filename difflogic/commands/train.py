@@ -41,6 +41,9 @@ def add_parser(subparsers):
                    help="add SCALE x Gumbel(0,1) noise to the gate logits in every training "
                         "forward; with --ste-from 0 this is Gumbel logic gate network training "
                         "(Yousefi et al. 2025) (default: the model's, else 0 = off)")
+    p.add_argument("--label-smoothing", type=float, metavar="EPS",
+                   help="label smoothing of the cross-entropy, in [0, 1) (default: the model's, "
+                        "else 0)")
     p.add_argument("--polish-steps", type=int, metavar="N",
                    help="after the run, N more steps with every gate layer straight-through at a "
                         "constant --polish-lr, evaluated every N/4 steps (the best hard "
