@@ -42,7 +42,7 @@ TRAIN_PROBE = 2000
 #: Options that define the trajectory: a resumed run must use the same values.
 _FIXED_ON_RESUME = ("dataset", "model", "batch_size", "lr", "weight_decay", "seed", "augment",
                     "crop_padding", "schedule", "val_size", "ste_from", "gumbel", "teacher",
-                    "kd_weight", "kd_temperature", "label_smoothing")
+                    "kd_weight", "kd_temperature", "label_smoothing", "ema")
 #: Distillation defaults (``--kd-weight``, ``--kd-temperature``), measured on CIFAR-10 S.
 KD_WEIGHT, KD_TEMPERATURE = 0.5, 2.0
 
@@ -53,8 +53,8 @@ class TrainOptions:
 
     A model config's ``train`` entry supplies defaults for ``lr``, ``weight_decay``,
     ``batch_size`` and optionally ``epochs`` / ``steps``, ``schedule``, ``eval_every``,
-    ``val_size``, ``ste_from``, ``gumbel`` and ``label_smoothing`` (tuned presets carry their
-    whole recipe)."""
+    ``val_size``, ``ste_from``, ``gumbel``, ``label_smoothing`` and ``ema`` (tuned presets carry
+    their whole recipe)."""
 
     dataset: str | None = None
     model: str | None = None
@@ -88,6 +88,12 @@ class TrainOptions:
     #: every other class), a regulariser against the train/test gap of long CIFAR-10 runs.
     #: None = the config's ``label_smoothing``, else 0 (plain cross-entropy).
     label_smoothing: float | None = None
+    #: Decay of an exponential moving average of the gate logits (:class:`ParamEMA`), e.g.
+    #: 0.999: evaluations (and so ``model.pt``) use the averaged logits, and at the end of the
+    #: run they replace the trained ones (a polish then starts from them).  Why: late in a run
+    #: many neurons flip between near-tied gates from step to step; the average settles them
+    #: on the choice the recent trajectory favours.  None = the config's ``ema``, else 0 (off).
+    ema: float | None = None
     #: Steps appended after the run's ``steps``/``epochs`` in which every gate layer trains
     #: straight-through at the constant rate ``polish_lr`` (None = ``lr`` / 10), evaluated
     #: every ``polish_steps // 4`` steps so each polished network competes for ``model.pt``.
@@ -334,6 +340,7 @@ def train(opts: TrainOptions) -> dict:
         saved = json.loads(resume_ck["train_options"])
         saved.setdefault("gumbel", 0.0)  # runs saved before the options existed had none
         saved.setdefault("label_smoothing", 0.0)
+        saved.setdefault("ema", 0.0)
         for key in _FIXED_ON_RESUME:
             mine = getattr(opts, key)
             if mine is not None and key != "augment" and mine != saved.get(key) or \
@@ -428,6 +435,11 @@ def train(opts: TrainOptions) -> dict:
     if not _checks.is_fraction(opts.label_smoothing) or opts.label_smoothing == 1:
         raise ValueError(f"--label-smoothing (model config: train.label_smoothing) must be in "
                          f"[0, 1), got {opts.label_smoothing!r}")
+    if opts.ema is None:
+        opts.ema = tdef.get("ema", 0.0)
+    if not _checks.is_fraction(opts.ema) or opts.ema == 1:
+        raise ValueError(f"--ema (model config: train.ema) must be a decay in [0, 1) (0 = off), "
+                         f"got {opts.ema!r}")
     if opts.teacher is None:
         if opts.kd_weight is not None or opts.kd_temperature is not None:
             raise ValueError("--kd-weight and --kd-temperature only apply with --teacher FILE")
@@ -506,11 +518,14 @@ def train(opts: TrainOptions) -> dict:
     layer_ste = [(i, m, int(round(m.ste_from * total))) for i, m in enumerate(model)
                  if isinstance(m, _GateLayer) and m.ste_from is not None]
     optimizer = make_optimizer(model, lr, wd)
+    ema = ParamEMA(model, opts.ema) if opts.ema else None
     step, elapsed, best = 0, 0.0, {"val_hard_acc": -1.0, "step": 0}
     if resume_ck is not None:
         try:
             optimizer.load_state_dict(resume_ck["optimizer"])
             loader.load_state_dict(resume_ck["loader"])
+            if ema is not None:
+                ema.load_state_dict(resume_ck["ema"])
         except (KeyError, ValueError, TypeError) as e:
             raise ckpt.CheckpointError(f"{opts.resume}: cannot restore the training state ({e})") from None
         torch.set_rng_state(resume_ck["rng"]["torch"])
@@ -542,6 +557,7 @@ def train(opts: TrainOptions) -> dict:
                              optimizer=optimizer.state_dict(), loader=loader.state_dict(),
                              rng=_rng_state(device), best=json.dumps(best),
                              running=json.dumps(running),
+                             **({"ema": ema.state_dict()} if ema is not None else {}),
                              train_options=opts_json, meta=json.dumps({**meta, "step": step}))
 
     threads = torch.get_num_threads()
@@ -558,6 +574,7 @@ def train(opts: TrainOptions) -> dict:
                   if isinstance(m, _GateLayer) and m.always_straight_through)
         + (f", Gumbel noise x{opts.gumbel:g} on the gate logits" if opts.gumbel else "")
         + (f", label smoothing {opts.label_smoothing:g}" if opts.label_smoothing else "")
+        + (f", logit EMA (decay {opts.ema:g}) evaluated and kept at the end" if ema else "")
         + (f", then {opts.polish_steps:,} straight-through polish steps at lr {polish_lr:g}"
            if opts.polish_steps else "")
         + teacher_note
@@ -606,6 +623,10 @@ def train(opts: TrainOptions) -> dict:
                 loss.backward()
                 optimizer.step()
                 step += 1
+                if ema is not None and step <= total:
+                    ema.update(step)
+                    if step == total:  # the run's network is the average from here on
+                        ema.copy_to_model()
                 dt = time.perf_counter() - t0
                 elapsed += dt
                 win_t += dt
@@ -625,6 +646,9 @@ def train(opts: TrainOptions) -> dict:
                 if step % opts.eval_every == 0 or step in (total, end) or \
                         step > total and (step - total) % polish_every == 0:
                     t_eval = time.perf_counter()
+                    averaged = ema is not None and step < total
+                    if averaged:  # evaluate (and keep) the averaged logits
+                        ema.swap()
                     rec = {"step": step, "epoch": round(step / per_epoch, 4),
                            "loss": running["loss"] / running["seen"],
                            "train_acc": running["correct"] / running["seen"],
@@ -642,6 +666,8 @@ def train(opts: TrainOptions) -> dict:
                         best = {"val_hard_acc": rec["val_hard_acc"], "step": step}
                         ckpt.save_checkpoint(out / "model.pt", model, kind="model",
                                              meta=json.dumps({**meta, **rec}))
+                    if averaged:
+                        ema.swap()
                     records.append(rec)
                     with open(out / "metrics.jsonl", "a") as fh:
                         fh.write(json.dumps(rec) + "\n")
@@ -689,6 +715,53 @@ def train(opts: TrainOptions) -> dict:
     log(f"trained {step:,} steps in {elapsed:.1f}s; wrote {out}/model.pt, last.pt, "
         "metrics.jsonl, curves.png, summary.json")
     return summary
+
+
+class ParamEMA:
+    """Exponential moving average of a model's parameters (the gate logits), kept beside them.
+
+    ``update(step)`` moves each average towards the live tensor by ``1 - d`` with
+    ``d = min(decay, (1 + step) / (10 + step))``: the warm-up lets the average follow the fast
+    early training instead of dragging the random initial logits along for ~1/(1-decay) steps
+    (the schedule of TensorFlow's ExponentialMovingAverage with ``num_updates``).  It depends on
+    the step only, so a resumed run averages exactly as an uninterrupted one.  ``swap()``
+    exchanges the live and averaged tensors in place (no copy, the optimizer keeps its
+    parameters); call it twice to undo."""
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        self.decay = float(decay)
+        self.params = dict(model.named_parameters())
+        self.shadow = {k: p.detach().clone() for k, p in self.params.items()}
+
+    @torch.no_grad()
+    def update(self, step: int) -> None:
+        d = min(self.decay, (1 + step) / (10 + step))
+        for k, p in self.params.items():
+            self.shadow[k].lerp_(p.detach(), 1.0 - d)
+
+    @torch.no_grad()
+    def swap(self) -> None:
+        for k, p in self.params.items():
+            p.data, self.shadow[k] = self.shadow[k], p.data
+
+    @torch.no_grad()
+    def copy_to_model(self) -> None:
+        for k, p in self.params.items():
+            p.copy_(self.shadow[k])
+
+    def state_dict(self) -> dict:
+        return {k: v.detach().cpu().clone() for k, v in self.shadow.items()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if not isinstance(state, dict) or set(state) != set(self.params):
+            raise ValueError(f"the saved logit average holds {sorted(state) if isinstance(state, dict) else type(state).__name__}, "
+                             f"the model's parameters are {sorted(self.params)}")
+        for k, p in self.params.items():
+            t = state[k]
+            if not isinstance(t, torch.Tensor) or t.shape != p.shape:
+                raise ValueError(f"the saved logit average of {k} has shape "
+                                 f"{tuple(getattr(t, 'shape', ()))}, the model's {tuple(p.shape)}")
+            self.shadow[k] = t.to(device=p.device, dtype=p.dtype).clone()
 
 
 def _run_length(steps: int | None, epochs: float | None, per_epoch: int) -> int:

@@ -111,6 +111,8 @@ def _metrics(run):
     ("cosine", 200, 70, 60, {"gumbel": 1.0, "ste_from": 0.0}),
     # stopped inside the straight-through polish that follows the schedule
     ("cosine", 200, 215, 60, {"polish_steps": 40}),
+    # the logit average: stopped between evaluations, then handed over and polished
+    ("cosine", 200, 70, 60, {"ema": 0.9, "polish_steps": 20}),
 ])
 def test_resume_is_bit_exact(fake_mnist, tmp_path, schedule, steps, stop_at, eval_every, extra):
     common = dict(dataset="mnist", data_dir=str(fake_mnist), model_config=TINY, steps=steps,
@@ -134,6 +136,9 @@ def test_resume_is_bit_exact(fake_mnist, tmp_path, schedule, steps, stop_at, eva
         for key in ("exp_avg", "exp_avg_sq", "step"):
             assert torch.equal(sa[key], sb[key]), key
     assert a["loader"] == b["loader"]
+    assert ("ema" in a) == ("ema" in b) == bool(extra.get("ema"))
+    for k in a.get("ema", {}):
+        assert torch.equal(a["ema"][k], b["ema"][k]), k
     ma, mb = load_model(full / "model.pt"), load_model(part / "model.pt")
     x = torch.rand(32, 1, 28, 28)
     with torch.no_grad():
@@ -360,7 +365,7 @@ def test_straight_through_from_a_fraction_of_the_run(fake_mnist, tmp_path, monke
     for key, bad in (("ste_from", float("nan")), ("ste_from", True), ("val_size", 0),
                      ("gumbel", -1.0), ("gumbel", float("inf")), ("gumbel", "1"),
                      ("label_smoothing", 1.0), ("label_smoothing", -0.1),
-                     ("label_smoothing", "0.1"),
+                     ("label_smoothing", "0.1"), ("ema", 1.0), ("ema", -0.5), ("ema", "0.9"),
                      # the older training defaults get their CLI twins' checks too
                      ("batch_size", 1.5), ("batch_size", 0), ("lr", "0.1"), ("lr", True),
                      ("weight_decay", -1.0), ("eval_every", 0), ("epochs", float("nan")),
@@ -408,6 +413,75 @@ def test_label_smoothing_reaches_the_loss_and_is_fixed_on_resume(fake_mnist, tmp
     with pytest.raises(ValueError, match=r"--label-smoothing .* must be in \[0, 1\), got 1"):
         train(TrainOptions(model_config=TINY, label_smoothing=1, steps=2,
                            out=str(tmp_path / "bad"), **common))
+
+
+def test_ema_averages_the_logits_evaluates_them_and_keeps_them_at_the_end(fake_mnist, tmp_path,
+                                                                         monkeypatch, capsys):
+    """With ``ema`` the training trajectory is unchanged (bit for bit), every evaluation and
+    ``model.pt`` use the warmed-up exponential average of the logits after the optimizer steps
+    so far, the run ends holding that average, and the option is checked and fixed on resume."""
+    import difflogic.train as T
+    trails = []
+    make = T.make_optimizer
+
+    def recording_optimizer(model, lr, wd):
+        opt = make(model, lr, wd)
+        trail = [{n: p.detach().clone() for n, p in model.named_parameters()}]
+        trails.append(trail)
+        inner = opt.step
+
+        def step(*a, **kw):
+            out = inner(*a, **kw)
+            trail.append({n: p.detach().clone() for n, p in model.named_parameters()})
+            return out
+
+        opt.step = step
+        return opt
+
+    monkeypatch.setattr(T, "make_optimizer", recording_optimizer)
+    common = dict(dataset="mnist", data_dir=str(fake_mnist), model_config=TINY, steps=6,
+                  eval_every=3, seed=3, schedule="cosine", progress="lines", test=False)
+    decay = 0.8
+    train(TrainOptions(out=str(tmp_path / "ema"), ema=decay, **common))
+    assert "logit EMA (decay 0.8)" in capsys.readouterr().err
+    train(TrainOptions(out=str(tmp_path / "plain"), **common))
+    live, plain = trails
+    assert len(live) == len(plain) == 7
+    for a, b in zip(live, plain):  # averaging does not touch the trajectory
+        for k in a:
+            assert torch.equal(a[k], b[k]), k
+
+    def average(upto):  # the reference recurrence, written out
+        avg = {k: v.double() for k, v in live[0].items()}
+        for t in range(1, upto + 1):
+            d = min(decay, (1 + t) / (10 + t))
+            avg = {k: d * avg[k] + (1 - d) * live[t][k].double() for k in avg}
+        return avg
+
+    final = _state(tmp_path / "ema")
+    for k, v in average(6).items():
+        torch.testing.assert_close(final["state_dict"][k].double(), v, rtol=0, atol=1e-6)
+        torch.testing.assert_close(final["ema"][k].double(), v, rtol=0, atol=1e-6)
+    assert any(not torch.equal(final["state_dict"][k], live[6][k]) for k in live[6])
+    best = load_checkpoint(tmp_path / "ema" / "model.pt")
+    best_step = json.loads(best["meta"])["step"]
+    for k, v in average(best_step).items():
+        torch.testing.assert_close(best["state_dict"][k].double(), v, rtol=0, atol=1e-6)
+    # the step-3 evaluation measured the average: its hard val accuracy is the average's
+    model = load_model(tmp_path / "ema" / "model.pt")
+    with torch.no_grad():
+        for k, p in model.named_parameters():
+            p.copy_(average(3)[k])
+    x, y = data.load_dataset("mnist", str(fake_mnist), "train")
+    _, val_idx = data.train_val_split(len(y), data.DATASET_INFO["mnist"].val_size_for(len(y)),
+                                      seed=data.SPLIT_SEED)
+    rec3 = _metrics(tmp_path / "ema")[0]
+    assert rec3["step"] == 3
+    assert rec3["val_hard_acc"] == T.accuracy(model, x, y, hard=True, indices=val_idx)
+    with pytest.raises(ValueError, match="--ema 0.5 differs from the run"):
+        train(TrainOptions(resume=str(tmp_path / "ema"), ema=0.5, steps=8, progress="none"))
+    with pytest.raises(ValueError, match=r"--ema .* must be a decay in \[0, 1\)"):
+        train(TrainOptions(out=str(tmp_path / "bad"), ema=1.0, **common))
 
 
 def test_polish_steps_follow_the_run_straight_through(fake_mnist, tmp_path, monkeypatch, capsys):

@@ -44,6 +44,10 @@ def add_parser(subparsers):
     p.add_argument("--label-smoothing", type=float, metavar="EPS",
                    help="label smoothing of the cross-entropy, in [0, 1) (default: the model's, "
                         "else 0)")
+    p.add_argument("--ema", type=float, metavar="DECAY",
+                   help="keep an exponential moving average of the gate logits with this decay, "
+                        "e.g. 0.999; evaluations and model.pt use it, and it replaces the "
+                        "trained logits at the end of the run (default: the model's, else 0 = off)")
     p.add_argument("--polish-steps", type=int, metavar="N",
                    help="after the run, N more steps with every gate layer straight-through at a "
                         "constant --polish-lr, evaluated every N/4 steps (the best hard "
