@@ -90,9 +90,11 @@ class TrainOptions:
     label_smoothing: float | None = None
     #: Decay of an exponential moving average of the gate logits (:class:`ParamEMA`), e.g.
     #: 0.999: evaluations (and so ``model.pt``) use the averaged logits, and at the end of the
-    #: run they replace the trained ones (a polish then starts from them).  Why: late in a run
-    #: many neurons flip between near-tied gates from step to step; the average settles them
-    #: on the choice the recent trajectory favours.  None = the config's ``ema``, else 0 (off).
+    #: run they replace the trained ones (a polish, or a resume that extends the run, starts
+    #: from them).  Why: late in a run many neurons flip between near-tied gates from step to
+    #: step; the average settles them on the choice the recent trajectory favours.  Measured
+    #: on CIFAR-10 S (50 epochs, cosine, two seeds): no gain, benches/RESULTS.md.  None = the
+    #: config's ``ema``, else 0 (off).
     ema: float | None = None
     #: Steps appended after the run's ``steps``/``epochs`` in which every gate layer trains
     #: straight-through at the constant rate ``polish_lr`` (None = ``lr`` / 10), evaluated
