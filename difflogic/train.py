@@ -432,16 +432,16 @@ def train(opts: TrainOptions) -> dict:
                          f"in [0, 1], got {opts.ste_from!r}")
     if opts.gumbel is None:
         opts.gumbel = cfg("gumbel", float, 0.0, allow_zero=True)
-    if opts.label_smoothing is None:
-        opts.label_smoothing = tdef.get("label_smoothing", 0.0)
-    if not _checks.is_fraction(opts.label_smoothing) or opts.label_smoothing == 1:
-        raise ValueError(f"--label-smoothing (model config: train.label_smoothing) must be in "
-                         f"[0, 1), got {opts.label_smoothing!r}")
-    if opts.ema is None:
-        opts.ema = tdef.get("ema", 0.0)
-    if not _checks.is_fraction(opts.ema) or opts.ema == 1:
-        raise ValueError(f"--ema (model config: train.ema) must be a decay in [0, 1) (0 = off), "
-                         f"got {opts.ema!r}")
+    def below_one(key, what="in [0, 1)"):
+        """--<key>, else the config's train.<key>, else 0 (off): checked to lie in [0, 1)."""
+        v = tdef.get(key, 0.0) if getattr(opts, key) is None else getattr(opts, key)
+        if not _checks.is_fraction(v) or v == 1:
+            raise ValueError(f"--{key.replace('_', '-')} (model config: train.{key}) must be "
+                             f"{what}, got {v!r}")
+        return v
+
+    opts.label_smoothing = below_one("label_smoothing")
+    opts.ema = below_one("ema", "a decay in [0, 1) (0 = off)")
     if opts.teacher is None:
         if opts.kd_weight is not None or opts.kd_temperature is not None:
             raise ValueError("--kd-weight and --kd-temperature only apply with --teacher FILE")
@@ -756,8 +756,9 @@ class ParamEMA:
 
     def load_state_dict(self, state: dict) -> None:
         if not isinstance(state, dict) or set(state) != set(self.params):
-            raise ValueError(f"the saved logit average holds {sorted(state) if isinstance(state, dict) else type(state).__name__}, "
-                             f"the model's parameters are {sorted(self.params)}")
+            held = sorted(state) if isinstance(state, dict) else type(state).__name__
+            raise ValueError(f"the saved logit average holds {held}, the model's parameters "
+                             f"are {sorted(self.params)}")
         for k, p in self.params.items():
             t = state[k]
             if not isinstance(t, torch.Tensor) or t.shape != p.shape:

@@ -468,10 +468,10 @@ def test_ema_averages_the_logits_evaluates_them_and_keeps_them_at_the_end(fake_m
     for k, v in average(best_step).items():
         torch.testing.assert_close(best["state_dict"][k].double(), v, rtol=0, atol=1e-6)
     # the step-3 evaluation measured the average: its hard val accuracy is the average's
-    model = load_model(tmp_path / "ema" / "model.pt")
+    model, at3 = load_model(tmp_path / "ema" / "model.pt"), average(3)
     with torch.no_grad():
         for k, p in model.named_parameters():
-            p.copy_(average(3)[k])
+            p.copy_(at3[k])
     x, y = data.load_dataset("mnist", str(fake_mnist), "train")
     _, val_idx = data.train_val_split(len(y), data.DATASET_INFO["mnist"].val_size_for(len(y)),
                                       seed=data.SPLIT_SEED)
