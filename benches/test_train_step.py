@@ -7,7 +7,8 @@ Compares one AdamW step (forward + backward + update) of
   * ``torch``: the 4-coefficient PyTorch reference of difflogic.functional,
   * ``naive``: the straightforward baseline of the issue (leaves gathered per position, each
     gate the softmax-weighted sum of all 16 gate expressions, max pool) -- ~1 min per step,
-and the hard (eval) forward.  Peak memory of each variant is measured in a fresh subprocess
+and the hard (eval) forward; ``test_train_step_cifar10_recipe`` times the step of
+benches/cifar10_cpu.sh's model at batch 32 and 128.  Peak memory of each variant is measured in a fresh subprocess
 (`ru_maxrss`) and stored in the benchmark's extra_info.
 """
 from __future__ import annotations
@@ -43,9 +44,10 @@ def naive_forward(model, x):
     return x
 
 
-def make(backend: str, model_name: str = "cifar10-s", batch: int = BATCH):
+def make(backend: str, model_name: str = "cifar10-s", batch: int = BATCH, **overrides):
+    """``overrides`` replace top-level config keys of the named model (``layers`` for a variant)."""
     torch.manual_seed(0)
-    model = dl.get_model(model_name)
+    model = dl.get_model(model_name, **overrides)
     for m in model.modules():
         if hasattr(m, "backend"):
             m.backend = "torch" if backend == "naive" else backend
@@ -62,7 +64,7 @@ def make(backend: str, model_name: str = "cifar10-s", batch: int = BATCH):
         loss = torch.nn.functional.cross_entropy(fwd(x), y)
         loss.backward()
         opt.step()
-        return float(loss)
+        return float(loss.detach())
 
     return model, x, step
 
@@ -109,6 +111,32 @@ def test_train_step_fmnist_small(benchmark, straight_through, gumbel):
     benchmark.pedantic(step, rounds=30, iterations=1)
     benchmark.extra_info["threads"] = torch.get_num_threads()
     benchmark.extra_info["images_per_s"] = round(64 / benchmark.stats.stats.median)
+
+
+def recipe_layers() -> list[dict]:
+    """The layers of benches/cifar10_cpu.sh's model: ``cifar10-s`` with 15 input thresholds per
+    channel (its first conv layer's straight-through switch adds ~5% to a step, not measured
+    here)."""
+    layers = dl.models.get_model_config("cifar10-s")["layers"]
+    assert layers[0]["type"] == "thresholds", layers[0]
+    layers[0] = {"type": "thresholds", "num": 15}
+    return layers
+
+
+@pytest.mark.parametrize("batch", [32, 128])
+def test_train_step_cifar10_recipe(benchmark, batch):
+    """The CPU CIFAR-10 recipe's step at its batch 32 and at the paper's 128: the images per
+    second set how long a run of benches/cifar10_cpu.sh takes.  Parts of a step do not shrink
+    with the batch (softmax and coefficients of the 1.34M gate logits, AdamW), so batch 32
+    trains fewer images per second."""
+    if not _native_ok():
+        pytest.skip("native extension difflogic._C not built")
+    _, _, step = make("native", "cifar10-s", batch, layers=recipe_layers())
+    for _ in range(3):
+        step()
+    benchmark.pedantic(step, rounds=20, iterations=1)
+    benchmark.extra_info["threads"] = torch.get_num_threads()
+    benchmark.extra_info["images_per_s"] = round(batch / benchmark.stats.stats.median)
 
 
 def test_hard_forward(benchmark):
