@@ -489,13 +489,16 @@ class Thresholds(nn.Module):
         t = self.thresholds.to(x.device, x.dtype).reshape(1, self.channels, self.num_thresholds,
                                                             *([1] * (x.dim() - 2)))
         x = x.unsqueeze(2)
-        # the comparison written straight into the output dtype, with the same 0/1 values: a
-        # bool tensor and a conversion took 10x longer (2.0 vs 0.19 ms for a batch of 32
-        # CIFAR-10 images with 15 thresholds, one core; the layer 2.2 -> 0.8 ms, ~3% of a step)
+        # The comparison written straight into the output, the same 0/1 values as x > t
+        # followed by a conversion, faster (15 thresholds, 3 channels, 2 threads): training
+        # writes floats, 0.28 vs 1.64 ms for 32 CIFAR-10 images (~3% of a step); eval writes
+        # bools and reinterprets them as uint8 (same bytes, no copy), 30 vs 48 ms for 1,000
+        # images (a direct uint8 output takes 100).
         out = torch.empty(torch.broadcast_shapes(x.shape, t.shape), device=x.device,
-                          dtype=x.dtype if self.training else torch.uint8)
+                          dtype=x.dtype if self.training else torch.bool)
         torch.gt(x.detach(), t, out=out)
-        return out.flatten(1, 2)
+        out = out.flatten(1, 2)
+        return out if self.training else out.view(torch.uint8)
 
     def output_shape(self, input_shape):
         return (input_shape[0] * self.num_thresholds, *input_shape[1:])

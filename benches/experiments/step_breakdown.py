@@ -3,13 +3,14 @@
     PYTHONPATH=. python benches/experiments/step_breakdown.py [MODEL] [--batch 32] [--threads 1] [--thresholds 15]
 
 (``PYTHONPATH=.``: a script's own folder, not the checkout, is on ``sys.path``, so without it
-an installed copy of difflogic is what gets timed.)  MODEL is a preset name or a model JSON (default ``cifar10-s``); ``--thresholds T`` gives the
-input encoder T uniform thresholds per channel (the CPU CIFAR-10 recipe uses 15).  Runs the
-step ``difflogic train`` runs (fused AdamW, malloc keeping freed blocks) on random inputs and
-prints the median wall time of each layer's forward pass, of the whole backward pass and of
-the optimizer update over 20 steps after 3 warm-ups.  Wall times of single layers, not a
-profiler: torch.profiler's per-op figures on this 2-vCPU VM read several times too high for
-small ops (e.g. 20 ms for a 0.8 ms GroupSum on two threads).
+an installed copy of difflogic is what gets timed.)  MODEL is a preset name or a model JSON
+(default ``cifar10-s``); ``--thresholds T`` gives the input encoder T uniform thresholds per
+channel (the CPU CIFAR-10 recipe uses 15).  Runs the step ``difflogic train`` runs (fused
+AdamW, malloc keeping freed blocks) on random inputs and prints the median wall time of each
+layer's forward pass, of the whole backward pass and of the optimizer update over 20 steps
+after 3 warm-ups.  Wall times of single layers, not a profiler: torch.profiler's per-op
+figures on this 2-vCPU VM read several times too high for small ops (e.g. 20 ms for a 0.8 ms
+GroupSum on two threads).
 """
 import argparse
 import json
