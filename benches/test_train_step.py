@@ -8,8 +8,8 @@ Compares one AdamW step (forward + backward + update) of
   * ``naive``: the straightforward baseline of the issue (leaves gathered per position, each
     gate the softmax-weighted sum of all 16 gate expressions, max pool) -- ~1 min per step,
 and the hard (eval) forward; ``test_train_step_cifar10_recipe`` times the step of
-benches/cifar10_cpu.sh's model at batch 32 and 128.  Peak memory of each variant is measured in a fresh subprocess
-(`ru_maxrss`) and stored in the benchmark's extra_info.
+benches/cifar10_cpu.sh's model at batch 32 and 128.  Peak memory of each variant is measured
+in a fresh subprocess (`ru_maxrss`) and stored in the benchmark's extra_info.
 """
 from __future__ import annotations
 
@@ -127,8 +127,9 @@ def recipe_layers() -> list[dict]:
 def test_train_step_cifar10_recipe(benchmark, batch):
     """The CPU CIFAR-10 recipe's step at its batch 32 and at the paper's 128: the images per
     second set how long a run of benches/cifar10_cpu.sh takes.  Parts of a step do not shrink
-    with the batch (softmax and coefficients of the 1.34M gate logits, AdamW), so batch 32
-    trains fewer images per second."""
+    with the batch (softmax and coefficients of the 1.34M gate logits, AdamW), so batch 32 can
+    train fewer images per second (1.1-1.6x fewer than batch 128 on two threads in
+    benches/RESULTS.md, about as many on one)."""
     if not _native_ok():
         pytest.skip("native extension difflogic._C not built")
     _, _, step = make("native", "cifar10-s", batch, layers=recipe_layers())

@@ -5,8 +5,8 @@ and compare the two hard networks on the validation split and the test set.
     PYTHONPATH=. python benches/experiments/round_harden.py RUN/model.pt [cifar10|fashion-mnist|mnist] [DATA_DIR]
 
 Why it could help: a relaxed neuron fed {0, 1} inputs outputs, for each of the 4 input pairs,
-the mixture's expected truth-table entry (c0, c0 + c2, c0 + c1, c0 + c1 + c2 + c3 in the basis
-of difflogic.gates).  Rounding each entry to 0/1 is the hard gate closest to what the relaxed
+the mixture's expected truth-table entry (softmax of the logits times difflogic.gates'
+TRUTH_TABLES).  Rounding each entry to 0/1 is the hard gate closest to what the relaxed
 network computes on hard inputs; the argmax gate need not be (0.4 AND + 0.3 A + 0.3 OR rounds
 to A, whose argmax is AND).  Prints how many gates per layer the rounding changes.
 """
@@ -34,15 +34,14 @@ def report(tag):
 
 
 report("argmax gates")
-basis = torch.tensor(gates.COEFFS, dtype=torch.float64)
+tables = torch.tensor(gates.TRUTH_TABLES, dtype=torch.float64)  # (16 gates, 4 input pairs)
+place = torch.tensor([8, 4, 2, 1])  # a gate's id is its truth table read as a 4-bit number
 for lname, m in model.named_modules():
     if not isinstance(m, _GateLayer):
         continue
     w = m.weight.detach()
-    c = torch.softmax(w.double(), -1) @ basis
-    table = torch.stack([c[..., 0], c[..., 0] + c[..., 2], c[..., 0] + c[..., 1], c.sum(-1)], -1)
-    bits = (table > 0.5).long()  # entries for (a, b) = (0,0), (0,1), (1,0), (1,1): the gate id
-    ids = bits[..., 0] * 8 + bits[..., 1] * 4 + bits[..., 2] * 2 + bits[..., 3]
+    expected = torch.softmax(w.double(), -1) @ tables
+    ids = ((expected > 0.5).long() * place).sum(-1)
     print(f"layer {lname}: {int((ids != w.argmax(-1)).sum()):,} of {ids.numel():,} gates change")
     # make the rounded gate the argmax: one above the row's maximum
     w.scatter_(-1, ids.unsqueeze(-1), w.max(-1, keepdim=True).values + 1.0)
