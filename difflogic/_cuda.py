@@ -708,4 +708,4 @@ class PackedNet:
         if self.group_sum is None:
             words, shape, N = self.forward_words(x)
             return unpack_bits(words, N).reshape(N, *shape)
-        return self.counts(x).float() / self.group_sum.tau
+        return F.exact_div(self.counts(x), self.group_sum.tau)

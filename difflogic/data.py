@@ -39,6 +39,8 @@ import numpy as np
 import torch
 from numpy.lib.stride_tricks import sliding_window_view
 
+from . import functional as F
+
 __all__ = [
     "DatasetError", "DatasetNotFoundError", "DatasetInfo", "DATASET_INFO", "dataset_names",
     "canonical_name", "default_data_dirs", "locate_dataset", "load_dataset", "train_val_split",
@@ -463,7 +465,7 @@ def to_unit_float(images: np.ndarray, device=None) -> torch.Tensor:
     than float32) and converted on the device."""
     if device is None or torch.device(device).type == "cpu":
         return torch.from_numpy(np.divide(images, np.float32(255.0), dtype=np.float32))
-    return torch.from_numpy(images).to(device).to(torch.float32).div_(255.0)
+    return F.exact_div(torch.from_numpy(images).to(device), 255.0)  # see functional.exact_div
 
 
 def train_val_split(n: int, val_size: int, seed: int = 0):

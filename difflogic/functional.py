@@ -175,4 +175,22 @@ def dense_naive(x, a, b, logits):
 
 def group_sum(x: torch.Tensor, k: int, tau: float) -> torch.Tensor:
     """(N, F) -> (N, k): sum of each of k consecutive groups of F/k outputs, divided by tau."""
-    return x.reshape(*x.shape[:-1], k, x.shape[-1] // k).sum(-1) / tau
+    return exact_div(x.reshape(*x.shape[:-1], k, x.shape[-1] // k).sum(-1), tau)
+
+
+def exact_div(x: torch.Tensor, divisor: float) -> torch.Tensor:
+    """``x / divisor``, correctly rounded on every device (GroupSum's ``/ tau``, the loaders'
+    ``/ 255``).
+
+    Why not ``x / divisor`` with a Python number: on CUDA, PyTorch divides by a Python scalar
+    as a multiplication by its reciprocal, which can be 1 ulp off the correctly rounded
+    quotient the CPU (and the C back end) compute -- 5 / 3 in float32 is 1.6666666 on the CPU
+    and 1.6666667 on an H200 -- so GPU class scores would not be bit-identical to CPU ones, and
+    85 / 255 could land on the other side of a threshold of 1/3.  A divisor tensor on the same
+    device takes the true-division kernel everywhere; on the CPU the values are the same as
+    before.  Integer inputs are divided in float32 (exact for counts below 2**24)."""
+    if not x.is_floating_point():
+        x = x.float()
+    if x.dtype in (torch.float16, torch.bfloat16):  # as PyTorch does: in float32, then round
+        return exact_div(x.float(), divisor).to(x.dtype)
+    return x / torch.full((), divisor, dtype=x.dtype, device=x.device)

@@ -382,7 +382,7 @@ class GroupSum(nn.Module):
             raise ValueError(f"GroupSum: input features ({tuple(x.shape)}) must be a 2-D tensor "
                              f"whose size is divisible by k={self.k}")
         if x.dtype in _checks.BINARY_DTYPES:  # exact integer counts, then the temperature
-            return group_sum(x.to(torch.int32), self.k, 1).float() / self.tau
+            return group_sum(x.to(torch.int32), self.k, self.tau)
         if x.dtype in _checks.FLOAT_DTYPES:
             _checks.check_finite(x, "GroupSum")
         return group_sum(x, self.k, self.tau)

@@ -15,10 +15,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 import difflogic as dl
+from difflogic import data
 from difflogic import functional as F
 from difflogic.layers import random_pairs, random_tree_leaves
 
@@ -253,6 +255,25 @@ def test_packed_net_equals_eval_model(env, bits):
     out = net(env.t(x))
     assert torch.equal(out.cpu(), ref)
     assert torch.equal(net.counts(env.t(x)).cpu().float(), ref * 3.0)
+
+
+def test_class_scores_are_correctly_rounded_on_the_device(env):
+    """counts / tau on the device == the correctly rounded quotient (float64 division rounded
+    to float32 is exact for a quotient of two float32 values).  CUDA divides by a Python scalar
+    as a multiply by the reciprocal: 5 / 3 came out 1 ulp high on an H200 (1.6666667), so the
+    GPU's hard class scores differed from the CPU's and the C back end's."""
+    n = torch.arange(300)
+    bits = (n[None, :] < n[:, None]).to(torch.uint8).repeat(1, 10)  # row i: i ones per group
+    for tau in (3.0, 7.3, 20.0, 1 / 3):
+        tau32 = torch.tensor(tau, dtype=torch.float32).double()
+        counts = torch.arange(3000).reshape(300, 10)
+        want = (counts.double() / tau32).float()
+        assert torch.equal(F.exact_div(env.t(counts), tau).cpu(), want), tau
+        want = (n.double()[:, None].expand(300, 10) / tau32).float()
+        assert torch.equal(dl.GroupSum(10, tau)(env.t(bits)).cpu(), want), tau  # the hard layer
+    pixels = np.arange(256, dtype=np.uint8).reshape(1, 1, 16, 16)  # the loaders' x / 255, too
+    want = (torch.arange(256, dtype=torch.float64) / 255).float().reshape(1, 1, 16, 16)
+    assert torch.equal(data.to_unit_float(pixels, env.device).cpu(), want)
 
 
 # ----------------------------------------------------------------------------- through the layers (GPU)
