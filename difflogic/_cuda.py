@@ -432,9 +432,20 @@ def tree_conv_pool(x, leaf_c, leaf_dy, leaf_dx, coeffs, kernel_size, stride=1, p
     if x.dtype not in _FLOAT_T or coeffs.dtype != x.dtype:
         raise TypeError(f"x and coeffs must share float32/float64, got {x.dtype} and {coeffs.dtype}")
     _check_size("x", x.numel())
+    training = torch.is_grad_enabled() and (x.requires_grad or coeffs.requires_grad)
+    if training and torch.are_deterministic_algorithms_enabled():
+        # The fused backward accumulates with float atomicAdd (grad_x, grad_coeffs), so its
+        # sums -- and a GPU training run -- vary in the last bits from run to run.  PyTorch's
+        # deterministic mode asks for the same bits every time: train through the reference,
+        # whose backward PyTorch either runs deterministically or refuses with its own error.
+        warnings.warn("torch.use_deterministic_algorithms(True): the CUDA tree-conv backward sums "
+                      "with float atomics, so conv layers that need gradients run the PyTorch "
+                      "reference instead (same forward values, slower steps)", stacklevel=2)
+        return F.tree_conv_pool_reference(x, leaf_c, leaf_dy, leaf_dx, coeffs, (g["kh"], g["kw"]),
+                                          stride, padding, pool)
     calls["tree_conv_pool"] += 1
     leaves = _leaf_tables(leaf_c, leaf_dy, leaf_dx, g["C"], g["kh"], g["kw"])
-    if torch.is_grad_enabled() and (x.requires_grad or coeffs.requires_grad):
+    if training:
         return _TreeConvPoolFn.apply(x, coeffs, leaves, g)
     return _tree_forward(x.contiguous(), leaves, coeffs.contiguous(), g, False)[0]
 

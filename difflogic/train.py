@@ -13,7 +13,8 @@ Why resume is bit-exact: nothing in a step depends on history outside ``last.pt`
 batches are a pure function of (seed, epoch, batch) (:class:`difflogic.data.BatchLoader`),
 the learning rate a pure function of the step, evaluation consumes no randomness, and the
 parameters, AdamW moments and torch RNG are restored byte for byte.  (Same machine, same
-thread count: kernels reduce in a fixed order for a fixed thread count.)
+thread count: kernels reduce in a fixed order for a fixed thread count.  On a GPU, resume
+matches to rounding only: the CUDA tree-conv backward sums with float atomics.)
 """
 from __future__ import annotations
 
@@ -114,8 +115,11 @@ class TrainOptions:
     kd_weight: float | None = None
     kd_temperature: float | None = None
     #: Where to train: "cpu" (native C++ kernels) or "cuda" / "cuda:N" (CUDA kernels through
-    #: CuPy).  Not fixed on resume: a run may move between devices (bit-exact resume holds on
-    #: the same device and thread count).
+    #: CuPy).  Not fixed on resume: a run may move between devices.  Resume is bit-exact on
+    #: the CPU at the same thread count; on CUDA it matches to rounding only, because the fused
+    #: tree-conv backward sums with float atomics (two GPU runs already differ in the last
+    #: bits; under ``torch.use_deterministic_algorithms(True)`` conv layers train through the
+    #: PyTorch reference instead, see difflogic._cuda.tree_conv_pool).
     device: str | None = None    # None = cpu (or the resumed run's)
     eval_batch_size: int = 1000
     test: bool = True            # evaluate the best model on the test split at the end

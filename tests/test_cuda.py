@@ -295,6 +295,29 @@ def test_layers_dispatch_to_cuda_kernels(env):
     torch.testing.assert_close(y.detach().cpu(), ref_model(x.cpu()))
 
 
+def test_deterministic_mode_trains_conv_through_the_reference(env):
+    """The fused backward sums with float atomics (two GPU runs differ in the last bits), so
+    under torch.use_deterministic_algorithms(True) a conv layer that needs gradients runs the
+    PyTorch reference; inference keeps the kernels."""
+    x, leaves, c, geom = _tree_setup((3, 2, 6, 6, 4, 3, 3, 1, 1, 2), torch.float32, 5)
+    xd, cd = env.t(x).requires_grad_(), env.t(c).requires_grad_()
+    before = env.cu.calls["tree_conv_pool"]
+    was = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        with pytest.warns(UserWarning, match="float atomics"):
+            y = env.cu.tree_conv_pool(xd, *map(env.t, leaves), cd, *geom)
+        assert env.cu.calls["tree_conv_pool"] == before  # not the fused kernel
+        assert torch.equal(y.detach().cpu(), F.tree_conv_pool_reference(x, *leaves, c, *geom))
+        y.sum().backward()
+        assert cd.grad is not None and xd.grad is not None
+        with torch.no_grad():
+            env.cu.tree_conv_pool(xd, *map(env.t, leaves), cd, *geom)
+        assert env.cu.calls["tree_conv_pool"] == before + 1  # forward only: the kernel
+    finally:
+        torch.use_deterministic_algorithms(was)
+
+
 def test_tree_conv_large_pool_falls_back_exactly(env):
     # pool 17 exceeds the uint8 argmax: relaxed and hard paths use the PyTorch reference
     x, leaves, c, _ = _tree_setup((1, 2, 17, 17, 2, 1, 1, 1, 0, 1), torch.float32, 1)

@@ -632,21 +632,25 @@ def _cuda_kernels():
 
 
 @pytest.mark.skipif(not _cuda_kernels(), reason="needs an NVIDIA GPU with CuPy (difflogic._cuda)")
-def test_train_on_gpu_resumes_bit_exactly_and_loads_on_cpu(fake_mnist, tmp_path):
+def test_train_on_gpu_resumes_and_loads_on_cpu(fake_mnist, tmp_path):
     """--device cuda: the same loop on the GPU (Gumbel noise from the GPU's RNG, which last.pt
-    keeps), an interrupted + resumed run equals an uninterrupted one, and the checkpoints are
-    CPU-loadable."""
+    keeps); an interrupted + resumed run matches an uninterrupted one and the checkpoints are
+    CPU-loadable.  To rounding, not bit for bit: the fused tree-conv backward sums with float
+    atomics, and on an H200 two uninterrupted 60-step runs differed by up to 2e-5 in the logits
+    (the CPU kernels are deterministic: see test_resume_is_bit_exact above)."""
     common = dict(dataset="mnist", data_dir=str(fake_mnist), model_config=TINY, steps=60,
                   eval_every=20, seed=5, schedule="cosine", progress="none", device="cuda",
                   gumbel=0.5, ste_from=0.5)
     full, part = tmp_path / "full", tmp_path / "part"
-    s_full = train(TrainOptions(out=str(full), **common))
+    train(TrainOptions(out=str(full), **common))
     train(TrainOptions(out=str(part), stop_after=30, **{**common, "test": False}))
-    s_part = train(TrainOptions(resume=str(part), progress="none"))
+    train(TrainOptions(resume=str(part), progress="none"))
     a, b = _state(full), _state(part)
+    assert a["step"] == b["step"] == 60
     for k in a["state_dict"]:
-        assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
-    assert _metrics(full) == _metrics(part)
-    assert s_full["test_hard_acc"] == s_part["test_hard_acc"]
+        torch.testing.assert_close(a["state_dict"][k], b["state_dict"][k], rtol=1e-3, atol=1e-3, msg=k)
+    ma, mb = _metrics(full), _metrics(part)
+    assert [r["step"] for r in ma] == [r["step"] for r in mb]
+    assert [r["loss"] for r in ma] == pytest.approx([r["loss"] for r in mb], rel=1e-3, abs=1e-3)
     m = load_model(full / "model.pt")  # a CPU model: runs here with the native kernels
     assert next(m.parameters()).device.type == "cpu"
