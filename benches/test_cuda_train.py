@@ -201,6 +201,8 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=20, help="timed steps per CUDA-kernel run")
     p.add_argument("--ref-steps", type=int, default=5, help="timed steps per torch-reference run")
     p.add_argument("--skip-reference", action="store_true")
+    p.add_argument("--ref-models", default=None,
+                   help="models to time with the torch reference too (default: all of --models)")
     p.add_argument("--packed-batch", type=int, default=16384)
     p.add_argument("--data-dir", default=None, help="CIFAR-10 folder for the accuracy run")
     p.add_argument("--minutes", type=float, default=5.0, help="length of the accuracy run")
@@ -214,24 +216,31 @@ def main(argv=None) -> int:
     report = {"device": torch.cuda.get_device_name(), "torch": torch.__version__,
               "cupy": cupy.__version__, "python": platform.python_version(), "batch": args.batch,
               "train": [], "packed": [], "accuracy": None}
-    for name in [m for m in args.models.split(",") if m]:
-        for backend in ("auto",) + (() if args.skip_reference else ("torch",)):
+    models = [m for m in args.models.split(",") if m]
+    ref_models = models if args.ref_models is None else [m for m in args.ref_models.split(",") if m]
+
+    def save():  # after every figure: a run cut short by a time limit still leaves its results
+        if args.out:
+            out = Path(args.out)
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "cuda_bench.json").write_text(json.dumps(report, indent=2))
+            (out / "cuda_bench.md").write_text(markdown(report))
+
+    for name in models:
+        for backend in ("auto",) + (("torch",) if name in ref_models and not args.skip_reference else ()):
             r = bench_train(name, backend, args.batch, args.steps if backend == "auto" else args.ref_steps)
             print(json.dumps(r), flush=True)
             report["train"].append(r)
+            save()
     report["packed"] = bench_packed("cifar10-s", args.packed_batch, 10)
     for r in report["packed"]:
         print(json.dumps(r), flush=True)
+    save()
     if args.data_dir:
         report["accuracy"] = accuracy_run(args.data_dir, args.minutes)
         print(json.dumps(report["accuracy"]), flush=True)
-    md = markdown(report)
-    print(md)
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "cuda_bench.json").write_text(json.dumps(report, indent=2))
-        (out / "cuda_bench.md").write_text(md)
+        save()
+    print(markdown(report))
     bad = [r for r in report["train"] if r.get("backend") == "auto" and not r.get("cuda_kernels_used")]
     bad += [r for r in report["packed"] if r.get("bit_exact_vs_eval") is False]
     return 1 if bad else 0
