@@ -6,7 +6,9 @@
 #
 #   OUT=/tmp/gpu_results bash benches/gpu_run.sh [CIFAR10_DIR]
 #
-# Env: OUT (results folder: tests.log, bench.log, cuda_bench.json/.md, c10s_gpu/), MODELS
+# Env: OUT (results folder: tests.log, bench.log, cuda_bench.json/.md, profile.log +
+# gpu_profile_*.json (benches/gpu_profile.py), ncu.log (Nsight Compute on the tree-conv
+# kernels of an L step; NCU=0 skips it), train.log + c10s_gpu/), MODELS
 # (default cifar10-s,cifar10-m,cifar10-l), REF_MODELS (also timed with the pure-PyTorch
 # reference; default cifar10-s,cifar10-m), STEPS (default 20), BUDGET (seconds for the whole
 # script, default 3600: every stage runs under `timeout`, and the training run's epochs are
@@ -74,6 +76,17 @@ DIFFLOGIC_NVCC_FULL=1 timeout $(( $(left) / 3 )) $PY -m pytest -q -rs -p no:cach
 say "benchmarks ($(left) s of the budget left)"
 timeout $(( $(left) / 3 )) $PY benches/test_cuda_train.py --models "$MODELS" --ref-models "$REF_MODELS" \
   --steps "$STEPS" --out "$LOGDIR" 2>&1 | tee "$LOGDIR/bench.log" || status=1
+
+say "profile: where a step's time goes ($(left) s of the budget left)"
+for spec in cifar10-s:32 cifar10-s:128 cifar10-l:128; do
+  timeout 60 $PY benches/gpu_profile.py --model "${spec%%:*}" --batch "${spec##*:}" --out "$LOGDIR" \
+    2>&1 | tee -a "$LOGDIR/profile.log" || true
+done
+if command -v ncu >/dev/null && [ "${NCU:-1}" = 1 ]; then  # the tree-conv kernels vs the limits
+  timeout 150 ncu --clock-control none -k regex:tree_conv_pool --launch-skip 8 --launch-count 8 \
+    --metrics gpu__time_duration.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,sm__throughput.avg.pct_of_peak_sustained_elapsed,sm__pipe_fma_cycles_active.avg.pct_of_peak_sustained_active \
+    $PY benches/gpu_profile.py --model cifar10-l --batch 128 --ncu 2>&1 | tee "$LOGDIR/ncu.log" | tail -60 || true
+fi
 
 if [ -n "$DATA" ]; then
   for _ in $(seq 180); do [ -f "$DATA/cifar-10-batches-py/batches.meta" ] && break; sleep 1; done
