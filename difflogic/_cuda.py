@@ -224,6 +224,17 @@ def _index_range(name: str, t: torch.Tensor, hi: int) -> None:
                          f"[{int(t.min())}, {int(t.max())}]")
 
 
+def _csr_inverse(idx: torch.Tensor, n: int):
+    """CSR inverse of an index list: for each value i in [0, n), order[rowptr[i]:rowptr[i+1]]
+    are the positions of ``idx`` holding i, ascending (stable sort: a fixed order, which the
+    atomic-free gradient kernels rely on).  -> (int32 rowptr (n+1,), int64 order)."""
+    idx = idx.reshape(-1).long()
+    order = torch.argsort(idx, stable=True)
+    rowptr = torch.zeros(n + 1, dtype=torch.int64, device=idx.device)
+    rowptr[1:] = torch.cumsum(torch.bincount(idx, minlength=n), 0)
+    return rowptr.to(torch.int32), order
+
+
 def _dense_tables(a: torch.Tensor, b: torch.Tensor, n_in: int):
     """int32 wiring and the CSR inverse map: for input i, entries[rowptr[i]:rowptr[i+1]] lists
     2*j + side for every neuron j reading i (side 0: as input a, 1: as input b), in neuron order."""
@@ -231,13 +242,10 @@ def _dense_tables(a: torch.Tensor, b: torch.Tensor, n_in: int):
         _index_range("a", a, n_in)
         _index_range("b", b, n_in)
         out = a.shape[0]
-        idx = torch.cat([a.reshape(-1), b.reshape(-1)]).long()
-        order = torch.argsort(idx, stable=True)
+        rowptr, order = _csr_inverse(torch.cat([a.reshape(-1), b.reshape(-1)]), n_in)
         entries = ((order % max(out, 1)) * 2 + order // max(out, 1)).to(torch.int32)
-        rowptr = torch.zeros(n_in + 1, dtype=torch.int64, device=a.device)
-        rowptr[1:] = torch.cumsum(torch.bincount(idx, minlength=n_in), 0)
         return {"a": a.to(torch.int32).contiguous(), "b": b.to(torch.int32).contiguous(),
-                "rowptr": rowptr.to(torch.int32), "entries": entries.contiguous()}
+                "rowptr": rowptr, "entries": entries.contiguous()}
     return _CACHE.get((a, b), ("dense", n_in), build)
 
 
@@ -248,6 +256,15 @@ def _leaf_tables(leaf_c, leaf_dy, leaf_dx, C: int, kh: int, kw: int):
         _index_range("leaf_dx", leaf_dx, kw)
         return tuple(t.to(torch.int32).contiguous() for t in (leaf_c, leaf_dy, leaf_dx))
     return _CACHE.get((leaf_c, leaf_dy, leaf_dx), ("leaves", C, kh, kw), build)
+
+
+def _leaf_inverse(leaf_c32: torch.Tensor, C: int):
+    """CSR inverse of the leaves' channels: for channel c, kl[rowptr[c]:rowptr[c+1]] lists
+    k*L + l for every leaf l of tree k reading c (deterministic grad_x gather)."""
+    def build():
+        rowptr, order = _csr_inverse(leaf_c32, C)
+        return rowptr, order.to(torch.int32).contiguous()
+    return _CACHE.get((leaf_c32,), ("leaf-inverse", C), build)
 
 
 def _on_device(name: str, t: torch.Tensor, device: torch.device) -> None:
@@ -355,7 +372,9 @@ def _supported_tree(g) -> bool:
 
 
 def _tree_names(T: str, D: int):
-    return (f"tree_conv_pool_forward<{T}, {D}>", f"tree_conv_pool_backward<{T}, {D}>")
+    """forward, backward (atomics), backward (deterministic mode), its grad_x gather."""
+    return (f"tree_conv_pool_forward<{T}, {D}>", f"tree_conv_pool_backward<{T}, {D}, false>",
+            f"tree_conv_pool_backward<{T}, {D}, true>", f"tree_conv_grad_x_gather<{T}, {D}>")
 
 
 def _tree_launch_shape(P: int, K: int, per_thread: int):
@@ -400,11 +419,29 @@ class _TreeConvPoolFn(torch.autograd.Function):
         gy = gy.contiguous().to(x.dtype)
         gx = torch.zeros_like(x) if ctx.needs_input_grad[0] else None
         gc = torch.zeros_like(coeffs) if ctx.needs_input_grad[1] else None
-        if gy.numel() and (gx is not None or gc is not None):
-            names = _tree_names(_FLOAT_T[x.dtype], g["depth"])
-            grid, block = _tree_launch_shape(g["N"] * g["Hp"] * g["Wp"], g["K"], 4)
+        if not gy.numel() or (gx is None and gc is None):
+            return gx, gc, None, None
+        names = _tree_names(_FLOAT_T[x.dtype], g["depth"])
+        grid, block = _tree_launch_shape(g["N"] * g["Hp"] * g["Wp"], g["K"], 4)
+        if not torch.are_deterministic_algorithms_enabled():  # atomics: fast, last bits vary
             _launch(_kernel("tree_conv.cu", names, names[1]), names[1], x.device, grid, block,
-                    (x, *ctx.leaves, coeffs, gy, am, gx, gc, *_geom_args(g)))
+                    (x, *ctx.leaves, coeffs, gy, am, gx, gc, None, None, *_geom_args(g)))
+            return gx, gc, None, None
+        # Deterministic: per-leaf gradients and per-block coefficient sums, then fixed-order
+        # sums (tree_conv.cu).  Costs a buffer of N*K*Hp*Wp*2^D values and one more launch.
+        lg = (torch.zeros(gy.numel() * g["L"], dtype=x.dtype, device=x.device)
+              if gx is not None else None)
+        part = (torch.empty(grid[1], gc.numel(), dtype=x.dtype, device=x.device)
+                if gc is not None else None)
+        _launch(_kernel("tree_conv.cu", names, names[2]), names[2], x.device, grid, block,
+                (x, *ctx.leaves, coeffs, gy, am, None, None, lg, part, *_geom_args(g)))
+        if part is not None:
+            gc = part.sum(0).view_as(coeffs)
+        if lg is not None:
+            rowptr, kl = _leaf_inverse(ctx.leaves[0], g["C"])
+            _launch(_kernel("tree_conv.cu", names, names[3]), names[3], x.device,
+                    _grid1d(gx.numel()), (_THREADS,),
+                    (lg, am, rowptr, kl, ctx.leaves[1], ctx.leaves[2], gx, *_geom_args(g)))
         return gx, gc, None, None
 
 
@@ -413,7 +450,11 @@ def tree_conv_pool(x, leaf_c, leaf_dy, leaf_dx, coeffs, kernel_size, stride=1, p
     """Relaxed tree convolution + OR pool on CUDA (contract: :func:`difflogic._ops.tree_conv_pool`).
 
     Depth 1..5 and pool <= 16 run the fused kernels; anything else (and ``backend="torch"``)
-    runs the PyTorch reference.  float16/bfloat16 run in float32.
+    runs the PyTorch reference.  float16/bfloat16 run in float32.  The backward sums with
+    float atomics (the last bits vary from run to run); under
+    ``torch.use_deterministic_algorithms(True)`` it runs an atomic-free variant instead (the
+    same bits every run, a buffer of N*K*Hp*Wp*2^depth gradients; PyTorch's own matmuls then
+    need ``CUBLAS_WORKSPACE_CONFIG=:4096:8``, as PyTorch's error message says).
     """
     if not (_is_cuda(x) and x.dim() == 4):
         raise ValueError(f"difflogic._cuda.tree_conv_pool: x must be a 4-D CUDA tensor, got "
@@ -433,16 +474,6 @@ def tree_conv_pool(x, leaf_c, leaf_dy, leaf_dx, coeffs, kernel_size, stride=1, p
         raise TypeError(f"x and coeffs must share float32/float64, got {x.dtype} and {coeffs.dtype}")
     _check_size("x", x.numel())
     training = torch.is_grad_enabled() and (x.requires_grad or coeffs.requires_grad)
-    if training and torch.are_deterministic_algorithms_enabled():
-        # The fused backward accumulates with float atomicAdd (grad_x, grad_coeffs), so its
-        # sums -- and a GPU training run -- vary in the last bits from run to run.  PyTorch's
-        # deterministic mode asks for the same bits every time: train through the reference,
-        # whose backward PyTorch either runs deterministically or refuses with its own error.
-        warnings.warn("torch.use_deterministic_algorithms(True): the CUDA tree-conv backward sums "
-                      "with float atomics, so conv layers that need gradients run the PyTorch "
-                      "reference instead (same forward values, slower steps)", stacklevel=2)
-        return F.tree_conv_pool_reference(x, leaf_c, leaf_dy, leaf_dx, coeffs, (g["kh"], g["kw"]),
-                                          stride, padding, pool)
     calls["tree_conv_pool"] += 1
     leaves = _leaf_tables(leaf_c, leaf_dy, leaf_dx, g["C"], g["kh"], g["kw"])
     if training:

@@ -118,8 +118,9 @@ class TrainOptions:
     #: CuPy).  Not fixed on resume: a run may move between devices.  Resume is bit-exact on
     #: the CPU at the same thread count; on CUDA it matches to rounding only, because the fused
     #: tree-conv backward sums with float atomics (two GPU runs already differ in the last
-    #: bits; under ``torch.use_deterministic_algorithms(True)`` conv layers train through the
-    #: PyTorch reference instead, see difflogic._cuda.tree_conv_pool).
+    #: bits; ``torch.use_deterministic_algorithms(True)`` switches it to an atomic-free
+    #: variant, see csrc/cuda/tree_conv.cu, but this loop's cross-entropy (NLLLoss) has no
+    #: deterministic CUDA version in PyTorch, so the flag is not set here).
     device: str | None = None    # None = cpu (or the resumed run's)
     eval_batch_size: int = 1000
     test: bool = True            # evaluate the best model on the test split at the end

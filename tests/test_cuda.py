@@ -295,27 +295,36 @@ def test_layers_dispatch_to_cuda_kernels(env):
     torch.testing.assert_close(y.detach().cpu(), ref_model(x.cpu()))
 
 
-def test_deterministic_mode_trains_conv_through_the_reference(env):
-    """The fused backward sums with float atomics (two GPU runs differ in the last bits), so
-    under torch.use_deterministic_algorithms(True) a conv layer that needs gradients runs the
-    PyTorch reference; inference keeps the kernels."""
-    x, leaves, c, geom = _tree_setup((3, 2, 6, 6, 4, 3, 3, 1, 1, 2), torch.float32, 5)
-    xd, cd = env.t(x).requires_grad_(), env.t(c).requires_grad_()
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("case", TREE_CASES + [(2, 1, 6, 6, 3, 3, 3, 1, 1, 2)])  # + one channel
+def test_deterministic_backward_matches_the_atomic_one(env, dtype, case):
+    """torch.use_deterministic_algorithms(True): the backward stores per-leaf gradients and
+    per-block coefficient sums and sums them in a fixed order (no atomics), so two runs give
+    the same bits; the values equal the atomic backward's and the reference's to rounding."""
+    x, leaves, c, geom = _tree_setup(case, dtype, 7)
+    gy = torch.randn(F.tree_conv_pool_reference(x, *leaves, c, *geom).shape, dtype=dtype)
+
+    def grads():
+        xd, cd = env.t(x.clone()).requires_grad_(), env.t(c.clone()).requires_grad_()
+        env.cu.tree_conv_pool(xd, *map(env.t, leaves), cd, *geom).backward(env.t(gy))
+        return xd.grad.cpu(), cd.grad.cpu()
+
+    gx_atomic, gc_atomic = grads()
     before = env.cu.calls["tree_conv_pool"]
     was = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True)
     try:
-        with pytest.warns(UserWarning, match="float atomics"):
-            y = env.cu.tree_conv_pool(xd, *map(env.t, leaves), cd, *geom)
-        assert env.cu.calls["tree_conv_pool"] == before  # not the fused kernel
-        assert torch.equal(y.detach().cpu(), F.tree_conv_pool_reference(x, *leaves, c, *geom))
-        y.sum().backward()
-        assert cd.grad is not None and xd.grad is not None
-        with torch.no_grad():
-            env.cu.tree_conv_pool(xd, *map(env.t, leaves), cd, *geom)
-        assert env.cu.calls["tree_conv_pool"] == before + 1  # forward only: the kernel
+        (gx1, gc1), (gx2, gc2) = grads(), grads()
     finally:
         torch.use_deterministic_algorithms(was)
+    assert env.cu.calls["tree_conv_pool"] == before + 2  # the fused kernels, not a fallback
+    assert torch.equal(gx1, gx2) and torch.equal(gc1, gc2)
+    torch.testing.assert_close(gx1, gx_atomic)
+    torch.testing.assert_close(gc1, gc_atomic)
+    xr, cr = x.clone().requires_grad_(), c.clone().requires_grad_()
+    F.tree_conv_pool_reference(xr, *leaves, cr, *geom).backward(gy)
+    torch.testing.assert_close(gx1, xr.grad)
+    torch.testing.assert_close(gc1, cr.grad)
 
 
 def test_tree_conv_large_pool_falls_back_exactly(env):

@@ -141,7 +141,8 @@ def kernel_names() -> list[str]:
     for T in ("float", "double"):
         names += [f"dense_forward<{T}>", f"dense_backward_coeffs<{T}>", f"dense_backward_x<{T}>"]
         for D in range(1, 6):
-            names += [f"tree_conv_pool_forward<{T}, {D}>", f"tree_conv_pool_backward<{T}, {D}>"]
+            names += [f"tree_conv_pool_forward<{T}, {D}>", f"tree_conv_pool_backward<{T}, {D}, false>",
+                      f"tree_conv_pool_backward<{T}, {D}, true>", f"tree_conv_grad_x_gather<{T}, {D}>"]
     for D in range(1, 6):
         names.append(f"tree_conv_pool_hard<{D}>")
     for W in ("unsigned int", "unsigned long long"):

@@ -22,6 +22,13 @@
 // grad_coeffs: each thread accumulates its tree's 4*(2^D-1) coefficient gradients in
 // registers over all the positions it visits; the block reduces them (warp shuffles, then
 // shared memory) and issues one atomicAdd per (k, gate, coefficient) per block.
+//
+// Deterministic mode (torch.use_deterministic_algorithms): the backward gets `leaf_grad` and
+// `coef_partial` and makes no atomic adds.  It stores every leaf's gradient of the selected
+// position in leaf_grad[(n, k, hp, wp), l] (that buffer), and each block's coefficient sums
+// in coef_partial[blockIdx.y, k] (summed over blockIdx.y by the caller in a fixed order);
+// tree_conv_grad_x_gather then gives every input pixel the sum of the leaf gradients that
+// read it, in the fixed order of a CSR inverse map of the leaves.
 #include "common.cuh"
 
 #define DLG_MAX_THREADS 256
@@ -100,13 +107,16 @@ tree_conv_pool_forward(const T* __restrict__ x, const int* __restrict__ leaf_c,
   }
 }
 
-template <typename T, int D>
+// DET = deterministic mode (leaf_grad / coef_partial instead of atomics): a template flag so
+// that the default kernel compiles exactly as without that mode.
+template <typename T, int D, bool DET>
 __global__ void __launch_bounds__(DLG_MAX_THREADS, DLG_BWD_MIN_BLOCKS(D))
 tree_conv_pool_backward(const T* __restrict__ x, const int* __restrict__ leaf_c,
                         const int* __restrict__ leaf_dy, const int* __restrict__ leaf_dx,
                         const T* __restrict__ coeffs, const T* __restrict__ grad_out,
                         const unsigned char* __restrict__ argmax, T* __restrict__ grad_x,
-                        T* __restrict__ grad_coeffs, int N, int C, int H, int W, int K, int Hp,
+                        T* __restrict__ grad_coeffs, T* __restrict__ leaf_grad,
+                        T* __restrict__ coef_partial, int N, int C, int H, int W, int K, int Hp,
                         int Wp, int stride, int pad, int pool) {
   constexpr int L = 1 << D, G = L - 1, NC = 4 * G;
   __shared__ T s_coef[NC];
@@ -150,7 +160,16 @@ tree_conv_pool_backward(const T* __restrict__ x, const int* __restrict__ leaf_c,
       d[2 * g] = dg * (c[1] + c[3] * B);
       d[2 * g + 1] = dg * (c[2] + c[3] * A);
     }
-    if (grad_x) {
+    if constexpr (DET) {  // one plain store per leaf (0 outside the image)
+      if (leaf_grad == nullptr) continue;
+      T* lg = leaf_grad + (long long)o * L;
+#pragma unroll
+      for (int l = 0; l < L; ++l) {
+        const dlg::LeafTable lf = s_leaf[l];
+        const int yy = y0 + lf.dy, xx = x0 + lf.dx;
+        lg[l] = ((unsigned)yy < (unsigned)H && (unsigned)xx < (unsigned)W) ? d[l] : T(0);
+      }
+    } else if (grad_x) {
       T* gxn = grad_x + n * C * H * W;
 #pragma unroll
       for (int l = 0; l < L; ++l) {
@@ -161,7 +180,7 @@ tree_conv_pool_backward(const T* __restrict__ x, const int* __restrict__ leaf_c,
     }
   }
 
-  if (grad_coeffs == nullptr) return;  // block-uniform
+  if ((DET ? coef_partial : grad_coeffs) == nullptr) return;  // block-uniform
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
 #pragma unroll
   for (int t = 0; t < NC; ++t) {
@@ -172,7 +191,44 @@ tree_conv_pool_backward(const T* __restrict__ x, const int* __restrict__ leaf_c,
   for (int t = threadIdx.x; t < NC; t += blockDim.x) {
     T s = 0;
     for (int w = 0; w < nwarps; ++w) s += s_red[w * NC + t];
-    atomicAdd(grad_coeffs + k * NC + t, s);
+    if constexpr (DET)
+      coef_partial[((long long)blockIdx.y * K + k) * NC + t] = s;
+    else
+      atomicAdd(grad_coeffs + k * NC + t, s);
+  }
+}
+
+// Deterministic grad_x (see the top of this file): input pixel (n, c, y, x) sums, in the
+// order of the CSR inverse map (inv_ptr[c]..inv_ptr[c+1] lists k*L + l of every leaf l of
+// tree k that reads channel c), the gradient that leaf stored for the one pooled output
+// whose *selected* window puts that leaf on this pixel.  For a leaf at offset (dy, dx) the
+// window origin is (y - dy, x - dx) = ((hp*pool + u)*stride - pad, (wp*pool + v)*stride - pad),
+// which fixes (hp, u, wp, v) when it exists; the leaf counts if argmax picked (u, v).
+template <typename T, int D>
+__global__ void __launch_bounds__(DLG_MAX_THREADS)
+tree_conv_grad_x_gather(const T* __restrict__ leaf_grad, const unsigned char* __restrict__ argmax,
+                        const int* __restrict__ inv_ptr, const int* __restrict__ inv_kl,
+                        const int* __restrict__ leaf_dy, const int* __restrict__ leaf_dx,
+                        T* __restrict__ grad_x, int N, int C, int H, int W, int K, int Hp, int Wp,
+                        int stride, int pad, int pool) {
+  constexpr int L = 1 << D;
+  const unsigned total = (unsigned)N * C * H * W;
+  const unsigned step = gridDim.x * blockDim.x;
+  for (unsigned e = blockIdx.x * blockDim.x + threadIdx.x; e < total; e += step) {
+    const int x = e % W, y = (e / W) % H, c = (e / (W * H)) % C, n = e / (W * H * C);
+    T sum = T(0);
+    for (int j = inv_ptr[c]; j < inv_ptr[c + 1]; ++j) {
+      const int kl = inv_kl[j], k = kl / L, l = kl - k * L;
+      const int ty = y - leaf_dy[kl] + pad, tx = x - leaf_dx[kl] + pad;
+      if (ty < 0 || tx < 0 || ty % stride || tx % stride) continue;
+      const int qy = ty / stride, qx = tx / stride;
+      const int hp = qy / pool, u = qy - hp * pool, wp = qx / pool, v = qx - wp * pool;
+      if (hp >= Hp || wp >= Wp) continue;
+      const long long o = ((long long)n * K + k) * Hp * Wp + hp * Wp + wp;
+      if (argmax ? (int)argmax[o] != u * pool + v : (u | v) != 0) continue;
+      sum += leaf_grad[o * L + l];
+    }
+    grad_x[e] = sum;
   }
 }
 
@@ -223,9 +279,15 @@ tree_conv_pool_hard(const unsigned char* __restrict__ x, const int* __restrict__
 #define DLG_INST_T(T, D)                                                                          \
   template __global__ void tree_conv_pool_forward<T, D>(const T*, const int*, const int*,        \
       const int*, const T*, T*, unsigned char*, int, int, int, int, int, int, int, int, int, int); \
-  template __global__ void tree_conv_pool_backward<T, D>(const T*, const int*, const int*,       \
-      const int*, const T*, const T*, const unsigned char*, T*, T*, int, int, int, int, int, int,  \
-      int, int, int, int);
+  template __global__ void tree_conv_pool_backward<T, D, false>(const T*, const int*,           \
+      const int*, const int*, const T*, const T*, const unsigned char*, T*, T*, T*, T*, int, int,  \
+      int, int, int, int, int, int, int, int);                                                    \
+  template __global__ void tree_conv_pool_backward<T, D, true>(const T*, const int*,            \
+      const int*, const int*, const T*, const T*, const unsigned char*, T*, T*, T*, T*, int, int,  \
+      int, int, int, int, int, int, int, int);                                                    \
+  template __global__ void tree_conv_grad_x_gather<T, D>(const T*, const unsigned char*,         \
+      const int*, const int*, const int*, const int*, T*, int, int, int, int, int, int, int, int,  \
+      int, int);
 #define DLG_INST(D)                                                                               \
   DLG_INST_T(float, D)                                                                            \
   DLG_INST_T(double, D)                                                                           \
