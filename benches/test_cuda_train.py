@@ -3,7 +3,7 @@
 Two ways to run:
 
     python -m pytest benches/test_cuda_train.py --benchmark-only       # pytest-benchmark, S only
-    python benches/test_cuda_train.py --out DIR [--data-dir CIFAR_DIR]  # full report (gpu_run.sh)
+    python benches/test_cuda_train.py --out DIR                         # full report (gpu_run.sh)
 
 The report measures, at batch 128 with the trainer's fused AdamW (one step = forward +
 backward + update):
@@ -11,8 +11,7 @@ backward + update):
     LogicTreeNet-S/-M/-L on the CUDA kernels,
   * the same step with the pure-PyTorch reference backend (``backend="torch"``) and the ratio,
   * bit-packed inference throughput of S (PackedNet, 32- and 64-bit words) next to the uint8
-    hard path, with a bit-exactness check against ``model.eval()``,
-  * optionally a short CIFAR-10 training run of S (test accuracy relaxed / hard / packed).
+    hard path, with a bit-exactness check against ``model.eval()``.
 Results go to DIR/cuda_bench.json and DIR/cuda_bench.md.
 """
 from __future__ import annotations
@@ -21,7 +20,6 @@ import argparse
 import json
 import platform
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -127,48 +125,6 @@ def bench_packed(name: str, batch: int, reps: int) -> list[dict]:
     return out
 
 
-def accuracy_run(data_dir: str, minutes: float, batch: int = 128) -> dict:
-    """Short CIFAR-10 training of LogicTreeNet-S on the CUDA kernels (first 45k train images)."""
-    from difflogic import data
-    cu = _cuda()
-    xtr, ytr = data.load_dataset("cifar10", data_dir, "train")
-    xte, yte = data.load_dataset("cifar10", data_dir, "test")
-    xtr, ytr = torch.as_tensor(xtr)[:EPOCH_IMAGES].cuda(), torch.as_tensor(ytr)[:EPOCH_IMAGES].cuda()
-    xte, yte = torch.as_tensor(xte).cuda(), torch.as_tensor(yte).cuda()
-    torch.manual_seed(0)
-    model = dl.get_model("cifar10-s").cuda().train()
-    cfg = dl.get_model_config("cifar10-s")["train"]
-    opt = make_optimizer(model, cfg["lr"], cfg["weight_decay"])
-    t0, steps, epochs = time.time(), 0, 0
-    while time.time() - t0 < minutes * 60:
-        perm = torch.randperm(xtr.shape[0], device="cuda")
-        for i in range(0, xtr.shape[0] - batch + 1, batch):
-            idx = perm[i:i + batch]
-            xb = xtr[idx].float() / 255
-            xb = torch.where(torch.rand(batch, 1, 1, 1, device="cuda") < 0.5, xb, xb.flip(3))
-            opt.zero_grad(set_to_none=True)
-            torch.nn.functional.cross_entropy(model(xb), ytr[idx]).backward()
-            opt.step()
-            steps += 1
-            if time.time() - t0 >= minutes * 60:
-                break
-        epochs += 1
-
-    def acc(fn):
-        correct = 0
-        with torch.no_grad():
-            for i in range(0, xte.shape[0], 1000):
-                correct += int((fn(xte[i:i + 1000].float() / 255).argmax(1) == yte[i:i + 1000]).sum())
-        return correct / xte.shape[0]
-
-    relaxed = acc(model)
-    model.eval()
-    hard = acc(model)
-    packed = acc(cu.PackedNet(model))
-    return {"model": "cifar10-s", "minutes": minutes, "steps": steps, "epochs_started": epochs,
-            "test_acc_relaxed": relaxed, "test_acc_hard": hard, "test_acc_packed": packed}
-
-
 def markdown(report: dict) -> str:
     lines = [f"# CUDA benchmarks ({report['device']})", "",
              f"torch {report['torch']}, CuPy {report['cupy']}, batch {report['batch']}, AdamW step = "
@@ -190,11 +146,6 @@ def markdown(report: dict) -> str:
         for r in report["packed"]:
             lines.append(f"| {r['model']}: {r['path']} | {r['batch']} | {r['images_per_s']:.0f} | "
                          f"{r.get('bit_exact_vs_eval', '')} |")
-    if report.get("accuracy"):
-        a = report["accuracy"]
-        lines += ["", f"CIFAR-10 {a['model']}, {a['minutes']} min ({a['steps']} steps): test accuracy "
-                  f"relaxed {a['test_acc_relaxed']:.4f}, hard {a['test_acc_hard']:.4f}, "
-                  f"packed {a['test_acc_packed']:.4f}"]
     return "\n".join(lines) + "\n"
 
 
@@ -208,8 +159,6 @@ def main(argv=None) -> int:
     p.add_argument("--ref-models", default=None,
                    help="models to time with the torch reference too (default: all of --models)")
     p.add_argument("--packed-batch", type=int, default=16384)
-    p.add_argument("--data-dir", default=None, help="CIFAR-10 folder for the accuracy run")
-    p.add_argument("--minutes", type=float, default=5.0, help="length of the accuracy run")
     p.add_argument("--out", default=None, help="folder for cuda_bench.json / cuda_bench.md")
     args = p.parse_args(argv)
     cu = _cuda()
@@ -219,7 +168,7 @@ def main(argv=None) -> int:
     import cupy
     report = {"device": torch.cuda.get_device_name(), "torch": torch.__version__,
               "cupy": cupy.__version__, "python": platform.python_version(), "batch": args.batch,
-              "train": [], "packed": [], "accuracy": None}
+              "train": [], "packed": []}
     models = [m for m in args.models.split(",") if m]
     ref_models = models if args.ref_models is None else [m for m in args.ref_models.split(",") if m]
 
@@ -240,10 +189,6 @@ def main(argv=None) -> int:
     for r in report["packed"]:
         print(json.dumps(r), flush=True)
     save()
-    if args.data_dir:
-        report["accuracy"] = accuracy_run(args.data_dir, args.minutes)
-        print(json.dumps(report["accuracy"]), flush=True)
-        save()
     print(markdown(report))
     bad = [r for r in report["train"] if r.get("backend") == "auto" and not r.get("cuda_kernels_used")]
     bad += [r for r in report["packed"] if r.get("bit_exact_vs_eval") is False]
