@@ -18,7 +18,8 @@
 #    AdamW weight decay 0.0015 (0.006 x batch / 128: per epoch the same decay as 0.006 at batch
 #    128, i.e. 3x the paper's 0.002), pinned to one core when THREADS=1: 59.34% / 58.38%
 #    hard test for seeds 0 / 1, ~2.1 h on one core (batch 16, wd 0.00075: 59.44% in 2.6 h;
-#    EPOCHS=200: 59.71% for seed 0, the best figure so far, 59.34% for seed 1, 2.7-3.9 h);
+#    EPOCHS=200: 59.71% for seed 0, the best figure so far, 59.34% for seed 1, 2.7-3.9 h;
+#    EPOCHS=300: 59.41% for seed 0, 5.9 h on 2 threads);
 #    batch 64 (wd 0.003) gave 58.46%, and batch 128 (BATCH_SIZE=128, wd 0.006) gave 58.65% on
 #    110 epochs, 58.90% on 180 (EPOCHS=180 THREADS=2, ~2 h on both cores).
 #    The 50-epoch form at batch 128, EPOCHS=50 CROP_PADDING=0 BATCH_SIZE=128 (flips only;
