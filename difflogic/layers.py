@@ -61,6 +61,9 @@ class _GateLayer(nn.Module):
     #: Train-mode Gumbel noise scale added to the logits each forward (0 = none), see
     #: :func:`set_gumbel_noise`.
     gumbel: float = 0.0
+    #: Train-mode factor on the logits before the softmax (1 = none), see
+    #: :func:`set_logit_scale`.  The hard network (argmax) does not depend on it.
+    logit_scale: float = 1.0
     #: Part of the architecture (a model config's ``"straight_through": true`` on the layer):
     #: this layer always trains straight-through, whatever the run-phase switch above says.
     #: Meant for the first gate layer, whose relaxed mixtures of thresholded input bits carry
@@ -77,6 +80,8 @@ class _GateLayer(nn.Module):
 
     def coefficients(self) -> torch.Tensor:
         w = self.weight
+        if self.training and self.logit_scale != 1.0:
+            w = w * self.logit_scale
         if self.training and self.gumbel:
             w = w + gumbel_noise(w.detach(), self.gumbel)
         return gate_coefficients(w, hard=not self.training,
@@ -105,6 +110,26 @@ def set_straight_through(model: nn.Module, enabled: bool) -> None:
     for m in model.modules():
         if isinstance(m, _GateLayer):
             m.straight_through = bool(enabled)
+
+
+def set_logit_scale(model: nn.Module, scale: float) -> None:
+    """Multiply every gate layer's logits by ``scale`` before the softmax in train-mode
+    forwards (1 = the plain relaxation; eval() mode, the hard network, is unaffected).
+
+    Why: at the end of a relaxed run many neurons are a mixture of two or three gates, which
+    computes a non-Boolean function the argmax gate does not.  On a CIFAR-10 S run
+    (benches/RESULTS.md, ``benches/experiments/gate_confidence.py``) hardening the neurons
+    whose top gate probability lies in (0.3, 0.9] costs the whole relaxed/hard gap, the
+    near-uniform (<= 0.3) and the decided (> 0.9) ones nothing.  A scale growing over the
+    run (``difflogic train --sharpen``) lowers the softmax temperature so that those neurons
+    commit while the rest of the network can still adapt, instead of all at once at
+    hardening."""
+    scale = _checks.finite_number("logit scale", scale)
+    if scale <= 0:
+        raise ValueError(f"logit scale must be > 0, got {scale}")
+    for m in model.modules():
+        if isinstance(m, _GateLayer):
+            m.logit_scale = scale
 
 
 def set_gumbel_noise(model: nn.Module, scale: float) -> None:

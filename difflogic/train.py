@@ -33,7 +33,7 @@ import torch
 
 from . import _checks, checkpoint as ckpt, data, teacher as teacher_mod
 from ._run import Progress, check_positive, log, resolve_device, where
-from .layers import _GateLayer, set_gumbel_noise, set_straight_through
+from .layers import _GateLayer, set_gumbel_noise, set_logit_scale, set_straight_through
 from .models import LogicNet, get_model_config, resolve_quantile_thresholds
 
 SCHEDULES = ("constant", "cosine")
@@ -43,7 +43,7 @@ TRAIN_PROBE = 2000
 #: Options that define the trajectory: a resumed run must use the same values.
 _FIXED_ON_RESUME = ("dataset", "model", "batch_size", "lr", "weight_decay", "seed", "augment",
                     "crop_padding", "schedule", "val_size", "ste_from", "gumbel", "teacher",
-                    "kd_weight", "kd_temperature", "label_smoothing", "ema")
+                    "kd_weight", "kd_temperature", "label_smoothing", "ema", "sharpen")
 #: Distillation defaults (``--kd-weight``, ``--kd-temperature``), measured on CIFAR-10 S.
 KD_WEIGHT, KD_TEMPERATURE = 0.5, 2.0
 
@@ -54,7 +54,7 @@ class TrainOptions:
 
     A model config's ``train`` entry supplies defaults for ``lr``, ``weight_decay``,
     ``batch_size`` and optionally ``epochs`` / ``steps``, ``schedule``, ``eval_every``,
-    ``val_size``, ``ste_from``, ``gumbel``, ``label_smoothing`` and ``ema`` (tuned presets carry
+    ``val_size``, ``ste_from``, ``gumbel``, ``label_smoothing``, ``ema`` and ``sharpen`` (tuned presets carry
     their whole recipe)."""
 
     dataset: str | None = None
@@ -97,6 +97,16 @@ class TrainOptions:
     #: on CIFAR-10 S (50 epochs, cosine, two seeds): no gain, benches/RESULTS.md.  None = the
     #: config's ``ema``, else 0 (off).
     ema: float | None = None
+    #: Final factor on the gate logits before the softmax (:func:`difflogic.layers.set_logit_scale`):
+    #: the factor grows geometrically from 1 at step 0 to ``sharpen`` at the end of the run
+    #: (:func:`logit_scale_at`; a polish keeps the final one), i.e. the softmax temperature is
+    #: annealed from 1 to 1 / ``sharpen``.  Why: neurons that mix two or three gates (top
+    #: probability 0.3-0.9), not the near-uniform or decided ones, make the relaxed/hard gap
+    #: (:func:`difflogic.layers.set_logit_scale`); a falling temperature makes them commit while
+    #: the rest of the network still adapts.  The relaxed accuracies a run logs are
+    #: those of the mixture it trains, at the factor of that step.  None = the config's
+    #: ``sharpen``, else 1 (off).
+    sharpen: float | None = None
     #: Steps appended after the run's ``steps``/``epochs`` in which every gate layer trains
     #: straight-through at the constant rate ``polish_lr`` (None = ``lr`` / 10), evaluated
     #: every ``polish_steps // 4`` steps so each polished network competes for ``model.pt``.
@@ -216,6 +226,14 @@ def lr_at(step: int, total: int, base: float, schedule: str) -> float:
     if schedule == "cosine":
         return base * 0.5 * (1.0 + math.cos(math.pi * min(step, total) / max(1, total)))
     raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+
+
+def logit_scale_at(step: int, total: int, sharpen: float) -> float:
+    """Factor on the gate logits for the forward of step ``step + 1`` (0-based ``step``):
+    geometric from 1 (step 0) to ``sharpen`` (step ``total``), constant after (the polish)."""
+    if sharpen == 1:
+        return 1.0
+    return float(sharpen) ** (min(max(step, 0), total) / max(1, total))
 
 
 @torch.no_grad()
@@ -348,6 +366,7 @@ def train(opts: TrainOptions) -> dict:
         saved.setdefault("gumbel", 0.0)  # runs saved before the options existed had none
         saved.setdefault("label_smoothing", 0.0)
         saved.setdefault("ema", 0.0)
+        saved.setdefault("sharpen", 1.0)
         for key in _FIXED_ON_RESUME:
             mine = getattr(opts, key)
             if mine is not None and key != "augment" and mine != saved.get(key) or \
@@ -445,6 +464,12 @@ def train(opts: TrainOptions) -> dict:
                              f"{what}, got {v!r}")
         return v
 
+    if opts.sharpen is None:
+        opts.sharpen = cfg("sharpen", float, 1.0)
+    check_positive("--sharpen", opts.sharpen, float)
+    if not opts.sharpen >= 1.0:
+        raise ValueError(f"--sharpen (model config: train.sharpen) is the final factor on the "
+                         f"gate logits, >= 1 (1 = off), got {opts.sharpen!r}")
     opts.label_smoothing = below_one("label_smoothing")
     opts.ema = below_one("ema", "a decay in [0, 1) (0 = off)")
     if opts.teacher is None:
@@ -581,6 +606,7 @@ def train(opts: TrainOptions) -> dict:
                   if isinstance(m, _GateLayer) and m.always_straight_through)
         + (f", Gumbel noise x{opts.gumbel:g} on the gate logits" if opts.gumbel else "")
         + (f", label smoothing {opts.label_smoothing:g}" if opts.label_smoothing else "")
+        + (f", gate logits sharpened x1 -> x{opts.sharpen:g} over the run" if opts.sharpen != 1 else "")
         + (f", logit EMA (decay {opts.ema:g}) evaluated and kept at the end" if ema else "")
         + (f", then {opts.polish_steps:,} straight-through polish steps at lr {polish_lr:g}"
            if opts.polish_steps else "")
@@ -613,6 +639,7 @@ def train(opts: TrainOptions) -> dict:
                     g["lr"] = polish_lr if polishing else lr_at(step, total, lr, opts.schedule)
                 ste = polishing or ste_start is not None and step >= ste_start
                 set_straight_through(model, ste)
+                set_logit_scale(model, logit_scale_at(step, total, opts.sharpen))
                 late = [m for _, m, start in layer_ste if step >= start]
                 for m in late:  # layers whose config switches them on their own
                     m.straight_through = True
@@ -666,6 +693,8 @@ def train(opts: TrainOptions) -> dict:
                                                batch_size=opts.eval_batch_size, indices=val_idx),
                            "val_hard_acc": accuracy(model, x_train, y_train, hard=True,
                                                     batch_size=opts.eval_batch_size, indices=val_idx),
+                           **({"logit_scale": logit_scale_at(step - 1, total, opts.sharpen)}
+                              if opts.sharpen != 1 else {}),
                            "lr": optimizer.param_groups[0]["lr"], "elapsed_s": round(elapsed, 3),
                            "images_per_s": round(ips, 1)}
                     improved = rec["val_hard_acc"] > best["val_hard_acc"]
@@ -708,6 +737,8 @@ def train(opts: TrainOptions) -> dict:
         return summary
     if opts.test and (out / "model.pt").exists():
         best_model = ckpt.load_model(out / "model.pt").to(device)
+        # its relaxed figure at the factor its validation figure had (model.pt keeps raw logits)
+        set_logit_scale(best_model, logit_scale_at(best["step"] - 1, total, opts.sharpen))
         x_test, y_test = data.load_dataset(opts.dataset, opts.data_dir, "test")
         t_test = time.perf_counter()
         summary["test_hard_acc"] = accuracy(best_model, x_test, y_test, hard=True,

@@ -366,6 +366,7 @@ def test_straight_through_from_a_fraction_of_the_run(fake_mnist, tmp_path, monke
                      ("gumbel", -1.0), ("gumbel", float("inf")), ("gumbel", "1"),
                      ("label_smoothing", 1.0), ("label_smoothing", -0.1),
                      ("label_smoothing", "0.1"), ("ema", 1.0), ("ema", -0.5), ("ema", "0.9"),
+                     ("sharpen", 0.5), ("sharpen", float("inf")), ("sharpen", "2"),
                      # the older training defaults get their CLI twins' checks too
                      ("batch_size", 1.5), ("batch_size", 0), ("lr", "0.1"), ("lr", True),
                      ("weight_decay", -1.0), ("eval_every", 0), ("epochs", float("nan")),
@@ -413,6 +414,53 @@ def test_label_smoothing_reaches_the_loss_and_is_fixed_on_resume(fake_mnist, tmp
     with pytest.raises(ValueError, match=r"--label-smoothing .* must be in \[0, 1\), got 1"):
         train(TrainOptions(model_config=TINY, label_smoothing=1, steps=2,
                            out=str(tmp_path / "bad"), **common))
+
+
+def test_sharpen_anneals_the_logit_scale_geometrically_and_is_fixed_on_resume(
+        fake_mnist, tmp_path, monkeypatch, capsys):
+    """``sharpen`` B: the forward of step s+1 runs with the gate logits scaled by
+    B ** (s / total), the polish keeps B, the logged relaxed accuracies are those of the scaled
+    mixture (``logit_scale`` in metrics.jsonl), a resume replays it bit-exactly and may not
+    change it, and a factor below 1 is refused."""
+    import difflogic.train as T
+    assert T.logit_scale_at(0, 8, 4.0) == 1.0 and T.logit_scale_at(8, 8, 4.0) == 4.0
+    assert T.logit_scale_at(4, 8, 4.0) == pytest.approx(2.0)
+    assert T.logit_scale_at(12, 8, 4.0) == 4.0 and T.logit_scale_at(5, 8, 1.0) == 1.0
+    seen = []
+    real = T.set_logit_scale
+
+    def spy(model, scale):
+        seen.append(scale)
+        return real(model, scale)
+
+    monkeypatch.setattr(T, "set_logit_scale", spy)
+    common = dict(dataset="mnist", data_dir=str(fake_mnist), eval_every=4, progress="lines",
+                  test=False)
+    run, whole = tmp_path / "run", tmp_path / "whole"
+    train(TrainOptions(model_config=TINY, sharpen=4.0, steps=8, polish_steps=2, out=str(whole),
+                       **common))
+    assert "gate logits sharpened x1 -> x4" in capsys.readouterr().err
+    assert seen == pytest.approx([4.0 ** (s / 8) for s in range(8)] + [4.0, 4.0])
+    recs = [json.loads(line) for line in (whole / "metrics.jsonl").read_text().splitlines()]
+    assert [r["logit_scale"] for r in recs] == pytest.approx([4.0 ** (3 / 8), 4.0 ** (7 / 8), 4.0, 4.0])
+    train(TrainOptions(model_config=TINY, sharpen=4.0, steps=8, polish_steps=2, stop_after=5,
+                       out=str(run), **common))
+    train(TrainOptions(resume=str(run), progress="none", test=False))
+    assert (run / "metrics.jsonl").read_text() .count("\n") == 4
+    for a, b in zip((run / "metrics.jsonl").read_text().splitlines(),
+                    (whole / "metrics.jsonl").read_text().splitlines()):
+        a, b = json.loads(a), json.loads(b)
+        for k in ("loss", "train_acc", "val_acc", "val_hard_acc", "logit_scale"):
+            assert a[k] == b[k], k
+    with pytest.raises(ValueError, match="--sharpen 1.0 differs from the run"):
+        train(TrainOptions(resume=str(run), sharpen=1.0, steps=12, progress="none"))
+    with pytest.raises(ValueError, match=r"--sharpen .* >= 1 \(1 = off\), got 0.5"):
+        train(TrainOptions(model_config=TINY, sharpen=0.5, steps=2, out=str(tmp_path / "bad"),
+                           **common))
+    seen.clear()  # off: every step at factor 1, no logit_scale in the records
+    train(TrainOptions(model_config=TINY, steps=4, out=str(tmp_path / "plain"), **common))
+    assert seen == [1.0] * 4
+    assert "logit_scale" not in (tmp_path / "plain" / "metrics.jsonl").read_text()
 
 
 def test_ema_averages_the_logits_evaluates_them_and_keeps_them_at_the_end(fake_mnist, tmp_path,

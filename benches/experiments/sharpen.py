@@ -1,4 +1,5 @@
-"""Experiment, not part of the library (benches/RESULTS.md, Fashion-MNIST variants): anneal the
+"""Experiment, not part of the library (benches/RESULTS.md, Fashion-MNIST variants; the library
+now has `difflogic train --sharpen`, a geometric ramp over the whole run): anneal the
 gate softmax's sharpness -- logits scaled by s = 1 -> SMAX over the last FRAC of training,
 quadratic ramp -- by monkeypatching the library, then run the `difflogic` CLI.
 

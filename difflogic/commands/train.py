@@ -48,6 +48,10 @@ def add_parser(subparsers):
                    help="keep an exponential moving average of the gate logits with this decay, "
                         "e.g. 0.999; evaluations and model.pt use it, and it replaces the "
                         "trained logits at the end of the run (default: the model's, else 0 = off)")
+    p.add_argument("--sharpen", type=float, metavar="FACTOR",
+                   help="anneal the softmax temperature of the gates: their logits are scaled "
+                        "by a factor growing geometrically from 1 to FACTOR over the run, e.g. 4 "
+                        "(default: the model's, else 1 = off)")
     p.add_argument("--polish-steps", type=int, metavar="N",
                    help="after the run, N more steps with every gate layer straight-through at a "
                         "constant --polish-lr, evaluated every N/4 steps (the best hard "
