@@ -446,7 +446,7 @@ def test_sharpen_anneals_the_logit_scale_geometrically_and_is_fixed_on_resume(
     train(TrainOptions(model_config=TINY, sharpen=4.0, steps=8, polish_steps=2, stop_after=5,
                        out=str(run), **common))
     train(TrainOptions(resume=str(run), progress="none", test=False))
-    assert (run / "metrics.jsonl").read_text() .count("\n") == 4
+    assert (run / "metrics.jsonl").read_text().count("\n") == 4
     for a, b in zip((run / "metrics.jsonl").read_text().splitlines(),
                     (whole / "metrics.jsonl").read_text().splitlines()):
         a, b = json.loads(a), json.loads(b)

@@ -11,17 +11,13 @@ import sys
 
 import torch
 
-from difflogic import checkpoint, data
 from difflogic.layers import _GateLayer
 from difflogic.train import accuracy
+from run_args import load_run
 
 torch.set_num_threads(1)
-path = sys.argv[1]
-name = data.canonical_name(sys.argv[2] if len(sys.argv) > 2 else "cifar10")
-root = sys.argv[3] if len(sys.argv) > 3 else None
-model = checkpoint.model_from_checkpoint(checkpoint.load_checkpoint(path), path)
-x, y = data.load_dataset(name, root, "train")
-_, val = data.train_val_split(len(y), data.DATASET_INFO[name].val_size_for(len(y)), seed=data.SPLIT_SEED)
+run = load_run(sys.argv)
+model, x, y, val = run.model, run.x, run.y, run.val
 layers = [(n, m) for n, m in model.named_modules() if isinstance(m, _GateLayer)]
 logits = [m.weight.detach().clone() for _, m in layers]
 top = [torch.softmax(w, -1).max(-1).values for w in logits]

@@ -10,16 +10,13 @@ import sys
 
 import torch
 
-from difflogic import data
-from difflogic.checkpoint import load_model
 from difflogic.layers import _GateLayer
+from run_args import load_run
 
 torch.set_num_threads(1)
-model = load_model(sys.argv[1])
-ds = sys.argv[2] if len(sys.argv) > 2 else "cifar10"
-x, y = data.load_dataset(ds, sys.argv[3] if len(sys.argv) > 3 else None, "train")
-_, val = data.train_val_split(len(y), data.DATASET_INFO[data.canonical_name(ds)].val_size, seed=0)
-val = val[:2000]
+run = load_run(sys.argv)
+model, x, y = run.model, run.x, run.y
+val = run.val[:2000]
 xv = torch.from_numpy(x[val]).float() / 255
 yv = torch.from_numpy(y[val])
 layers = [(n, m) for n, m in model.named_modules() if isinstance(m, _GateLayer)]

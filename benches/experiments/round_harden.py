@@ -14,18 +14,15 @@ import sys
 
 import torch
 
-from difflogic import checkpoint, data, gates
+from difflogic import data, gates
 from difflogic.layers import _GateLayer
 from difflogic.train import accuracy
+from run_args import load_run
 
 torch.set_num_threads(2)
-path = sys.argv[1]
-name = data.canonical_name(sys.argv[2] if len(sys.argv) > 2 else "cifar10")
-root = sys.argv[3] if len(sys.argv) > 3 else None
-model = checkpoint.model_from_checkpoint(checkpoint.load_checkpoint(path), path)
-x, y = data.load_dataset(name, root, "train")
-_, val = data.train_val_split(len(y), data.DATASET_INFO[name].val_size, seed=0)
-xt, yt = data.load_dataset(name, root, "test")
+run = load_run(sys.argv)
+model, x, y, val = run.model, run.x, run.y, run.val
+xt, yt = data.load_dataset(run.name, run.root, "test")
 
 
 def report(tag):
