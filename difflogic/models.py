@@ -47,6 +47,7 @@ class LogicNet(nn.Sequential):
         super().__init__(*modules)
         self.config = config
         self.shapes = self_shapes  # input shape of layer i is shapes[i]; shapes[-1] the output
+        _warn_grouped_class_scores(modules)
 
     @property
     def input_shape(self):
@@ -71,6 +72,29 @@ class LogicNet(nn.Sequential):
 
     def gate_count(self) -> int:
         return sum(n for _, n in self.gate_counts())
+
+
+def _warn_grouped_class_scores(modules) -> None:
+    """Warn when a grouped conv layer feeds GroupSum directly (through flatten only).
+
+    GroupSum gives class c a contiguous block of outputs and a grouped conv layer a contiguous
+    block of channels to each group, so each class score would then read only one or two of
+    the channel groups -- a legal network, but almost never the one meant: the paper's groups
+    are recombined by the output accumulation.  On CIFAR-10 S, the head as one 2x2 tree conv
+    with 4 groups trained 4-5% below the same head with 1 group (benches/RESULTS.md, 2026-12-05).
+    """
+    for i, m in enumerate(modules):
+        if not isinstance(m, GroupSum):
+            continue
+        j = i - 1
+        while j >= 0 and isinstance(modules[j], Flatten):
+            j -= 1
+        if j >= 0 and isinstance(modules[j], LogicConv2d) and modules[j].groups > 1:
+            import warnings
+            warnings.warn(f"model config: layer {j} (conv, groups={modules[j].groups}) feeds "
+                          f"group_sum (layer {i}) directly, so each class score reads only some "
+                          "of its channel groups; give that layer \"groups\": 1 or put a dense "
+                          "layer in between", stacklevel=3)
 
 
 def _build_layer(spec: dict, shape, init: str) -> nn.Module:

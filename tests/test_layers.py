@@ -325,6 +325,23 @@ def test_layer_config_straight_through_is_part_of_the_architecture(tmp_path):
             dl.LogicNet(bad)
 
 
+def test_grouped_conv_feeding_group_sum_directly_warns():
+    """Class c's block of outputs would come from one or two channel groups only."""
+    def cfg(groups, head):
+        return {"input_shape": [4, 4, 4], "num_classes": 2, "layers": [
+            {"type": "conv", "out_channels": 8, "kernel_size": 2, "depth": 2, "padding": 0,
+             "channels_per_tree": 2, "groups": groups}, {"type": "flatten"}, *head,
+            {"type": "group_sum", "k": 2, "tau": 1.0}]}
+    with pytest.warns(UserWarning, match=r"layer 0 \(conv, groups=2\) feeds group_sum"):
+        dl.LogicNet(cfg(2, []))
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        dl.LogicNet(cfg(1, []))                                      # one group: every class sees all
+        dl.LogicNet(cfg(2, [{"type": "dense", "out_features": 8}]))  # a random layer recombines
+        dl.get_model("cifar10-s")
+
+
 def test_logic_tree_net_gate_counts_match_paper():
     # raw training-gate counts (reference notes sec. 7.3)
     assert dl.get_model("cifar10-s").gate_count() == 960_512
