@@ -81,7 +81,8 @@ def _warn_grouped_class_scores(modules) -> None:
     block of channels to each group, so each class score would then read only one or two of
     the channel groups -- a legal network, but almost never the one meant: the paper's groups
     are recombined by the output accumulation.  On CIFAR-10 S, the head as one 2x2 tree conv
-    with 4 groups trained 4-5% below the same head with 1 group (benches/RESULTS.md, 2026-12-05).
+    with 4 groups was by epoch 34 of 100 ~8% (hard) / ~4% (relaxed) below the same head with
+    1 group in best validation accuracy (benches/RESULTS.md, 2026-12-05).
     """
     for i, m in enumerate(modules):
         if not isinstance(m, GroupSum):
