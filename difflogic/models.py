@@ -15,6 +15,7 @@ presets that train in minutes on a CPU.
 from __future__ import annotations
 
 import copy
+import warnings
 
 import torch
 from torch import nn
@@ -91,7 +92,6 @@ def _warn_grouped_class_scores(modules) -> None:
         while j >= 0 and isinstance(modules[j], Flatten):
             j -= 1
         if j >= 0 and isinstance(modules[j], LogicConv2d) and modules[j].groups > 1:
-            import warnings
             warnings.warn(f"model config: layer {j} (conv, groups={modules[j].groups}) feeds "
                           f"group_sum (layer {i}) directly, so each class score reads only some "
                           "of its channel groups; give that layer \"groups\": 1 or put a dense "

@@ -1,6 +1,7 @@
 """Layers: wiring invariants, train/eval semantics, state_dict fidelity, bad input."""
 import copy
 import io
+import warnings
 
 import pytest
 import torch
@@ -334,7 +335,6 @@ def test_grouped_conv_feeding_group_sum_directly_warns():
             {"type": "group_sum", "k": 2, "tau": 1.0}]}
     with pytest.warns(UserWarning, match=r"layer 0 \(conv, groups=2\) feeds group_sum"):
         dl.LogicNet(cfg(2, []))
-    import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         dl.LogicNet(cfg(1, []))                                      # one group: every class sees all
