@@ -60,6 +60,50 @@ def gate_coefficients(logits: torch.Tensor, hard: bool = False,
     return soft
 
 
+_TRUTH_CACHE: dict[tuple[torch.device, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def _truth_matrices(device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """(TRUTH_TO_COEFFS, TRUTH_BIT_WEIGHTS) as tensors (cached per device/dtype)."""
+    key = (torch.device(device or "cpu"), dtype)
+    t = _TRUTH_CACHE.get(key)
+    if t is None:
+        t = (torch.as_tensor(gates.TRUTH_TO_COEFFS, dtype=dtype, device=key[0]),
+             torch.as_tensor(gates.TRUTH_BIT_WEIGHTS, device=key[0]))
+        _TRUTH_CACHE[key] = t
+    return t
+
+
+def input_wise_ops(theta: torch.Tensor) -> torch.Tensor:
+    """(..., 4) input-wise parameters -> (...,) hard gate ids (int64): the gate whose truth
+    table is ``theta > 0``, i.e. every entry of ``sigmoid(theta)`` rounded."""
+    _, bits = _truth_matrices(theta.device, theta.dtype)
+    return ((theta > 0).long() * bits).sum(-1)
+
+
+def input_wise_coefficients(theta: torch.Tensor, hard: bool = False,
+                            straight_through: bool = False) -> torch.Tensor:
+    """(..., 4) input-wise parameters -> (..., 4) basis coefficients.
+
+    The input-wise parametrization (Ruettgers et al. 2025, "Light Differentiable Logic
+    Gate Networks") learns a neuron's truth table directly: entry ``(a, b)`` of the relaxed
+    table is ``sigmoid(theta[..., 2a + b])``, the probability that the gate outputs 1 on
+    inputs ``(a, b)``, and the relaxed output is that table's multilinear extension,
+    ``TRUTH_TO_COEFFS`` away from the kernels' 4 coefficients.  It spans the same cube of
+    relaxed truth tables as ``softmax(logits) @ TRUTH_TABLES`` with 4 instead of 16 numbers
+    per neuron and no redundant directions, which is why the paper sees faster convergence.
+    Hard: every entry rounded (``theta > 0``), exactly one of the 16 gates.
+    ``straight_through`` as in :func:`gate_coefficients`.
+    """
+    m, _ = _truth_matrices(theta.device, theta.dtype)
+    if hard:
+        return (theta > 0).to(theta.dtype) @ m
+    soft = torch.sigmoid(theta) @ m
+    if straight_through:
+        return (theta.detach() > 0).to(theta.dtype) @ m + (soft - soft.detach())
+    return soft
+
+
 def gumbel_noise(like: torch.Tensor, scale: float) -> torch.Tensor:
     """``scale`` x i.i.d. Gumbel(0, 1) samples shaped like ``like`` (from torch's global RNG,
     so a checkpointed RNG state replays them exactly).

@@ -97,6 +97,20 @@ COEFFS = np.array([g.coeffs for g in GATES], dtype=np.float64)
 #: (16, 4) uint8 matrix: row i holds the truth table of gate i.
 TRUTH_TABLES = np.array([g.truth_table for g in GATES], dtype=np.uint8)
 
+#: (4, 4) float64 matrix taking a truth table (t00, t01, t10, t11), 0/1 or relaxed to
+#: probabilities in [0, 1], to the basis coefficients (c0, c1, c2, c3):
+#: ``COEFFS == TRUTH_TABLES @ TRUTH_TO_COEFFS``.  The input-wise parametrization
+#: (:func:`difflogic.functional.input_wise_coefficients`) learns the 4 truth-table entries
+#: directly and maps them through this matrix.
+TRUTH_TO_COEFFS = np.array([[1, -1, -1, 1],    # t00 -> c0 + (-1) c1 + (-1) c2 + c3
+                            [0, 0, 1, -1],     # t01
+                            [0, 1, 0, -1],     # t10
+                            [0, 0, 0, 1]],     # t11
+                           dtype=np.float64)
+
+#: Weights that read a 0/1 truth table (t00, t01, t10, t11) as its gate id (t00 the MSB).
+TRUTH_BIT_WEIGHTS = np.array([8, 4, 2, 1], dtype=np.int64)
+
 
 def hard_gate(op, a, b):
     """Gate ``op`` on 0/1 values (ints or integer arrays), returns 0/1 of the same kind.

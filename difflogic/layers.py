@@ -18,7 +18,8 @@ import torch
 from torch import nn
 
 from . import _checks, gates
-from .functional import conv_output_size, gate_coefficients, group_sum, gumbel_noise
+from .functional import (conv_output_size, gate_coefficients, group_sum, gumbel_noise,
+                         input_wise_coefficients, input_wise_ops)
 
 try:  # the kernel dispatcher (native C++/CUDA with a PyTorch fallback)
     from . import _ops
@@ -27,22 +28,44 @@ except ImportError:  # pragma: no cover - only while bootstrapping a source tree
 
 BACKENDS = ("auto", "native", "torch")
 INITS = ("residual", "gaussian")
+#: How a neuron's gate is parametrized: ``softmax`` = 16 logits, one per gate (both papers);
+#: ``input_wise`` = 4 truth-table entries through a sigmoid (Ruettgers et al. 2025), see
+#: :func:`difflogic.functional.input_wise_coefficients`.
+PARAMETRIZATIONS = ("softmax", "input_wise")
 
 
-def init_logits(shape, init: str, residual_logit: float, generator=None) -> torch.Tensor:
-    """Gate logits for a new layer.
+def init_logits(shape, init: str, residual_logit: float, generator=None,
+                parametrization: str = "softmax") -> torch.Tensor:
+    """Gate parameters for a new layer: ``(*shape, 16)`` logits, or ``(*shape, 4)``
+    truth-table parameters for the input-wise parametrization.
 
     ``residual`` (default, Petersen et al. 2024): logit 5 on the pass-through gate "A" and 0
     elsewhere (~91% mass on A), so deep stacks start as near-identity wires and gradients
     do not vanish.  ``gaussian``: i.i.d. N(0, 1) logits as in the 2022 paper.
+    Input-wise, ``residual`` starts at the same relaxed function as the softmax form with the
+    same ``residual_logit`` r: the truth table of "A" held with probability
+    (e^r + 7) / (e^r + 15) per entry (0.951 for r = 5), i.e. parameters +-log((e^r + 7) / 8).
     """
+    parametrization = check_parametrization(parametrization)
+    width = gates.NUM_GATES if parametrization == "softmax" else 4
     if init == "residual":
-        w = torch.zeros(*shape, gates.NUM_GATES)
-        w[..., gates.PASS_THROUGH_A] = _checks.finite_number("residual_logit", residual_logit)
-        return w
+        r = _checks.finite_number("residual_logit", residual_logit)
+        if parametrization == "softmax":
+            w = torch.zeros(*shape, width)
+            w[..., gates.PASS_THROUGH_A] = r
+            return w
+        z = math.log((math.exp(r) + 7) / 8) if r < 30 else r - math.log(8)
+        sign = torch.as_tensor(gates.TRUTH_TABLES[gates.PASS_THROUGH_A], dtype=torch.float32) * 2 - 1
+        return (z * sign).expand(*shape, width).clone()
     if init == "gaussian":
-        return torch.randn(*shape, gates.NUM_GATES, generator=generator)
+        return torch.randn(*shape, width, generator=generator)
     raise ValueError(f"init must be one of {INITS}, got {init!r}")
+
+
+def check_parametrization(parametrization: str) -> str:
+    if parametrization not in PARAMETRIZATIONS:
+        raise ValueError(f"parametrization must be one of {PARAMETRIZATIONS}, got {parametrization!r}")
+    return parametrization
 
 
 def _check_backend(backend: str) -> str:
@@ -77,19 +100,32 @@ class _GateLayer(nn.Module):
     #: 57.26% vs 54.74%), against +1.0% for ``true`` (argmax from the first step); from 70% of
     #: a run without augmentation +1.0% hard validation but no test gain (-0.1%).
     ste_from: float | None = None
+    #: ``softmax`` (16 logits per neuron) or ``input_wise`` (4), see :data:`PARAMETRIZATIONS`.
+    parametrization: str = "softmax"
 
     def coefficients(self) -> torch.Tensor:
         w = self.weight
         if self.training and self.logit_scale != 1.0:
             w = w * self.logit_scale
+        st = self.straight_through or self.always_straight_through
+        if self.parametrization == "input_wise":
+            return input_wise_coefficients(w, hard=not self.training, straight_through=st)
         if self.training and self.gumbel:
             w = w + gumbel_noise(w.detach(), self.gumbel)
-        return gate_coefficients(w, hard=not self.training,
-                                 straight_through=self.straight_through or self.always_straight_through)
+        return gate_coefficients(w, hard=not self.training, straight_through=st)
 
     def ops(self) -> torch.Tensor:
-        """The hard gate id (argmax) of every neuron, uint8."""
+        """The hard gate id of every neuron, uint8: the argmax gate, or input-wise the gate
+        whose truth table is every relaxed entry rounded.  Hardening reads this."""
+        if self.parametrization == "input_wise":
+            return input_wise_ops(self.weight.detach()).to(torch.uint8)
         return self.weight.argmax(-1).to(torch.uint8)
+
+    def _init_weight(self, shape, init, residual_logit, parametrization, device, dtype):
+        self.parametrization = check_parametrization(parametrization)
+        self.weight = nn.Parameter(init_logits(shape, init, residual_logit,
+                                               parametrization=parametrization)
+                                   .to(device=device, dtype=dtype or torch.get_default_dtype()))
 
     def _binary_path(self, x: torch.Tensor) -> bool:
         if x.dtype in _checks.BINARY_DTYPES:
@@ -145,6 +181,10 @@ def set_gumbel_noise(model: nn.Module, scale: float) -> None:
         raise ValueError(f"gumbel noise scale must be >= 0, got {scale}")
     for m in model.modules():
         if isinstance(m, _GateLayer):
+            if scale and m.parametrization != "softmax":
+                raise ValueError(f"Gumbel noise samples one of the 16 gates of a softmax-"
+                                 f"parametrized layer; {type(m).__name__} is {m.parametrization}: "
+                                 "drop --gumbel or use the softmax parametrization")
             m.gumbel = scale
 
 
@@ -156,7 +196,8 @@ class LogicDense(_GateLayer):
     """
 
     def __init__(self, in_features: int, out_features: int, *, init: str = "residual",
-                 residual_logit: float = 5.0, backend: str = "auto", device=None, dtype=None):
+                 residual_logit: float = 5.0, parametrization: str = "softmax",
+                 backend: str = "auto", device=None, dtype=None):
         super().__init__()
         self.in_features = _checks.positive_int("in_features", in_features, 2)
         self.out_features = _checks.positive_int("out_features", out_features)
@@ -164,8 +205,7 @@ class LogicDense(_GateLayer):
         a, b = random_pairs(in_features, out_features)
         self.register_buffer("wire_a", a.to(device))
         self.register_buffer("wire_b", b.to(device))
-        self.weight = nn.Parameter(init_logits((out_features,), init, residual_logit)
-                                   .to(device=device, dtype=dtype or torch.get_default_dtype()))
+        self._init_weight((out_features,), init, residual_logit, parametrization, device, dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _checks.check_input(x, type(self).__name__, rank=2, size=((1, self.in_features),))
@@ -181,7 +221,8 @@ class LogicDense(_GateLayer):
         return self.out_features
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}"
+        s = f"in_features={self.in_features}, out_features={self.out_features}"
+        return s + (f", parametrization={self.parametrization}" if self.parametrization != "softmax" else "")
 
 
 def random_pairs(n_in: int, n_out: int, generator=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -258,7 +299,7 @@ class LogicConv2d(_GateLayer):
     def __init__(self, in_channels: int, out_channels: int, kernel_size, depth: int = 3,
                  stride: int = 1, padding: int = 0, channels_per_tree: int = 2, groups: int = 1,
                  or_pool: int = 1, *, init: str = "residual", residual_logit: float = 5.0,
-                 backend: str = "auto", device=None, dtype=None):
+                 parametrization: str = "softmax", backend: str = "auto", device=None, dtype=None):
         super().__init__()
         self.in_channels = _checks.positive_int("in_channels", in_channels)
         self.out_channels = _checks.positive_int("out_channels", out_channels)
@@ -284,8 +325,8 @@ class LogicConv2d(_GateLayer):
         self.register_buffer("leaf_c", c.to(device))
         self.register_buffer("leaf_dy", dy.to(device))
         self.register_buffer("leaf_dx", dx.to(device))
-        self.weight = nn.Parameter(init_logits((out_channels, 2 ** depth - 1), init, residual_logit)
-                                   .to(device=device, dtype=dtype or torch.get_default_dtype()))
+        self._init_weight((out_channels, 2 ** depth - 1), init, residual_logit, parametrization,
+                          device, dtype)
 
     def conv_shape(self, input_shape) -> tuple[int, int, int]:
         """(K, Ho, Wo) before pooling, with a clear error when the kernel does not fit."""
@@ -324,7 +365,8 @@ class LogicConv2d(_GateLayer):
         s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
              f"depth={self.depth}, stride={self.stride}, padding={self.padding}, "
              f"channels_per_tree={self.channels_per_tree}, groups={self.groups}")
-        return s + (f", or_pool={self.or_pool}" if self.or_pool > 1 else "")
+        s += f", or_pool={self.or_pool}" if self.or_pool > 1 else ""
+        return s + (f", parametrization={self.parametrization}" if self.parametrization != "softmax" else "")
 
 
 def random_tree_leaves(in_channels, out_channels, kernel_size, depth, channels_per_tree, groups,

@@ -7,6 +7,9 @@ A config is JSON-able::
                 {"type": "dense", ...}, {"type": "group_sum", "tau": ...}],
      "train": {"lr": ..., "weight_decay": ..., "batch_size": ...}}
 
+``"parametrization": "input_wise"`` (top level or per gate layer; default ``"softmax"``) learns
+4 truth-table entries per neuron instead of 16 gate logits (:mod:`difflogic.functional`).
+
 Input sizes of each layer (``in_channels`` / ``in_features``) are inferred from the shapes,
 so the layer list reads like the paper's architecture tables.  :func:`get_model` builds the
 named LogicTreeNet sizes of Petersen et al. 2024 (CIFAR-10 S/M/B/L/G, MNIST S/M/L) and small
@@ -37,9 +40,10 @@ class LogicNet(nn.Sequential):
             raise ValueError(f"model config needs 'input_shape' (list of ints) and 'layers': {e}") from None
         modules, self_shapes = [], [shape]
         init = config.get("init", "residual")
+        param = config.get("parametrization", "softmax")
         for i, spec in enumerate(specs):
             try:
-                m = _build_layer(spec, shape, init)
+                m = _build_layer(spec, shape, init, param)
             except (TypeError, KeyError) as e:
                 raise ValueError(f"model config: layer {i} ({spec}) is invalid: {e}") from None
             shape = tuple(m.output_shape(shape))
@@ -98,7 +102,7 @@ def _warn_grouped_class_scores(modules) -> None:
                           "layer in between", stacklevel=3)
 
 
-def _build_layer(spec: dict, shape, init: str) -> nn.Module:
+def _build_layer(spec: dict, shape, init: str, parametrization: str = "softmax") -> nn.Module:
     spec = dict(spec)
     kind = spec.pop("type")
     if "straight_through" in spec:  # gate layers: true = always, F = from that part of the run
@@ -107,7 +111,7 @@ def _build_layer(spec: dict, shape, init: str) -> nn.Module:
         if kind not in ("conv", "dense") or not (isinstance(ste, bool) or fraction):
             raise ValueError(f"'straight_through' must be true, false or a fraction of the training "
                              f"run in [0, 1] on a conv or dense layer, got {ste!r} on a {kind!r} layer")
-        layer = _build_layer({"type": kind, **spec}, shape, init)
+        layer = _build_layer({"type": kind, **spec}, shape, init, parametrization)
         if fraction:
             layer.ste_from = float(ste)
         else:
@@ -134,6 +138,7 @@ def _build_layer(spec: dict, shape, init: str) -> nn.Module:
         if len(shape) != 3:
             raise ValueError(f"conv layer needs a (C, H, W) input, got shape {shape}")
         spec.setdefault("init", init)
+        spec.setdefault("parametrization", parametrization)
         return LogicConv2d(shape[0], **spec)
     if kind == "or_pool":
         return OrPool2d(**spec)
@@ -143,6 +148,7 @@ def _build_layer(spec: dict, shape, init: str) -> nn.Module:
         if len(shape) != 1:
             raise ValueError(f"dense layer needs a flat input (add a 'flatten' layer), got shape {shape}")
         spec.setdefault("init", init)
+        spec.setdefault("parametrization", parametrization)
         return LogicDense(shape[0], **spec)
     if kind == "group_sum":
         return GroupSum(spec["k"], spec["tau"])

@@ -9,6 +9,7 @@ import torch
 import difflogic as dl
 from difflogic import functional as F
 from difflogic import gates
+from difflogic.checkpoint import load_model, save_checkpoint
 
 
 def test_dense_wiring_never_reads_same_input_twice_and_covers_inputs():
@@ -428,3 +429,78 @@ def test_gradients_flow_to_logits():
     for name, p in m.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
         assert p.grad.abs().sum() > 0, name
+
+
+# --------------------------------------------------------------------------- input-wise gates
+@pytest.mark.parametrize("r", [5.0, 2.5])
+def test_input_wise_residual_init_starts_at_the_softmax_init_function(r):
+    """Same residual logit, same relaxed start: the two parametrizations differ in how they
+    move, not where they begin; both harden to pass-through wires."""
+    torch.manual_seed(0)
+    soft = dl.LogicConv2d(4, 6, 3, depth=3, padding=1, residual_logit=r)
+    torch.manual_seed(0)
+    iw = dl.LogicConv2d(4, 6, 3, depth=3, padding=1, residual_logit=r, parametrization="input_wise")
+    assert iw.weight.shape == (6, 7, 4) and soft.weight.shape == (6, 7, 16)
+    torch.testing.assert_close(iw.coefficients(), soft.coefficients(), rtol=0, atol=1e-6)
+    assert bool((iw.ops() == gates.PASS_THROUGH_A).all())
+    x = torch.rand(2, 4, 8, 8)
+    torch.testing.assert_close(iw(x), soft(x), rtol=1e-5, atol=1e-6)
+
+
+def test_input_wise_gates_are_rounded_truth_tables():
+    """Every sign pattern of the 4 parameters hardens to the gate with that truth table; the
+    relaxed output is the truth table's multilinear extension; hard = that gate exactly."""
+    signs = torch.tensor([[1.0 if (g >> (3 - i)) & 1 else -1.0 for i in range(4)] for g in range(16)])
+    layer = dl.LogicDense(2, 16, parametrization="input_wise")
+    with torch.no_grad():
+        layer.weight.copy_(signs * torch.linspace(0.1, 3.0, 16)[:, None])
+        layer.wire_a.zero_(), layer.wire_b.fill_(1)
+    assert torch.equal(layer.ops().long(), torch.arange(16))
+    corners = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+    assert torch.equal(layer.eval()(corners).t(), torch.as_tensor(gates.TRUTH_TABLES, dtype=torch.float32))
+    x = torch.rand(50, 2)
+    w = torch.sigmoid(layer.weight.detach())
+    a, b = x[:, :1], x[:, 1:]
+    ref = w[:, 0] * (1 - a) * (1 - b) + w[:, 1] * (1 - a) * b + w[:, 2] * a * (1 - b) + w[:, 3] * a * b
+    torch.testing.assert_close(layer.train()(x), ref, rtol=1e-5, atol=1e-6)
+
+
+def test_input_wise_gradcheck_and_straight_through():
+    torch.manual_seed(4)
+    theta = torch.randn(5, 3, 4, dtype=torch.float64, requires_grad=True)
+    x = torch.rand(2, 6, 5, 5, dtype=torch.float64)
+    conv = dl.LogicConv2d(6, 5, 3, depth=2, padding=1, or_pool=2, parametrization="input_wise",
+                          dtype=torch.float64)
+    geom = ((3, 3), 1, 1, 2)
+    args = (conv.leaf_c, conv.leaf_dy, conv.leaf_dx)
+    assert torch.autograd.gradcheck(lambda t: F.tree_conv_pool_reference(
+        x, *args, F.input_wise_coefficients(t), *geom), (theta,))
+    # straight-through: the hard coefficients forward, the relaxed ones' gradient backward
+    st = F.input_wise_coefficients(theta, straight_through=True)
+    assert torch.equal(st.detach(), F.input_wise_coefficients(theta, hard=True))
+    g_st, = torch.autograd.grad(st.sum(), theta)
+    g_soft, = torch.autograd.grad(F.input_wise_coefficients(theta).sum(), theta)
+    assert torch.equal(g_st, g_soft)
+
+
+def test_input_wise_config_round_trips_and_rejects_gumbel(tmp_path):
+    cfg = {"name": "iw", "input_shape": [1, 8, 8], "num_classes": 2, "init": "gaussian",
+           "parametrization": "input_wise",
+           "layers": [{"type": "thresholds", "num": 2},
+                      {"type": "conv", "out_channels": 4, "kernel_size": 3, "depth": 2, "or_pool": 2},
+                      {"type": "flatten"},
+                      {"type": "dense", "out_features": 8, "parametrization": "softmax"},
+                      {"type": "group_sum", "k": 2, "tau": 1.0}]}
+    torch.manual_seed(1)
+    net = dl.LogicNet(cfg)
+    assert [m.parametrization for m in net if isinstance(m, dl.LogicConv2d | dl.LogicDense)] == \
+        ["input_wise", "softmax"]
+    path = tmp_path / "iw.pt"
+    save_checkpoint(path, net)
+    back = load_model(path)
+    x = torch.rand(7, 1, 8, 8)
+    assert torch.equal(back.eval()(x), net.eval()(x))
+    with pytest.raises(ValueError, match="Gumbel.*input_wise"):
+        dl.set_gumbel_noise(net, 0.3)
+    with pytest.raises(ValueError, match="parametrization must be one of"):
+        dl.LogicNet({**cfg, "parametrization": "lut"})

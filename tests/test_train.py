@@ -309,10 +309,13 @@ def test_fused_optimizer_is_plain_adamw():
     assert isinstance(keep_freed_memory(), bool)
 
 
-def test_training_learns_the_fake_task(fake_mnist, tmp_path):
+@pytest.mark.parametrize("parametrization", ["softmax", "input_wise"])
+def test_training_learns_the_fake_task(fake_mnist, tmp_path, parametrization):
     """Not a smoke test only: the fake images encode the label in a bright band, which even
-    this tiny net learns; the *hard* network must be far above chance (10%)."""
-    s = train(TrainOptions(dataset="mnist", data_dir=str(fake_mnist), model_config=TINY,
+    this tiny net learns; the *hard* network must be far above chance (10%), with either
+    gate parametrization."""
+    cfg = {**TINY, "parametrization": parametrization}
+    s = train(TrainOptions(dataset="mnist", data_dir=str(fake_mnist), model_config=cfg,
                            steps=300, eval_every=100, progress="none", seed=1,
                            out=str(tmp_path / "run")))
     assert s["test_hard_acc"] >= 0.6, s

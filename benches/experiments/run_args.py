@@ -16,5 +16,10 @@ def load_run(argv):
     x, y = data.load_dataset(name, root, "train")
     _, val = data.train_val_split(len(y), data.DATASET_INFO[name].val_size_for(len(y)),
                                   seed=data.SPLIT_SEED)
-    return SimpleNamespace(model=checkpoint.load_model(argv[1]), name=name, root=root, x=x, y=y,
-                           val=val)
+    model = checkpoint.load_model(argv[1])
+    other = sorted({m.parametrization for m in model.modules()
+                    if getattr(m, "parametrization", "softmax") != "softmax"})
+    if other:  # the probes read softmax(weight) over the 16 gates
+        raise SystemExit(f"{argv[1]}: gate layers with the {', '.join(other)} parametrization; "
+                         "these probes read the 16 gate logits of softmax-parametrized layers only")
+    return SimpleNamespace(model=model, name=name, root=root, x=x, y=y, val=val)

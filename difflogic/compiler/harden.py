@@ -72,7 +72,7 @@ def _dense_block(m: LogicDense, shape, name) -> ir.GateBlock:
                          f"({F} features)")
     leaves, inv = np.unique(np.concatenate([a, b]), return_inverse=True)
     n = len(a)
-    op = m.weight.detach().argmax(-1).cpu().numpy().astype(np.uint8)
+    op = m.ops().cpu().numpy()
     first = ir.FIRST_LEAF + len(leaves)
     blk = ir.GateBlock(kind="dense", in_shape=tuple(shape), leaves=leaves.astype(np.int64), op=op,
                        a=(inv[:n] + ir.FIRST_LEAF).astype(np.int64),
@@ -91,7 +91,7 @@ def _conv_block(m: LogicConv2d, shape, name) -> ir.GateBlock:
     inv = inv.reshape(K, L) + ir.FIRST_LEAF
     first = ir.FIRST_LEAF + len(leaves)
     G = L - 1
-    ops = m.weight.detach().argmax(-1).cpu().numpy().astype(np.uint8)  # (K, G)
+    ops = m.ops().cpu().numpy()  # (K, G)
     a = np.empty((K, G), np.int64)
     b = np.empty((K, G), np.int64)
     # gates of tree k are nodes first + k*G + g; level by level as in functional.tree_reduce
