@@ -40,7 +40,10 @@
 # (default cpu; cuda = the same recipe on an NVIDIA GPU, where the paper's several hundred
 # epochs fit, e.g. DEVICE=cuda EPOCHS=500; BATCH_SIZE=128 keeps a GPU busier), TEACHER (0 =
 # plain cross-entropy, the default; 1 = distil), TEACHER_EPOCHS (default 10), KD_WEIGHT,
-# KD_TEMPERATURE (default: the library's), PYTHON (default python3), DIFFLOGIC (the command
+# KD_TEMPERATURE (default: the library's), PARAMETRIZATION (default softmax: 16 logits per
+# gate; input_wise = 4 truth-table entries, which with a 2-epoch polish, e.g. POLISH_STEPS=2812
+# at batch 32, gained 1.1% on the 50-epoch recipe: RESULTS.md, eighteenth session), PYTHON
+# (default python3), DIFFLOGIC (the command
 # that runs the CLI; default `difflogic`, or `$PYTHON -m difflogic` from this checkout).
 # RUN_DIR/net is overwritten by a new run.
 set -euo pipefail
@@ -56,12 +59,13 @@ BATCH_SIZE=${BATCH_SIZE:-32}
 WEIGHT_DECAY=${WEIGHT_DECAY:-$(awk -v b="$BATCH_SIZE" 'BEGIN { print 0.006 * b / 128 }')}
 POLISH_STEPS=${POLISH_STEPS:-50}
 DEVICE=${DEVICE:-cpu}
+export PARAMETRIZATION=${PARAMETRIZATION:-softmax}
 
 source "$(dirname "$0")/_difflogic_cli.sh"
 mkdir -p "$RUN"
 
 $PY - "$RUN/model.json" <<'EOF'
-import json, sys
+import json, os, sys
 from difflogic.models import get_model_config
 cfg = get_model_config("cifar10-s")
 cfg["name"] = "cifar10-s-t15-l1ste30"
@@ -70,6 +74,9 @@ assert enc["type"] == "thresholds", enc
 enc["num"] = 15                         # 15 thresholds per channel (45 input bit-planes)
 first_conv = next(l for l in cfg["layers"] if l["type"] == "conv")
 first_conv["straight_through"] = 0.3    # argmax gates in the first conv layer from 30% of the run
+if os.environ["PARAMETRIZATION"] != "softmax":
+    cfg["name"] += "-" + os.environ["PARAMETRIZATION"]
+    cfg["parametrization"] = os.environ["PARAMETRIZATION"]
 with open(sys.argv[1], "w") as fh:
     json.dump(cfg, fh, indent=1)
 print("model config:", sys.argv[1])

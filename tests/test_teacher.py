@@ -188,8 +188,9 @@ def test_teacher_trains_on_gpu(cifar, tmp_path):
 
 def test_cifar10_cpu_recipe_script_runs_end_to_end(tmp_path):
     """benches/cifar10_cpu.sh (the best CPU recipe of RESULTS.md): its model config is the
-    preset with the two measured changes, its weight decay, augmentation and polish reach the
-    trainer, and teacher -> distilled training runs through."""
+    preset with the two measured changes (and the gate parametrization asked for), its weight
+    decay, augmentation and polish reach the trainer, and teacher -> distilled training runs
+    through."""
     import os
     import subprocess
     import sys
@@ -201,6 +202,7 @@ def test_cifar10_cpu_recipe_script_runs_end_to_end(tmp_path):
     data.write_fake_cifar10(tmp_path / "data", n_train_per_batch=60, n_test=20)
     run = tmp_path / "run"
     env = dict(os.environ, EPOCHS="1", TEACHER="1", TEACHER_EPOCHS="1", POLISH_STEPS="4",
+               PARAMETRIZATION="input_wise",
                PYTHON=sys.executable,
                DIFFLOGIC=f"{sys.executable} -m difflogic",
                PYTHONPATH=str(Path(difflogic.__file__).resolve().parents[1]))
@@ -211,6 +213,7 @@ def test_cifar10_cpu_recipe_script_runs_end_to_end(tmp_path):
     assert cfg["layers"][0] == {"type": "thresholds", "num": 15}
     assert [layer.get("straight_through") for layer in cfg["layers"] if layer["type"] == "conv"] \
         == [0.3, None, None, None]
+    assert cfg["parametrization"] == "input_wise" and cfg["name"].endswith("-input_wise")
     assert "distilled from" in proc.stderr and "test accuracy" in proc.stderr
     assert "batch 32, lr 0.02, wd 0.0015" in proc.stderr  # the recipe's batch and decay reached it
     assert "augmentation (flips, crops padded by 2)" in proc.stderr  # and its augmentation
