@@ -1,8 +1,9 @@
 """Logic-gate layers as ``torch.nn`` modules.
 
 Every learnable neuron is a 2-input gate with 16 logits (one per gate in
-:mod:`difflogic.gates`), or with ``parametrization="input_wise"`` 4 truth-table entries.  ``train()`` mode computes the relaxed (expected) output;
-``eval()`` mode fixes every neuron to its argmax gate, so on {0, 1} inputs the output is
+:mod:`difflogic.gates`), or with ``parametrization="input_wise"`` 4 truth-table entries.
+``train()`` mode computes the relaxed (expected) output; ``eval()`` mode fixes every neuron
+to its hard gate (the argmax, or the rounded truth table), so on {0, 1} inputs the output is
 exactly {0, 1}.  In eval mode the layers also accept uint8/bool {0,1} tensors and then run
 the integer hard kernels (that is what :class:`Thresholds` feeds them in eval mode).
 
