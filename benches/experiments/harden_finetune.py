@@ -14,7 +14,7 @@ staying relaxed; default all (layer_gap.py shows where the gap sits).
 (DATA_DIR "" = the default location; batch 128; writes the best-validation state_dict to OUT.pt)"""
 import sys, time, math
 import torch
-from difflogic import data, functional as F, layers as L, set_straight_through
+from difflogic import data, layers as L, set_logit_scale, set_straight_through
 from difflogic.checkpoint import load_checkpoint, model_from_checkpoint
 from difflogic.train import accuracy, make_optimizer, keep_freed_memory
 ck, ds, dd, ep, lr, smax, aug, out = sys.argv[1:9]
@@ -24,11 +24,6 @@ ep, lr, smax, aug = float(ep), float(lr), float(smax), flips_only or bool(int(au
 only = [int(i) for i in sys.argv[9].split(",")] if len(sys.argv) > 9 else None
 keep_freed_memory()
 model = model_from_checkpoint(load_checkpoint(ck), ck)
-state = {"s": 1.0}
-orig = F.gate_coefficients
-def gc(logits, hard=False, **kw):
-    return orig(logits if hard else logits * state["s"], hard, **kw)
-L.gate_coefficients = gc
 x, y = data.load_dataset(ds, dd, "train"); xt, yt = data.load_dataset(ds, dd, "test")
 info = data.DATASET_INFO[data.canonical_name(ds)]
 tr, va = data.train_val_split(len(y), info.val_size, seed=0)
@@ -46,13 +41,14 @@ best = (v0, -1); torch.save(model.state_dict(), out)
 t0 = time.time()
 for step, (xb, yb) in enumerate(loader.steps(total)):
     u = step / total
-    state["s"] = 1 + (smax - 1) * u if smax else 1.0
+    s = 1 + (smax - 1) * u if smax else 1.0
+    set_logit_scale(model, s)  # the layers' own sharpness: softmax logits or input-wise entries
     for g in opt.param_groups: g["lr"] = lr * 0.5 * (1 + math.cos(math.pi * u))
     loss = torch.nn.functional.cross_entropy(model(xb), yb)
     opt.zero_grad(); loss.backward(); opt.step()
     if (step + 1) % max(1, total // 5) == 0 or step + 1 == total:
         v = accuracy(model, x, y, hard=True, indices=va); vr = accuracy(model, x, y, hard=False, indices=va)
-        print(f"step {step+1}/{total} s={state['s']:.2f} loss {loss.item():.4f} val hard {100*v:.2f}% relaxed {100*vr:.2f}% ({time.time()-t0:.0f}s)", flush=True)
+        print(f"step {step+1}/{total} s={s:.2f} loss {loss.item():.4f} val hard {100*v:.2f}% relaxed {100*vr:.2f}% ({time.time()-t0:.0f}s)", flush=True)
         if v > best[0]:
             best = (v, step + 1); torch.save(model.state_dict(), out)
 model.load_state_dict(torch.load(out))
