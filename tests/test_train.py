@@ -1,5 +1,6 @@
 """Training loop: end-to-end train / eval / info on fake data, and bit-exact resume."""
 import json
+import math
 
 import numpy as np
 import pytest
@@ -568,7 +569,16 @@ def test_polish_steps_follow_the_run_straight_through(fake_mnist, tmp_path, monk
     train(TrainOptions(out=str(tmp_path / "lr"), polish_steps=2, polish_lr=0.01, **common))
     recs = _metrics(tmp_path / "lr")
     assert recs[-1]["step"] == 8 and recs[-1]["lr"] == 0.01
-    for key, bad in (("polish_steps", -1), ("polish_steps", 1.5), ("polish_lr", 0.0)):
+    # annealed: a cosine over the polish steps alone, from polish_lr towards 0
+    train(TrainOptions(out=str(tmp_path / "cos"), polish_steps=4, polish_lr=0.01,
+                       polish_schedule="cosine", **common))
+    assert "polish steps at lr 0.01 (cosine)" in capsys.readouterr().err
+    lrs = {r["step"]: r["lr"] for r in _metrics(tmp_path / "cos")}
+    for k in range(4):  # the update that makes step 6 + k + 1
+        assert lrs[7 + k] == pytest.approx(0.01 * 0.5 * (1 + math.cos(math.pi * k / 4))), k
+    assert lrs[6] == pytest.approx(0.05 * 0.5 * (1 + math.cos(math.pi * 5 / 6)))
+    for key, bad in (("polish_steps", -1), ("polish_steps", 1.5), ("polish_lr", 0.0),
+                     ("polish_schedule", "linear")):
         with pytest.raises(ValueError, match=key.replace("_", "-")):
             train(TrainOptions(out=str(tmp_path / "bad"), **{**common, key: bad}))
 

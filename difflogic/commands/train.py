@@ -53,12 +53,15 @@ def add_parser(subparsers):
                         "by a factor growing geometrically from 1 to FACTOR over the run, e.g. 4 "
                         "(default: the model's, else 1 = off)")
     p.add_argument("--polish-steps", type=int, metavar="N",
-                   help="after the run, N more steps with every gate layer straight-through at a "
-                        "constant --polish-lr, evaluated every N/4 steps (the best hard "
+                   help="after the run, N more steps with every gate layer straight-through at "
+                        "--polish-lr, evaluated every N/4 steps (the best hard "
                         "validation network is model.pt); settles near-tied gates, e.g. 50 on "
                         "CIFAR-10; with --resume, polishes a finished run (default 0)")
     p.add_argument("--polish-lr", type=float, metavar="LR",
                    help="learning rate of the --polish-steps (default: --lr / 10)")
+    p.add_argument("--polish-schedule", choices=("constant", "cosine"),
+                   help="keep --polish-lr over the polish, or anneal it to 0 by a cosine "
+                        "(default: constant)")
     p.add_argument("--teacher", metavar="FILE", help="distil from a teacher's class scores "
                    "(a file written by `difflogic teacher` for this dataset and split)")
     p.add_argument("--kd-weight", type=float, metavar="W", help="with --teacher: share of the "
