@@ -41,9 +41,9 @@
 # epochs fit, e.g. DEVICE=cuda EPOCHS=500; BATCH_SIZE=128 keeps a GPU busier), TEACHER (0 =
 # plain cross-entropy, the default; 1 = distil), TEACHER_EPOCHS (default 10), KD_WEIGHT,
 # KD_TEMPERATURE (default: the library's), PARAMETRIZATION (default softmax: 16 logits per
-# gate; input_wise = 4 truth-table entries, which with a 2-epoch polish, e.g. POLISH_STEPS=2812
-# at batch 32, gained 1.1% on the 50-epoch recipe and gave 59.77% on EPOCHS=90, one seed:
-# RESULTS.md, eighteenth session), PYTHON (default python3), DIFFLOGIC (the command
+# gate; input_wise = 4 truth-table entries, which with a 2-4 epoch polish, e.g. POLISH_STEPS=5624
+# at batch 32, gained 1.1% on the 50-epoch recipe and gave 59.85 / 59.76% (seeds 0 / 1) on
+# EPOCHS=90: RESULTS.md, sessions 18-19), PYTHON (default python3), DIFFLOGIC (the command
 # that runs the CLI; default `difflogic`, or `$PYTHON -m difflogic` from this checkout).
 # RUN_DIR/net is overwritten by a new run.
 set -euo pipefail
