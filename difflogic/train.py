@@ -448,14 +448,12 @@ def train(opts: TrainOptions) -> dict:
     bs, lr, wd = opts.batch_size, opts.lr, opts.weight_decay
     opts.polish_steps = opts.polish_steps or 0
     polish_lr = lr / 10 if opts.polish_lr is None else opts.polish_lr
-    opts.polish_schedule = opts.polish_schedule or "constant"
-    if opts.polish_schedule not in SCHEDULES:
-        raise ValueError(f"--polish-schedule must be one of {SCHEDULES}, "
-                         f"got {opts.polish_schedule!r}")
     opts.schedule = opts.schedule or tdef.get("schedule", "constant")
-    if opts.schedule not in SCHEDULES:
-        raise ValueError(f"--schedule (model config: train.schedule) must be one of {SCHEDULES}, "
-                         f"got {opts.schedule!r}")
+    opts.polish_schedule = opts.polish_schedule or "constant"
+    for flag, value in (("--schedule (model config: train.schedule)", opts.schedule),
+                        ("--polish-schedule", opts.polish_schedule)):
+        if value not in SCHEDULES:
+            raise ValueError(f"{flag} must be one of {SCHEDULES}, got {value!r}")
     if opts.steps is None and opts.epochs is None:  # the config's training length, else 1 epoch
         opts.steps, opts.epochs = cfg("steps", int), cfg("epochs", float)
         if opts.steps is not None and opts.epochs is not None:
