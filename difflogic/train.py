@@ -3,7 +3,8 @@ on the *hard* (discretised) validation accuracy, and exact resume.
 
 Run folder (``out``)::
 
-    model.pt       best hard validation accuracy so far (what eval/info/export read)
+    model.pt       best hard validation accuracy so far (what eval/info/export read); with
+                   ``val_size=0`` (train on every training image) the latest network
     last.pt        latest state: model, optimizer, loader cursor, RNG, metrics so far
     metrics.jsonl  one JSON object per evaluation (step, epoch, loss, accuracies, time, img/s)
     curves.png     loss and accuracy curves (matplotlib, Agg)
@@ -405,9 +406,9 @@ def train(opts: TrainOptions) -> dict:
         raise ValueError("--out RUN is required (the folder for model.pt, metrics, curves)")
     if opts.progress not in ("auto", "bar", "lines", "none"):
         raise ValueError(f"progress must be auto, bar, lines or none, got {opts.progress!r}")
-    for name in ("steps", "batch_size", "eval_every", "threads", "val_size", "eval_batch_size",
-                 "stop_after"):
+    for name in ("steps", "batch_size", "eval_every", "threads", "eval_batch_size", "stop_after"):
         check_positive(f"--{name.replace('_', '-')}", getattr(opts, name), int)
+    check_positive("--val-size", opts.val_size, int, allow_zero=True)  # 0: no validation
     check_positive("--epochs", opts.epochs, float)
     check_positive("--lr", opts.lr, float)
     check_positive("--weight-decay", opts.weight_decay, float, allow_zero=True)
@@ -461,7 +462,7 @@ def train(opts: TrainOptions) -> dict:
     if opts.eval_every is None:
         opts.eval_every = cfg("eval_every", int)
     if opts.val_size is None:
-        opts.val_size = cfg("val_size", int)
+        opts.val_size = cfg("val_size", int, allow_zero=True)
     if opts.ste_from is None:
         opts.ste_from = tdef.get("ste_from")
     if opts.ste_from is not None and not _checks.is_fraction(opts.ste_from):
@@ -545,8 +546,12 @@ def train(opts: TrainOptions) -> dict:
     polish_every = max(1, opts.polish_steps // 4)
     # hard train accuracy on a fixed, evenly spread subset of the training images
     train_probe = train_idx[np.linspace(0, len(train_idx) - 1,
-                                        min(len(train_idx), len(val_idx), TRAIN_PROBE))
+                                        min(len(train_idx), len(val_idx) or TRAIN_PROBE,
+                                            TRAIN_PROBE))
                             .astype(np.int64)]
+    # no validation images (--val-size 0, the final run on all training images): nothing to
+    # select on, so every evaluation keeps the latest network as model.pt and logs val as null
+    validate = len(val_idx) > 0
     load_s = time.perf_counter() - t_load
 
     # ---- model + optimizer (fresh or restored)
@@ -706,14 +711,16 @@ def train(opts: TrainOptions) -> dict:
                                                       batch_size=opts.eval_batch_size,
                                                       indices=train_probe),
                            "val_acc": accuracy(model, x_train, y_train, hard=False,
-                                               batch_size=opts.eval_batch_size, indices=val_idx),
+                                               batch_size=opts.eval_batch_size, indices=val_idx)
+                                      if validate else None,
                            "val_hard_acc": accuracy(model, x_train, y_train, hard=True,
-                                                    batch_size=opts.eval_batch_size, indices=val_idx),
+                                                    batch_size=opts.eval_batch_size, indices=val_idx)
+                                           if validate else None,
                            **({"logit_scale": logit_scale_at(step - 1, total, opts.sharpen)}
                               if opts.sharpen != 1 else {}),
                            "lr": optimizer.param_groups[0]["lr"], "elapsed_s": round(elapsed, 3),
                            "images_per_s": round(ips, 1)}
-                    improved = rec["val_hard_acc"] > best["val_hard_acc"]
+                    improved = not validate or rec["val_hard_acc"] > best["val_hard_acc"]
                     if improved:
                         best = {"val_hard_acc": rec["val_hard_acc"], "step": step}
                         ckpt.save_checkpoint(out / "model.pt", model, kind="model",
@@ -732,9 +739,10 @@ def train(opts: TrainOptions) -> dict:
                     progress.write(
                         f"[eval step {step} epoch {rec['epoch']:.2f}] loss {rec['loss']:.4f}  "
                         f"train {100 * rec['train_acc']:.2f}% ({kind}) "
-                        f"{100 * rec['train_hard_acc']:.2f}% (hard)  val {100 * rec['val_acc']:.2f}% "
-                        f"(relaxed) {100 * rec['val_hard_acc']:.2f}% (hard){' *best*' if improved else ''}"
-                        f"  {ips:.0f} img/s, eval {time.perf_counter() - t_eval:.1f}s")
+                        f"{100 * rec['train_hard_acc']:.2f}% (hard)  "
+                        + (f"val {100 * rec['val_acc']:.2f}% (relaxed) {100 * rec['val_hard_acc']:.2f}% "
+                           f"(hard){' *best*' if improved else ''}" if validate else "no val")
+                        + f"  {ips:.0f} img/s, eval {time.perf_counter() - t_eval:.1f}s")
                     win_t, win_imgs = 0.0, 0
                 if stop.hit or (opts.stop_after is not None and step - start_step >= opts.stop_after):
                     save_last()
@@ -762,7 +770,9 @@ def train(opts: TrainOptions) -> dict:
         summary["test_acc"] = accuracy(best_model, x_test, y_test, hard=False,
                                        batch_size=opts.eval_batch_size)
         summary["test_eval_s"] = round(time.perf_counter() - t_test, 2)
-        log(f"best model (step {best['step']}, val {100 * best['val_hard_acc']:.2f}% hard): test "
+        which = (f"best model (step {best['step']}, val {100 * best['val_hard_acc']:.2f}% hard)"
+                 if validate else f"final model (step {best['step']}, no validation)")
+        log(f"{which}: test "
             f"accuracy {100 * summary['test_hard_acc']:.2f}% hard, {100 * summary['test_acc']:.2f}% "
             f"relaxed ({info.title}, {len(y_test):,} images)")
     _atomic_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")

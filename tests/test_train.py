@@ -323,6 +323,32 @@ def test_training_learns_the_fake_task(fake_mnist, tmp_path, parametrization):
     assert np.isfinite(s["best_val_hard_acc"])
 
 
+def test_val_size_zero_trains_on_every_image_and_keeps_the_final_network(fake_mnist, tmp_path,
+                                                                          capsys):
+    """``--val-size 0`` (the final run on all training images): nothing is held out, so no
+    evaluation can select, every evaluation keeps the latest network as model.pt and logs val
+    as null, and the test figure is the final network's, said so in the log."""
+    run = tmp_path / "run"
+    s = train(TrainOptions(dataset="mnist", data_dir=str(fake_mnist), model_config=TINY, steps=12,
+                           eval_every=5, val_size=0, polish_steps=4, progress="lines", seed=1,
+                           out=str(run)))
+    out = "".join(capsys.readouterr())
+    n = len(data.load_dataset("mnist", str(fake_mnist), "train")[1])
+    assert f"({n:,} train / 0 val" in out and "no val" in out
+    assert "final model (step 16, no validation): test accuracy" in out
+    recs = _metrics(run)
+    assert [r["step"] for r in recs] == [5, 10, 12, 13, 14, 15, 16]
+    assert all(r["val_acc"] is None and r["val_hard_acc"] is None for r in recs)
+    assert all(0 <= r["train_hard_acc"] <= 1 for r in recs)
+    assert s["best_step"] == 16 and s["best_val_hard_acc"] is None and 0 <= s["test_hard_acc"] <= 1
+    final, last = load_checkpoint(run / "model.pt"), _state(run)
+    for k, v in last["state_dict"].items():
+        assert torch.equal(final["state_dict"][k], v), k
+    # resuming a finished no-validation run (a longer polish) keeps the mode
+    s2 = train(TrainOptions(resume=str(run), polish_steps=8, progress="none"))
+    assert s2["best_step"] == 20 and s2["best_val_hard_acc"] is None
+
+
 def test_sigint_saves_last_checkpoint_and_resume_continues(fake_mnist, tmp_path, monkeypatch):
     """Ctrl-C finishes the current step, writes last.pt and stops (exit 130 from the CLI)."""
     import signal
@@ -366,7 +392,7 @@ def test_straight_through_from_a_fraction_of_the_run(fake_mnist, tmp_path, monke
         train(TrainOptions(resume=str(tmp_path / "run"), ste_from=0.5, steps=10, progress="none"))
     with pytest.raises(ValueError, match=r"ste-from \(model config: train.ste_from\) must be a fraction"):
         train(TrainOptions(model_config=TINY, ste_from=1.5, out=str(tmp_path / "bad"), **common))
-    for key, bad in (("ste_from", float("nan")), ("ste_from", True), ("val_size", 0),
+    for key, bad in (("ste_from", float("nan")), ("ste_from", True), ("val_size", -1),
                      ("gumbel", -1.0), ("gumbel", float("inf")), ("gumbel", "1"),
                      ("label_smoothing", 1.0), ("label_smoothing", -0.1),
                      ("label_smoothing", "0.1"), ("ema", 1.0), ("ema", -0.5), ("ema", "0.9"),

@@ -120,7 +120,7 @@ def run(args) -> int:
         return 0
     print(f"{source}: {model.config.get('name')}")
     if meta:
-        keys = [k for k in ("dataset", "step", "epoch", "val_hard_acc") if k in meta]
+        keys = [k for k in ("dataset", "step", "epoch", "val_hard_acc") if meta.get(k) is not None]
         print("  trained: " + ", ".join(f"{k} {meta[k]}" for k in keys))
     w = max([5] + [len(r["layer"]) for r in layers])  # full layer repr: it is the architecture
     print(f"  {'#':>2}  {'layer':{w}s} {'in -> out':>28s} {'gates':>12s}")
