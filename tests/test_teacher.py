@@ -190,8 +190,10 @@ def test_cifar10_cpu_recipe_script_runs_end_to_end(tmp_path):
     """benches/cifar10_cpu.sh (the best CPU recipe of RESULTS.md): its model config is the
     preset with the two measured changes (and the gate parametrization asked for), its weight
     decay, augmentation and polish reach the trainer, and teacher -> distilled training runs
-    through."""
+    through; with the defaults (no validation split) it trains on every image, then polishes a
+    copy of the run with the annealed rate; a teacher without a validation split is refused."""
     import os
+    import re
     import subprocess
     import sys
     from pathlib import Path
@@ -202,7 +204,7 @@ def test_cifar10_cpu_recipe_script_runs_end_to_end(tmp_path):
     data.write_fake_cifar10(tmp_path / "data", n_train_per_batch=60, n_test=20)
     run = tmp_path / "run"
     env = dict(os.environ, EPOCHS="1", TEACHER="1", TEACHER_EPOCHS="1", POLISH_STEPS="4",
-               PARAMETRIZATION="input_wise",
+               VAL_SIZE="50", FINAL_POLISH_STEPS="0", PARAMETRIZATION="input_wise",
                PYTHON=sys.executable,
                DIFFLOGIC=f"{sys.executable} -m difflogic",
                PYTHONPATH=str(Path(difflogic.__file__).resolve().parents[1]))
@@ -219,6 +221,27 @@ def test_cifar10_cpu_recipe_script_runs_end_to_end(tmp_path):
     assert "augmentation (flips, crops padded by 2)" in proc.stderr  # and its augmentation
     assert "then 4 straight-through polish steps at lr 0.002" in proc.stderr  # and its polish
     assert (run / "teacher.npz").is_file() and (run / "net" / "model.pt").is_file()
+    assert "(250 train / 50 val" in proc.stderr and not (run / "net_polish").exists()
+
+    def script(**kw):
+        return subprocess.run(["bash", str(repo / "benches" / "cifar10_cpu.sh"),
+                               str(tmp_path / "data"), str(tmp_path / "run2")],
+                              env={**env, **kw}, capture_output=True, text=True, timeout=600)
+
+    proc = script(VAL_SIZE="0")
+    assert proc.returncode == 2 and "TEACHER=1 needs a validation split" in proc.stderr
+    assert not (tmp_path / "run2").exists()
+    for key in ("TEACHER", "VAL_SIZE", "FINAL_POLISH_STEPS", "PARAMETRIZATION"):
+        env.pop(key)  # the defaults
+    proc = script(FINAL_POLISH_STEPS="8")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "(300 train / 0 val" in proc.stderr and "-input_wise" in proc.stderr
+    # the run's 4 polish steps, then the copy polished on to 8 at the annealed rate
+    ends = [int(n) for n in re.findall(r"final model \(step (\d+), no validation\)", proc.stderr)]
+    assert len(ends) == 2 and ends[1] == ends[0] + 4, proc.stderr
+    assert f"then 8 straight-through polish steps at lr 0.002 (cosine), resuming at step {ends[0]}" \
+        in proc.stderr
+    assert (tmp_path / "run2" / "net_polish" / "model.pt").is_file()
 
 
 @pytest.mark.parametrize("command", ["teacher", "train"])
