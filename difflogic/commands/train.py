@@ -34,7 +34,7 @@ def add_parser(subparsers):
                    "(default: total/10, at most 2000)")
     p.add_argument("--val-size", type=int, help="validation images held out of the training "
                    "split (default: the paper's, 5,000 CIFAR-10 / 10,000 MNIST-like); 0 trains "
-                        "on every training image and keeps the final network as model.pt")
+                   "on every training image and keeps the final network as model.pt")
     p.add_argument("--ste-from", type=float, metavar="FRAC",
                    help="train straight-through (argmax gates forward, relaxed gradient) from "
                         "this fraction of the run on, e.g. 0.5 (default: the model's, else never)")
