@@ -158,6 +158,21 @@ TREE_CASES = [
 ]
 
 
+def check_tree_native_matches_reference(x, leaves, coeffs, geom, gen):
+    """The native tree conv + pool against the PyTorch reference in x's dtype: the output and
+    both gradients, for one random upstream gradient drawn from gen."""
+    dtype = x.dtype
+    ref_fn = lambda x, c: F.tree_conv_pool_reference(x, *leaves, c, *geom)  # noqa: E731
+    nat_fn = lambda x, c: _ops.tree_conv_pool(x, *leaves, c, *geom, backend="native")  # noqa: E731
+    y_ref = ref_fn(x, coeffs)
+    gy = torch.randn(y_ref.shape, generator=gen, dtype=torch.float64).to(dtype)
+    got = grads(nat_fn, x, coeffs, gy)
+    ref = grads(ref_fn, x, coeffs, gy)
+    assert got[0].shape == y_ref.shape
+    for g, r, name in zip(got, ref, ("y", "grad_x", "grad_coeffs")):
+        torch.testing.assert_close(g, r, **TOL[dtype], msg=lambda m: f"{name}: {m}")
+
+
 def _tree_id(case):
     N, C, H, W, K, d, k, s, p, pool = case
     return f"N{N}C{C}_{H}x{W}_K{K}d{d}_k{k[0]}x{k[1]}s{s}p{p}pool{pool}"
@@ -173,16 +188,7 @@ def test_tree_conv_pool_matches_reference(dtype, case):
     x = torch.rand(N, C, H, W, generator=gen, dtype=torch.float64).to(dtype)
     leaves = rand_leaves(C, K, L, *ks, gen)
     c = relaxed_coeffs((K, L - 1), dtype, gen)
-    geom = (ks, stride, padding, pool)
-    ref_fn = lambda x, c: F.tree_conv_pool_reference(x, *leaves, c, *geom)  # noqa: E731
-    nat_fn = lambda x, c: _ops.tree_conv_pool(x, *leaves, c, *geom, backend="native")  # noqa: E731
-    y_ref = ref_fn(x, c)
-    gy = torch.randn(y_ref.shape, generator=gen, dtype=torch.float64).to(dtype)
-    got = grads(nat_fn, x, c, gy)
-    ref = grads(ref_fn, x, c, gy)
-    assert got[0].shape == y_ref.shape
-    for g, r, name in zip(got, ref, ("y", "grad_x", "grad_coeffs")):
-        torch.testing.assert_close(g, r, **TOL[dtype], msg=lambda m: f"{name}: {m}")
+    check_tree_native_matches_reference(x, leaves, c, (ks, stride, padding, pool), gen)
 
 
 @native
@@ -193,12 +199,7 @@ def test_tree_conv_depth5_and_large_pool():
     c = relaxed_coeffs((2, 31), torch.float64, gen)
     for pool in (1, 4, 7):
         geom = ((3, 3), 1, 1, pool)
-        gy = torch.randn(F.tree_conv_pool_reference(x, *leaves, c, *geom).shape, generator=gen,
-                         dtype=torch.float64)
-        got = grads(lambda x, c: _ops.tree_conv_pool(x, *leaves, c, *geom, backend="native"), x, c, gy)
-        ref = grads(lambda x, c: F.tree_conv_pool_reference(x, *leaves, c, *geom), x, c, gy)
-        for g, r in zip(got, ref):
-            torch.testing.assert_close(g, r, **TOL[torch.float64])
+        check_tree_native_matches_reference(x, leaves, c, geom, gen)
 
 
 @native
@@ -211,12 +212,7 @@ def test_tree_conv_pool_ties_go_to_first_maximum():
     c = relaxed_coeffs((3, 3), torch.float64, gen)
     for padding in (0, 1):
         geom = ((3, 3), 1, padding, 2)
-        gy = torch.randn(F.tree_conv_pool_reference(x, *leaves, c, *geom).shape, generator=gen,
-                         dtype=torch.float64)
-        got = grads(lambda x, c: _ops.tree_conv_pool(x, *leaves, c, *geom, backend="native"), x, c, gy)
-        ref = grads(lambda x, c: F.tree_conv_pool_reference(x, *leaves, c, *geom), x, c, gy)
-        for g, r in zip(got, ref):
-            torch.testing.assert_close(g, r, **TOL[torch.float64])
+        check_tree_native_matches_reference(x, leaves, c, geom, gen)
 
 
 @native
