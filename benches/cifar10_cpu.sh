@@ -77,6 +77,12 @@ if [ "$TEACHER" = 1 ] && [ "$VAL_SIZE" = 0 ]; then
        "on the same split as the network): set VAL_SIZE=5000" >&2
   exit 2
 fi
+if [ -e "$RUN/net/last.pt" ]; then
+  # checked here, before the teacher's half hour: `difflogic train` would refuse it anyway
+  echo "cifar10_cpu.sh: $RUN/net already holds a training run; continue it with" \
+       "\`difflogic train --resume $RUN/net\`, or remove $RUN, or give another RUN_DIR" >&2
+  exit 2
+fi
 
 source "$(dirname "$0")/_difflogic_cli.sh"
 mkdir -p "$RUN"

@@ -4,7 +4,8 @@
 #   benches/main_job.sh [RUN_DIR]        (default RUN_DIR: runs/fmnist)
 #
 # 1. trains the small conv logic gate network `fmnist-small` on Fashion-MNIST
-#    (tree-conv blocks with OR pooling + a dense head; native C++ kernels),
+#    (tree-conv blocks with OR pooling + a dense head; native C++ kernels), starting over in
+#    RUN_DIR if an earlier main job left a run there (`--overwrite`),
 # 2. reports the hard (discretised) test accuracy of the best-validation checkpoint,
 # 3. exports it to bit-packed C and verifies that the compiled C computes exactly the
 #    same class scores as the PyTorch model (random inputs and real test images),
@@ -37,7 +38,7 @@ stage() { echo; echo "=== $1 ($(( $(date +%s) - t0 ))s elapsed)"; }
 
 stage "train $MODEL on Fashion-MNIST -> $RUN"
 "${DL[@]}" train --dataset fashion-mnist "${data_args[@]}" --model "$MODEL" \
-  --threads "$THREADS" "${train_args[@]}" --out "$RUN"
+  --threads "$THREADS" "${train_args[@]}" --overwrite --out "$RUN"
 t_train=$(( $(date +%s) - t0 ))
 
 stage "hard test accuracy of $RUN/model.pt"

@@ -75,6 +75,9 @@ class TrainOptions:
     crop_padding: int | None = None
     threads: int | None = None
     resume: str | None = None
+    #: A fresh run (or a resume into another folder) refuses an ``out`` that already holds a
+    #: run, whose checkpoints and metrics it would replace; True replaces them.
+    overwrite: bool = False
     schedule: str | None = None  # None = constant (or the resumed run's)
     #: Validation images held out of the training split (None = the dataset's, the paper's
     #: split).  0 holds out none: the final run on every training image, with nothing to
@@ -365,11 +368,24 @@ def _read_metrics(path: Path, upto_step: int) -> list[dict]:
 
 
 # --------------------------------------------------------------------------- main entry
+def _refuse_to_replace_a_run(out: Path, resumed_dir: Path | None) -> None:
+    """Re-running a training command after a kill, instead of resuming it, would otherwise
+    start over in the same folder and replace an hour's checkpoints and metrics without a
+    word: refuse, and name the ways on."""
+    if resumed_dir is not None and out.resolve() == resumed_dir.resolve():
+        return  # continuing the run in its own folder
+    held = [name for name in ("last.pt", "model.pt", "metrics.jsonl") if (out / name).exists()]
+    if held:
+        raise ValueError(f"{out} already holds a training run ({', '.join(held)}); continue it "
+                         f"with `difflogic train --resume {out}`, or start over with "
+                         "--overwrite (replaces its files), or choose another --out")
+
+
 def train(opts: TrainOptions) -> dict:
     """Train (or resume) a run; returns the summary dict also written to summary.json."""
 
     # ---- resume: take the saved options, allow only the "how long / how" ones to change
-    resume_ck = None
+    resume_ck, resumed_dir = None, None
     if opts.resume:
         rpath = Path(opts.resume)
         last = rpath / "last.pt" if rpath.is_dir() or not rpath.suffix else rpath
@@ -398,8 +414,9 @@ def train(opts: TrainOptions) -> dict:
                     "device", "data_dir"):
             if getattr(opts, key) is None:
                 setattr(opts, key, saved.get(key))
+        resumed_dir = last.parent
         if opts.out is None:
-            opts.out = str(last.parent)
+            opts.out = str(resumed_dir)
         opts.model_config = None
 
     opts.seed = 0 if opts.seed is None else opts.seed
@@ -408,6 +425,8 @@ def train(opts: TrainOptions) -> dict:
     opts.dataset = data.canonical_name(opts.dataset)
     if not opts.out:
         raise ValueError("--out RUN is required (the folder for model.pt, metrics, curves)")
+    if not opts.overwrite:
+        _refuse_to_replace_a_run(Path(opts.out), resumed_dir)
     if opts.progress not in ("auto", "bar", "lines", "none"):
         raise ValueError(f"progress must be auto, bar, lines or none, got {opts.progress!r}")
     for name in ("steps", "batch_size", "eval_every", "threads", "eval_batch_size", "stop_after"):
@@ -602,7 +621,7 @@ def train(opts: TrainOptions) -> dict:
 
     meta = {"dataset": opts.dataset, "model": config.get("name"), "seed": opts.seed}
     opts_json = json.dumps({**{k: v for k, v in asdict(opts).items()
-                               if k not in ("model_config", "resume", "stop_after")},
+                               if k not in ("model_config", "resume", "stop_after", "overwrite")},
                             **({"teacher_sha256": teacher_digest} if soft is not None else {})},
                            sort_keys=True)
 

@@ -191,7 +191,8 @@ def test_cifar10_cpu_recipe_script_runs_end_to_end(tmp_path):
     preset with the two measured changes (and the gate parametrization asked for), its weight
     decay, augmentation and polish reach the trainer, and teacher -> distilled training runs
     through; with the defaults (no validation split) it trains on every image, then polishes a
-    copy of the run with the annealed rate; a teacher without a validation split is refused."""
+    copy of the run with the annealed rate; a teacher without a validation split is refused,
+    and so is a second run into a folder that holds one."""
     import os
     import re
     import subprocess
@@ -242,6 +243,12 @@ def test_cifar10_cpu_recipe_script_runs_end_to_end(tmp_path):
     assert f"then 8 straight-through polish steps at lr 0.002 (cosine), resuming at step {ends[0]}" \
         in proc.stderr
     assert (tmp_path / "run2" / "net_polish" / "model.pt").is_file()
+    # run again into the same folder: refused before anything is trained or replaced
+    kept = (tmp_path / "run2" / "net" / "last.pt").read_bytes()
+    proc = script()
+    assert proc.returncode == 2 and "run2/net already holds a training run" in proc.stderr
+    assert "difflogic train --resume" in proc.stderr and "==== train" not in proc.stdout
+    assert (tmp_path / "run2" / "net" / "last.pt").read_bytes() == kept
 
 
 @pytest.mark.parametrize("command", ["teacher", "train"])

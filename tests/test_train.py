@@ -741,3 +741,28 @@ def test_train_on_gpu_resumes_and_loads_on_cpu(fake_mnist, tmp_path):
     assert [r["loss"] for r in ma] == pytest.approx([r["loss"] for r in mb], rel=1e-3, abs=1e-3)
     m = load_model(full / "model.pt")  # a CPU model: runs here with the native kernels
     assert next(m.parameters()).device.type == "cpu"
+
+
+def test_a_fresh_run_refuses_a_folder_holding_a_run(fake_mnist, tmp_path):
+    """Re-running the training command after a kill must not silently replace the run: a
+    fresh run (or a resume into another folder) into a folder with a run is refused, naming
+    --resume and --overwrite, before anything is written; --overwrite starts over."""
+    run, other = tmp_path / "run", tmp_path / "other"
+    common = dict(dataset="mnist", data_dir=str(fake_mnist), model_config=TINY, steps=6,
+                  eval_every=3, progress="none")
+    train(TrainOptions(out=str(run), seed=1, **common))
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    with pytest.raises(ValueError, match=r"already holds a training run \(last\.pt, model\.pt, "
+                                         r"metrics\.jsonl\).*--resume .*run.*--overwrite"):
+        train(TrainOptions(out=str(run), seed=2, **common))
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+    # resuming a run into a folder that holds another run is refused the same way
+    train(TrainOptions(out=str(other), seed=3, **common))
+    with pytest.raises(ValueError, match="other already holds a training run"):
+        train(TrainOptions(resume=str(run), out=str(other), steps=8, progress="none"))
+    # continuing in its own folder is what resume is for
+    assert train(TrainOptions(resume=str(run), steps=8, progress="none"))["steps"] == 8
+    # --overwrite starts over: the run's metrics are the new run's alone
+    train(TrainOptions(out=str(run), seed=2, overwrite=True, **common))
+    assert [r["step"] for r in _metrics(run)] == [3, 6]
+    assert _state(run)["step"] == 6
