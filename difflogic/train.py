@@ -76,7 +76,7 @@ class TrainOptions:
     threads: int | None = None
     resume: str | None = None
     #: A fresh run (or a resume into another folder) refuses an ``out`` that already holds a
-    #: run, whose checkpoints and metrics it would replace; True replaces them.
+    #: run, whose checkpoints and metrics it would replace; True removes that run's files.
     overwrite: bool = False
     schedule: str | None = None  # None = constant (or the resumed run's)
     #: Validation images held out of the training split (None = the dataset's, the paper's
@@ -368,17 +368,23 @@ def _read_metrics(path: Path, upto_step: int) -> list[dict]:
 
 
 # --------------------------------------------------------------------------- main entry
-def _refuse_to_replace_a_run(out: Path, resumed_dir: Path | None) -> None:
-    """Re-running a training command after a kill, instead of resuming it, would otherwise
-    start over in the same folder and replace an hour's checkpoints and metrics without a
-    word: refuse, and name the ways on."""
+#: The files a run writes to its folder (the module docstring says what each holds).
+RUN_FILES = ("last.pt", "model.pt", "metrics.jsonl", "curves.png", "summary.json")
+
+
+def _earlier_run_files(out: Path, resumed_dir: Path | None, overwrite: bool) -> list[Path]:
+    """Another run's files in ``out``, which this run would replace (none when a run is
+    resumed in its own folder).  Re-running a training command after a kill, instead of
+    resuming it, would otherwise start over there and replace an hour's checkpoints and
+    metrics without a word: refused unless ``overwrite``, naming the ways on."""
     if resumed_dir is not None and out.resolve() == resumed_dir.resolve():
-        return  # continuing the run in its own folder
-    held = [name for name in ("last.pt", "model.pt", "metrics.jsonl") if (out / name).exists()]
-    if held:
-        raise ValueError(f"{out} already holds a training run ({', '.join(held)}); continue it "
-                         f"with `difflogic train --resume {out}`, or start over with "
-                         "--overwrite (replaces its files), or choose another --out")
+        return []
+    held = [out / name for name in RUN_FILES if (out / name).exists()]
+    if held and not overwrite:
+        raise ValueError(f"{out} already holds a training run ({', '.join(p.name for p in held)}); "
+                         f"continue it with `difflogic train --resume {out}`, or start over "
+                         "with --overwrite (removes its files), or choose another --out")
+    return held
 
 
 def train(opts: TrainOptions) -> dict:
@@ -425,8 +431,7 @@ def train(opts: TrainOptions) -> dict:
     opts.dataset = data.canonical_name(opts.dataset)
     if not opts.out:
         raise ValueError("--out RUN is required (the folder for model.pt, metrics, curves)")
-    if not opts.overwrite:
-        _refuse_to_replace_a_run(Path(opts.out), resumed_dir)
+    earlier_run = _earlier_run_files(Path(opts.out), resumed_dir, opts.overwrite)
     if opts.progress not in ("auto", "bar", "lines", "none"):
         raise ValueError(f"progress must be auto, bar, lines or none, got {opts.progress!r}")
     for name in ("steps", "batch_size", "eval_every", "threads", "eval_batch_size", "stop_after"):
@@ -580,6 +585,8 @@ def train(opts: TrainOptions) -> dict:
     # ---- model + optimizer (fresh or restored)
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
+    for path in earlier_run:  # --overwrite: no file of the old run may outlive the start
+        path.unlink()
     if resume_ck is None:
         torch.manual_seed(opts.seed)
         model = LogicNet(config)

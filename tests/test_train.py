@@ -753,7 +753,8 @@ def test_a_fresh_run_refuses_a_folder_holding_a_run(fake_mnist, tmp_path):
     train(TrainOptions(out=str(run), seed=1, **common))
     before = {p.name: p.read_bytes() for p in run.iterdir()}
     with pytest.raises(ValueError, match=r"already holds a training run \(last\.pt, model\.pt, "
-                                         r"metrics\.jsonl\).*--resume .*run.*--overwrite"):
+                                         r"metrics\.jsonl, curves\.png, summary\.json\)"
+                                         r".*--resume .*run.*--overwrite"):
         train(TrainOptions(out=str(run), seed=2, **common))
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before
     # resuming a run into a folder that holds another run is refused the same way
@@ -762,7 +763,11 @@ def test_a_fresh_run_refuses_a_folder_holding_a_run(fake_mnist, tmp_path):
         train(TrainOptions(resume=str(run), out=str(other), steps=8, progress="none"))
     # continuing in its own folder is what resume is for
     assert train(TrainOptions(resume=str(run), steps=8, progress="none"))["steps"] == 8
-    # --overwrite starts over: the run's metrics are the new run's alone
+    # --overwrite starts over: the old run's files go first (a new run stopped at once leaves
+    # none of them), and the metrics are the new run's alone
+    train(TrainOptions(out=str(run), seed=2, overwrite=True, stop_after=1, test=False,
+                       **common))
+    assert not (run / "model.pt").exists() and not (run / "summary.json").exists()
     train(TrainOptions(out=str(run), seed=2, overwrite=True, **common))
     assert [r["step"] for r in _metrics(run)] == [3, 6]
     assert _state(run)["step"] == 6

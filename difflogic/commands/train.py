@@ -82,7 +82,7 @@ def add_parser(subparsers):
                    help="progress display: tqdm bar on a terminal, periodic lines otherwise")
     p.add_argument("--out", metavar="RUN", help="run folder to write (required unless --resume)")
     p.add_argument("--overwrite", action="store_true",
-                   help="start over in an --out folder that already holds a run, replacing its "
+                   help="start over in an --out folder that already holds a run, removing its "
                         "checkpoints and metrics (refused otherwise)")
     p.add_argument("--resume", metavar="RUN",
                    help="continue the run in RUN from RUN/last.pt; with a larger "
