@@ -52,8 +52,8 @@
 # input_wise; softmax = 16 logits per gate), TEACHER (0 = plain cross-entropy, the default; 1 =
 # distil), TEACHER_EPOCHS (default 10), KD_WEIGHT, KD_TEMPERATURE (default: the library's),
 # PYTHON (default python3), DIFFLOGIC (the command that runs the CLI; default `difflogic`, or
-# `$PYTHON -m difflogic` from this checkout).  RUN_DIR/net and RUN_DIR/net_polish are
-# overwritten by a new run.
+# `$PYTHON -m difflogic` from this checkout).  A RUN_DIR whose net/ already holds a run is
+# refused (resume it, or remove RUN_DIR); RUN_DIR/net_polish is remade from RUN_DIR/net.
 set -euo pipefail
 
 DATA=${1:?usage: benches/cifar10_cpu.sh CIFAR10_DIR [RUN_DIR]}
