@@ -134,7 +134,7 @@ class TrainOptions:
     #: forth at full rate.  Measured on CIFAR-10 S (input-wise, 90 epochs, a 4-epoch polish): with
     #: a validation split to select on, no gain (59.49% against 59.85% for the constant rate,
     #: one seed); where nothing is held out (``val_size`` 0) and the final network is the one
-    #: kept, it took four seeds from a mean of 59.71% to 60.33% (benches/RESULTS.md).
+    #: kept, it took six seeds from a mean of 59.86% to 60.32% (benches/RESULTS.md).
     polish_schedule: str | None = None
     #: A teacher file (``difflogic teacher``): its class scores supervise the network's through
     #: :func:`distillation_loss` with weight ``kd_weight`` at temperature ``kd_temperature``
