@@ -38,7 +38,9 @@
 # (CROP_PADDING=0) 58.26 / 57.91%, and flips only overfits on 110 epochs (57.95%).  Input-wise
 # gates with the validation split on 90 epochs gave 59.06 / 59.76%, 59.85% for seed 0 after a
 # constant-rate 4-epoch polish; 120 epochs 59.71%.  The 50-step polish gained 0.2-0.5% on
-# relaxed-trained batch-128 checkpoints (RESULTS.md, 2026-12-03).
+# relaxed-trained batch-128 checkpoints (RESULTS.md, 2026-12-03).  An 8-epoch final polish
+# tied the 4-epoch one on the hard validation of the split runs (60.20%, mean of two seeds);
+# at lr 0.005 instead of lr/10 it lost 0.55% (RESULTS.md, 2026-12-05, twenty-third session).
 #
 # Environment: EPOCHS (default 90), BATCH_SIZE (default 32), WEIGHT_DECAY (default 0.006 x
 # BATCH_SIZE / 128, so the decay per epoch does not move with the batch), CROP_PADDING (default
