@@ -93,15 +93,20 @@ def test_train_step(benchmark, backend):
     benchmark.extra_info["threads"] = torch.get_num_threads()
 
 
-@pytest.mark.parametrize("straight_through,gumbel", [(False, 0.0), (True, 0.0), (True, 1.0)],
-                         ids=["relaxed", "ste", "gumbel-ste"])
-def test_train_step_fmnist_small(benchmark, straight_through, gumbel):
+@pytest.mark.parametrize("straight_through,gumbel,parametrization",
+                         [(False, 0.0, "input_wise"), (True, 0.0, "input_wise"),
+                          (False, 0.0, "softmax"), (True, 0.0, "softmax"), (True, 1.0, "softmax")],
+                         ids=["relaxed", "ste", "relaxed-softmax", "ste-softmax",
+                              "gumbel-ste-softmax"])
+def test_train_step_fmnist_small(benchmark, straight_through, gumbel, parametrization):
     """The README main job's step: `fmnist-small`, batch 64, native kernels; relaxed (the
     first 80% of its steps), straight-through (the last 20%), and Gumbel straight-through
-    (``--gumbel``: one noise sample per logit per step, ~1.1M logits)."""
+    (``--gumbel``: one noise sample per logit per step, ~1.1M logits); with the preset's
+    input-wise gates and with the softmax over 16 gates it used before 2026-12-05 (Gumbel
+    noise samples one of the 16 gates, so it needs the softmax form)."""
     if not _native_ok():
         pytest.skip("native extension difflogic._C not built")
-    model, _, step = make("native", "fmnist-small", 64)
+    model, _, step = make("native", "fmnist-small", 64, parametrization=parametrization)
     dl.set_straight_through(model, straight_through)
     dl.set_gumbel_noise(model, gumbel)
     for _ in range(3):
