@@ -279,10 +279,11 @@ register_preset({
 #: train straight-through (the hard network itself; +0.3-0.5% hard test accuracy, 0.8 beat
 #: 0.5, 0.65 and 0.9); input-wise gates (4 truth-table entries per gate instead of 16 gate
 #: logits) beat the softmax over the 16 gates by 0.9% hard validation and 1.15% hard test on
-#: three seeds (88.83%), and step 5-12% faster.  14 epochs fill ~7 of the 10 minutes (16 did not help);
-#: tau 30 beat 20 (also with straight-through) and 45; twice the head, 1.5x the conv channels,
-#: a third dense layer, augmentation, annealed gate sharpening, a CNN teacher and 55,000 or
-#: 60,000 instead of 50,000 training images did not help (all measured).
+#: three seeds (88.83%), and step 5-12% faster.  14 epochs fill ~6 of the 10 minutes (16 did
+#: not help, with softmax gates); tau 30 beat 20 (also with straight-through) and 45; twice
+#: the head, 1.5x the conv channels, a third dense layer, augmentation, annealed gate
+#: sharpening, a CNN teacher and 55,000 or 60,000 instead of 50,000 training images did not
+#: help (all measured).
 register_preset({
     "name": "fmnist-small",
     "input_shape": [1, 28, 28], "num_classes": 10, "init": "residual",
