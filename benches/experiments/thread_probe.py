@@ -5,6 +5,8 @@ layer output, its gradient and every parameter gradient, whether the two runs ar
 
     python benches/experiments/thread_probe.py [MODEL] [N]      (default: fmnist-small 2)
 
+MODEL is what `difflogic train --model` takes: a preset name or a JSON config file.
+
 Training is deterministic for one thread count; where this prints differences, a run with
 `--threads 1` and one with `--threads N` part after a few steps (BLAS may pick its kernel by
 CPU model and thread count)."""
@@ -12,13 +14,14 @@ import sys
 
 import torch
 
-import difflogic as dl
+from difflogic.models import LogicNet
+from difflogic.train import resolve_model_config
 
 
 def one_step(name: str, threads: int) -> dict[str, torch.Tensor]:
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    model = dl.get_model(name)
+    model = LogicNet(resolve_model_config(name))
     x = torch.rand(64, *model.config["input_shape"])
     y = torch.randint(0, model.config["num_classes"], (64,))
     outs, h = [], x
@@ -28,7 +31,8 @@ def one_step(name: str, threads: int) -> dict[str, torch.Tensor]:
             h.retain_grad()
         outs.append(h)
     torch.nn.functional.cross_entropy(h, y).backward()
-    res = {f"output {i} ({type(model[i]).__name__})": o.detach().clone() for i, o in enumerate(outs)}
+    res = {f"output {i} ({type(model[i]).__name__})": o.detach().clone()
+           for i, o in enumerate(outs)}
     res.update({f"output {i} grad": o.grad for i, o in enumerate(outs) if o.grad is not None})
     res.update({f"param {n} grad": p.grad for n, p in model.named_parameters()})
     return res
