@@ -524,6 +524,11 @@ class BatchLoader:
     ``[i, 0]`` for image ``i`` as stored and ``[i, 1]`` for it flipped horizontally.  The loader
     then yields ``(x, y, t)``, where ``t`` is the row of the view the batch holds (a crop keeps
     the scores of its uncropped view: the teacher was trained on such crops).
+
+    ``suspend_augment`` (an attribute, default False) makes an augmenting loader hand out the
+    batches as stored, in the same order, while it is True: the training loop sets it per step
+    for a straight-through polish without augmentation.  It is a switch of the moment, not a
+    setting, so :meth:`state_dict` leaves it out and a resumed run's loop sets it again.
     """
 
     def __init__(self, images, labels, batch_size: int, shuffle: bool = True, seed: int = 0, *,
@@ -551,6 +556,7 @@ class BatchLoader:
             raise TypeError(f"drop_last must be a bool or None, got {drop_last!r}")
         self.drop_last = bool(drop_last)
         self.crop_padding = _int_arg("crop_padding", crop_padding, 0)
+        self.suspend_augment = False
         if indices is None:
             self.indices = None
             n = len(images)
@@ -639,7 +645,7 @@ class BatchLoader:
         sel = order[b * self.batch_size:(b + 1) * self.batch_size]
         xb = self.images[sel]
         flip = np.zeros(len(sel), dtype=bool)
-        if self.augment:
+        if self.augment and not self.suspend_augment:
             xb, flip = _flip_crop(xb, np.random.default_rng([self.seed, 1, epoch, b]),
                                   self.crop_padding)
         batch = [None, torch.from_numpy(self.labels[sel])]

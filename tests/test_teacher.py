@@ -240,8 +240,8 @@ def test_cifar10_cpu_recipe_script_runs_end_to_end(tmp_path):
     # the run's 4 polish steps, then the copy polished on to 8 at the annealed rate
     ends = [int(n) for n in re.findall(r"final model \(step (\d+), no validation\)", proc.stderr)]
     assert len(ends) == 2 and ends[1] == ends[0] + 4, proc.stderr
-    assert f"then 8 straight-through polish steps at lr 0.002 (cosine), resuming at step {ends[0]}" \
-        in proc.stderr
+    assert f"then 8 straight-through polish steps at lr 0.002 (cosine) without augmentation, " \
+        f"resuming at step {ends[0]}" in proc.stderr
     assert (tmp_path / "run2" / "net_polish" / "model.pt").is_file()
     # run again into the same folder: refused before anything is trained or replaced
     kept = (tmp_path / "run2" / "net" / "last.pt").read_bytes()

@@ -609,6 +609,64 @@ def test_polish_steps_follow_the_run_straight_through(fake_mnist, tmp_path, monk
             train(TrainOptions(out=str(tmp_path / "bad"), **{**common, key: bad}))
 
 
+def test_polish_without_augmentation(fake_mnist, tmp_path, monkeypatch, capsys):
+    """``polish_augment=False`` (``--no-polish-augment``): an augmenting run's polish steps get
+    the images as stored, in the loader's own order, and only they do; the switch is not part
+    of the loader's state, so a run stopped inside such a polish resumes bit-exactly, and a
+    finished run polished on resume without augmentation is the same network."""
+    import difflogic.data as D
+    augmented = []  # per training batch: was it flipped / cropped?
+    orig = D.BatchLoader._batch
+
+    def spy(self, order, epoch, b):
+        augmented.append(self.augment and not self.suspend_augment)
+        return orig(self, order, epoch, b)
+    monkeypatch.setattr(D.BatchLoader, "_batch", spy)
+    common = dict(dataset="mnist", data_dir=str(fake_mnist), model_config=TINY, steps=6,
+                  eval_every=3, seed=4, lr=0.05, augment=True, progress="none", test=False,
+                  polish_steps=4)
+    train(TrainOptions(out=str(tmp_path / "full"), polish_augment=False, **common))
+    assert "polish steps at lr 0.005 without augmentation" in capsys.readouterr().err
+    assert augmented == [True] * 6 + [False] * 4
+    # the polish batches are the stored images, in the order of a run that never augments
+    shown = {"see": [], "plain": []}
+
+    def record(name):
+        def batch(self, order, epoch, b):
+            out = orig(self, order, epoch, b)
+            shown[name].append(out[0])
+            return out
+        return batch
+    monkeypatch.setattr(D.BatchLoader, "_batch", record("see"))
+    train(TrainOptions(out=str(tmp_path / "see"), polish_augment=False, **common))
+    monkeypatch.setattr(D.BatchLoader, "_batch", record("plain"))
+    train(TrainOptions(out=str(tmp_path / "plain"), **{**common, "augment": False}))
+    assert len(shown["see"]) == len(shown["plain"]) == 10
+    assert [torch.equal(a, b) for a, b in zip(shown["see"], shown["plain"])] == [False] * 6 + [True] * 4
+    # stopped inside the polish, resumed: bit for bit the uninterrupted run
+    train(TrainOptions(out=str(tmp_path / "part"), polish_augment=False, stop_after=8, **common))
+    train(TrainOptions(resume=str(tmp_path / "part"), progress="none", test=False))
+    a, b = _state(tmp_path / "full"), _state(tmp_path / "part")
+    for k in a["state_dict"]:
+        assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
+    assert a["loader"] == b["loader"] and _metrics(tmp_path / "full") == _metrics(tmp_path / "part")
+    # a finished augmented run, polished on resume without augmentation: the same network
+    train(TrainOptions(out=str(tmp_path / "run"), **{**common, "polish_steps": 0}))
+    train(TrainOptions(resume=str(tmp_path / "run"), polish_steps=4, polish_augment=False,
+                       out=str(tmp_path / "pol"), progress="none", test=False))
+    c = _state(tmp_path / "pol")
+    for k in a["state_dict"]:
+        assert torch.equal(a["state_dict"][k], c["state_dict"][k]), k
+    # by default the polish augments like the run; --polish-augment needs --augment
+    augmented.clear()
+    monkeypatch.setattr(D.BatchLoader, "_batch", spy)
+    train(TrainOptions(out=str(tmp_path / "same"), **common))
+    assert augmented == [True] * 10
+    with pytest.raises(ValueError, match="--polish-augment only applies with --augment"):
+        train(TrainOptions(out=str(tmp_path / "bad"), polish_augment=True,
+                           **{**common, "augment": False}))
+
+
 def test_layer_straight_through_from_a_fraction_of_the_run(fake_mnist, tmp_path, monkeypatch, capsys):
     """A gate layer's config ``"straight_through": F`` switches that layer alone to
     straight-through at fraction F of the run (the others stay relaxed), and resume replays it

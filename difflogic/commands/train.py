@@ -63,6 +63,10 @@ def add_parser(subparsers):
     p.add_argument("--polish-schedule", choices=("constant", "cosine"),
                    help="keep --polish-lr over the polish, or anneal it to 0 by a cosine "
                         "(default: constant)")
+    p.add_argument("--polish-augment", action=argparse.BooleanOptionalAction,
+                   help="with --augment: whether the --polish-steps see augmented images; "
+                        "--no-polish-augment polishes on the images as stored, as they are "
+                        "tested (default: as the run)")
     p.add_argument("--teacher", metavar="FILE", help="distil from a teacher's class scores "
                    "(a file written by `difflogic teacher` for this dataset and split)")
     p.add_argument("--kd-weight", type=float, metavar="W", help="with --teacher: share of the "
