@@ -53,7 +53,9 @@
 # FINAL_POLISH_STEPS (default 4 epochs' steps; 0 = none), FINAL_POLISH_AUGMENT (default 0: the
 # final polish sees the images as stored; 1 = with the run's flips and crops), SEED (default 0), THREADS (default
 # 1: a step runs only ~1.5x faster on 2 threads than on 1 (training-step section of
-# RESULTS.md), so two runs side by side, one core each, get more done), DEVICE (default cpu;
+# RESULTS.md), so two runs side by side, one core each, get more done; the run is then pinned
+# to core CORE, by default the last one the script may use: `taskset -c 0 benches/cifar10_cpu.sh
+# ...` and `taskset -c 1 ...` run side by side), DEVICE (default cpu;
 # cuda = the same recipe on an NVIDIA GPU, where the paper's several hundred epochs fit, e.g.
 # DEVICE=cuda EPOCHS=500; BATCH_SIZE=128 keeps a GPU busier), PARAMETRIZATION (default
 # input_wise; softmax = 16 logits per gate), TEACHER (0 = plain cross-entropy, the default; 1 =
@@ -127,7 +129,8 @@ fi
 
 PIN=()
 if [ "$DEVICE" = cpu ] && [ "$THREADS" = 1 ] && command -v taskset >/dev/null 2>&1; then
-  PIN=(taskset -c "$(( $(nproc) - 1 ))")
+  # the last core this process may run on: under `taskset -c N` (two seeds side by side) core N
+  PIN=(taskset -c "${CORE:-$("$PY" -c 'import os; print(max(os.sched_getaffinity(0)))')}")
 fi
 echo "==== train: $(date -u +%FT%TZ)"
 "${PIN[@]}" "${DL[@]}" train --dataset cifar10 --data-dir "$DATA" --model "$RUN/model.json" \
