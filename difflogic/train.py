@@ -142,9 +142,9 @@ class TrainOptions:
     #: every training image by up to ``crop_padding`` pixels, which no test image is, and the
     #: polish decides each gate by the hard network's loss on what it sees.  Measured on
     #: CIFAR-10 S (input-wise, 90 epochs with crops padded by 2, a 4-epoch annealed polish):
-    #: hard validation 60.37% against 60.20% with augmentation (two seeds; flips only: 59.89%),
-    #: and on six seeds trained on every image hard test 60.48% against 60.32%, higher on each
-    #: (benches/RESULTS.md).
+    #: on two seeds' validation no difference beyond the polish's own evaluation noise (60.37%,
+    #: or 59.89% with the first polish batch augmented, against 60.20%), and on six seeds
+    #: trained on every image hard test 60.48% against 60.32%, higher on each (RESULTS.md).
     polish_augment: bool | None = None
     #: A teacher file (``difflogic teacher``): its class scores supervise the network's through
     #: :func:`distillation_loss` with weight ``kd_weight`` at temperature ``kd_temperature``
