@@ -45,7 +45,7 @@
 # at lr 0.005 instead of lr/10 it lost 0.55% (RESULTS.md, 2026-12-05, twenty-third session).
 # The final polish without augmentation was chosen on the same validation: 60.37% against
 # 60.20% with augmentation and 59.89% with flips only, differences inside the polish's
-# evaluation noise (a rerun one batch apart gave 59.89%); its test gain over the six seeds
+# evaluation noise (the same polish rerun one batch apart: 59.89%); its test gain over the six seeds
 # (+0.155%, every seed up) is the firmer evidence (twenty-fourth session).
 #
 # Environment: EPOCHS (default 90), BATCH_SIZE (default 32), WEIGHT_DECAY (default 0.006 x
@@ -53,11 +53,11 @@
 # 2; 0 = flips only), VAL_SIZE (default 0 = train on every training image; 5000 = the paper's
 # split, model.pt then the best hard validation network), POLISH_STEPS (default 50; 0 = none),
 # FINAL_POLISH_STEPS (default 4 epochs' steps; 0 = none), FINAL_POLISH_AUGMENT (default 0: the
-# final polish sees the images as stored; 1 = with the run's flips and crops), SEED (default 0), THREADS (default
-# 1: a step runs only ~1.5x faster on 2 threads than on 1 (training-step section of
-# RESULTS.md), so two runs side by side, one core each, get more done; the run is then pinned
-# to core CORE, by default the last one the script may use: `taskset -c 0 benches/cifar10_cpu.sh
-# ...` and `taskset -c 1 ...` run side by side), DEVICE (default cpu;
+# final polish sees the images as stored; 1 = with the run's flips and crops), SEED (default
+# 0), THREADS (default 1: a step runs only ~1.5x faster on 2 threads than on 1 (training-step
+# section of RESULTS.md), so two runs side by side, one core each, get more done; the run is
+# then pinned to core CORE, by default the last one the script may use: `taskset -c 0
+# benches/cifar10_cpu.sh ...` and `taskset -c 1 ...` run side by side), DEVICE (default cpu;
 # cuda = the same recipe on an NVIDIA GPU, where the paper's several hundred epochs fit, e.g.
 # DEVICE=cuda EPOCHS=500; BATCH_SIZE=128 keeps a GPU busier), PARAMETRIZATION (default
 # input_wise; softmax = 16 logits per gate), TEACHER (0 = plain cross-entropy, the default; 1 =

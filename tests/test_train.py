@@ -642,7 +642,8 @@ def test_polish_without_augmentation(fake_mnist, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(D.BatchLoader, "_batch", record("plain"))
     train(TrainOptions(out=str(tmp_path / "plain"), **{**common, "augment": False}))
     assert len(shown["see"]) == len(shown["plain"]) == 10
-    assert [torch.equal(a, b) for a, b in zip(shown["see"], shown["plain"])] == [False] * 6 + [True] * 4
+    same = [torch.equal(a, b) for a, b in zip(shown["see"], shown["plain"])]
+    assert same == [False] * 6 + [True] * 4
     # stopped inside the polish, resumed: bit for bit the uninterrupted run
     train(TrainOptions(out=str(tmp_path / "part"), polish_augment=False, stop_after=8, **common))
     train(TrainOptions(resume=str(tmp_path / "part"), progress="none", test=False))
