@@ -45,8 +45,8 @@
 # at lr 0.005 instead of lr/10 it lost 0.55% (RESULTS.md, 2026-12-05, twenty-third session).
 # The final polish without augmentation was chosen on the same validation: 60.37% against
 # 60.20% with augmentation and 59.89% with flips only, differences inside the polish's
-# evaluation noise (the same polish rerun one batch apart: 59.89%); its test gain over the six seeds
-# (+0.155%, every seed up) is the firmer evidence (twenty-fourth session).
+# evaluation noise (the same polish rerun one batch apart: 59.89%); its test gain over the
+# six seeds (+0.155%, every seed up) is the firmer evidence (twenty-fourth session).
 #
 # Environment: EPOCHS (default 90), BATCH_SIZE (default 32), WEIGHT_DECAY (default 0.006 x
 # BATCH_SIZE / 128, so the decay per epoch does not move with the batch), CROP_PADDING (default

@@ -615,34 +615,29 @@ def test_polish_without_augmentation(fake_mnist, tmp_path, monkeypatch, capsys):
     of the loader's state, so a run stopped inside such a polish resumes bit-exactly, and a
     finished run polished on resume without augmentation is the same network."""
     import difflogic.data as D
-    augmented = []  # per training batch: was it flipped / cropped?
     orig = D.BatchLoader._batch
+    seen = {}  # run -> per training batch: (flipped / cropped?, the images)
 
-    def spy(self, order, epoch, b):
-        augmented.append(self.augment and not self.suspend_augment)
-        return orig(self, order, epoch, b)
-    monkeypatch.setattr(D.BatchLoader, "_batch", spy)
+    def record(run):
+        seen[run] = []
+
+        def batch(self, order, epoch, b):
+            out = orig(self, order, epoch, b)
+            seen[run].append((self.augment and not self.suspend_augment, out[0]))
+            return out
+        monkeypatch.setattr(D.BatchLoader, "_batch", batch)
     common = dict(dataset="mnist", data_dir=str(fake_mnist), model_config=TINY, steps=6,
                   eval_every=3, seed=4, lr=0.05, augment=True, progress="none", test=False,
                   polish_steps=4)
+    record("full")
     train(TrainOptions(out=str(tmp_path / "full"), polish_augment=False, **common))
     assert "polish steps at lr 0.005 without augmentation" in capsys.readouterr().err
-    assert augmented == [True] * 6 + [False] * 4
+    assert [aug for aug, _ in seen["full"]] == [True] * 6 + [False] * 4
     # the polish batches are the stored images, in the order of a run that never augments
-    shown = {"see": [], "plain": []}
-
-    def record(name):
-        def batch(self, order, epoch, b):
-            out = orig(self, order, epoch, b)
-            shown[name].append(out[0])
-            return out
-        return batch
-    monkeypatch.setattr(D.BatchLoader, "_batch", record("see"))
-    train(TrainOptions(out=str(tmp_path / "see"), polish_augment=False, **common))
-    monkeypatch.setattr(D.BatchLoader, "_batch", record("plain"))
+    record("plain")
     train(TrainOptions(out=str(tmp_path / "plain"), **{**common, "augment": False}))
-    assert len(shown["see"]) == len(shown["plain"]) == 10
-    same = [torch.equal(a, b) for a, b in zip(shown["see"], shown["plain"])]
+    assert len(seen["full"]) == len(seen["plain"]) == 10
+    same = [torch.equal(a, b) for (_, a), (_, b) in zip(seen["full"], seen["plain"])]
     assert same == [False] * 6 + [True] * 4
     # stopped inside the polish, resumed: bit for bit the uninterrupted run
     train(TrainOptions(out=str(tmp_path / "part"), polish_augment=False, stop_after=8, **common))
@@ -659,10 +654,9 @@ def test_polish_without_augmentation(fake_mnist, tmp_path, monkeypatch, capsys):
     for k in a["state_dict"]:
         assert torch.equal(a["state_dict"][k], c["state_dict"][k]), k
     # by default the polish augments like the run; --polish-augment needs --augment
-    augmented.clear()
-    monkeypatch.setattr(D.BatchLoader, "_batch", spy)
+    record("same")
     train(TrainOptions(out=str(tmp_path / "same"), **common))
-    assert augmented == [True] * 10
+    assert [aug for aug, _ in seen["same"]] == [True] * 10
     with pytest.raises(ValueError, match="--polish-augment only applies with --augment"):
         train(TrainOptions(out=str(tmp_path / "bad"), polish_augment=True,
                            **{**common, "augment": False}))
