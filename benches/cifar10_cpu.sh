@@ -8,7 +8,8 @@
 # ../shared/data/make_cifar10.py).  With the defaults (the twenty-fourth session's recipe) it
 # gave 60.64 / 60.55 / 59.89 / 60.76 / 61.44 / 59.59% hard test for seeds 0-5 on the JPEG copy,
 # mean 60.478% (the paper: 60.38%), ~1.4 h on one core each (RESULTS.md, 2026-12-05, twentieth
-# to twenty-fourth sessions); seeds 6 / 7, run through this script, 60.89 / 61.23%.  Steps:
+# to twenty-fourth sessions); seeds 6-9, run through this script, 60.89 / 61.23 / 60.90 /
+# 60.19% (ten-seed mean 60.608%, twenty-fifth session).  Steps:
 # 1. writes RUN_DIR/model.json: the `cifar10-s` preset (960,512 gates) with 15 input thresholds
 #    per channel instead of 3, its first conv layer switched to straight-through (argmax) gates
 #    for the last 70% of the run (the two changes that moved the hard test accuracy from 55.8%
