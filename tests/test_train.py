@@ -89,6 +89,14 @@ def test_cli_train_eval_info_end_to_end(fake_mnist, tiny_json, tmp_path, capsys)
     assert len(info["gate_histogram"]) == 16
     assert sum(info["gate_histogram"].values()) == 4 * 3 + 8 * 3 + 120 + 60
     assert png.read_bytes()[:4] == b"\x89PNG"
+    # bare --plot (the issue's `difflogic info RUN/model.pt --plot`): RUN/gates.png
+    assert not (run / "gates.png").exists()
+    assert main(["info", str(run / "model.pt"), "--plot", "--no-compile"]) == 0
+    assert f"wrote {run / 'gates.png'}" in capsys.readouterr().out
+    assert (run / "gates.png").read_bytes()[:4] == b"\x89PNG"
+    # `info --plot RUN/model.pt` would swallow the checkpoint as the PNG path: a clear error
+    assert main(["info", "--plot", str(run / "model.pt")]) == 2
+    assert "put the checkpoint first" in capsys.readouterr().err
     assert main(["info", str(run / "model.pt"), "--no-compile"]) == 0
     assert "total training gates" in capsys.readouterr().out
 

@@ -3,6 +3,7 @@ checkpoint (or of a named model before training), optionally as a PNG bar chart.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 
 def add_parser(subparsers):
@@ -15,7 +16,9 @@ def add_parser(subparsers):
                    help="RUN/model.pt, RUN/last.pt or RUN")
     p.add_argument("--model", help="describe a named model (fresh, untrained) instead")
     p.add_argument("--models", action="store_true", help="list the available model names")
-    p.add_argument("--plot", metavar="PNG", help="write the gate-type histogram as a bar chart")
+    p.add_argument("--plot", metavar="PNG", nargs="?", const=True,
+                   help="write the gate-type histogram as a bar chart to PNG (default: "
+                        "gates.png beside the checkpoint, or NAME_gates.png for --model NAME)")
     p.add_argument("--no-compile", dest="compile", action="store_false",
                    help="skip the hardened/optimized gate counts")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
@@ -89,6 +92,11 @@ def run(args) -> int:
             print(f"{name:18s} input {tuple(cfg['input_shape'])}  lr {t.get('lr')}  "
                   f"batch {t.get('batch_size')}  wd {t.get('weight_decay')}")
         return 0
+    if isinstance(args.plot, str) and (args.plot.endswith(".pt") or Path(args.plot).is_dir()):
+        # `info --plot RUN/model.pt`: argparse gave the checkpoint to --plot's optional PNG
+        raise ValueError(f"--plot got {args.plot!r}, which is a checkpoint or a directory, not a "
+                         f"PNG file: put the checkpoint first (`difflogic info CHECKPOINT "
+                         f"--plot`) or give --plot a .png path")
     if bool(args.checkpoint) == bool(args.model):
         raise ValueError("give a CHECKPOINT or --model NAME (or --models to list names)")
     if args.model:
@@ -97,12 +105,16 @@ def run(args) -> int:
             torch.manual_seed(0)
             model = get_model(args.model).eval()
         source, meta = f"model {args.model} (untrained, seed 0)", {}
+        default_png = Path(f"{Path(args.model).stem}_gates.png")
     else:
         from .eval import checkpoint_meta, resolve_checkpoint
         path = resolve_checkpoint(args.checkpoint)
         ck = checkpoint.load_checkpoint(path)
         model = checkpoint.model_from_checkpoint(ck, path).eval()
         source, meta = str(path), checkpoint_meta(ck)
+        default_png = Path(path).parent / "gates.png"  # beside the run's curves.png
+    if args.plot is True:
+        args.plot = str(default_png)
     layers = []
     for i, (m, shape_in, shape_out) in enumerate(zip(model, model.shapes, model.shapes[1:])):
         layers.append({"index": i, "layer": f"{type(m).__name__}({m.extra_repr()})",
