@@ -12,7 +12,7 @@ import difflogic as dl
 from difflogic import gates
 from difflogic.backends import c as cbe
 from difflogic.compiler import encode_input, hard_counts, harden, ir, optimize, simulate
-from test_compiler_archs import random_input, random_model
+from conftest import random_input, random_model
 
 pytestmark = pytest.mark.skipif(shutil.which(os.environ.get("CC") or "cc") is None
                                 and shutil.which("gcc") is None, reason="no C compiler")

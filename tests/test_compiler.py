@@ -14,7 +14,7 @@ from difflogic import gates
 from difflogic.compiler import (encode_input, hard_counts, harden, ir, lower_to_flat, optimize,
                                 predict, simulate, u8_cutoffs)
 from difflogic.compiler.passes import PASSES, apply_pass
-from test_compiler_archs import random_input, random_model
+from conftest import random_input, random_model
 
 
 def _bits(net, x):

@@ -9,7 +9,9 @@ from difflogic import data, teacher
 from difflogic.cli import main
 from difflogic.train import TrainOptions, distillation_loss, train
 
-from test_train import TINY, _metrics, _state, one_thread  # noqa: F401 (autouse: 1 thread)
+from conftest import TINY, run_metrics, run_state
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 CIFAR_TINY = json.loads(json.dumps(TINY))
 CIFAR_TINY["input_shape"] = [3, 32, 32]
@@ -79,14 +81,14 @@ def test_distilled_training_uses_the_teacher_and_resumes_bit_exactly(cifar, tmp_
     assert f"distilled from {path}" in err and "weight 0.7, temperature 3" in err
     train(TrainOptions(out=str(part), stop_after=13, **common))
     train(TrainOptions(resume=str(part), progress="none", test=False))
-    a, b = _state(full), _state(part)
+    a, b = run_state(full), run_state(part)
     for k in a["state_dict"]:
         assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
-    assert _metrics(full) == _metrics(part)
+    assert run_metrics(full) == run_metrics(part)
     # without the teacher the same run ends elsewhere: the teacher's scores were used
     train(TrainOptions(out=str(plain), **{**common, "teacher": None, "kd_weight": None,
                                           "kd_temperature": None}))
-    assert not torch.equal(a["state_dict"]["5.weight"], _state(plain)["state_dict"]["5.weight"])
+    assert not torch.equal(a["state_dict"]["5.weight"], run_state(plain)["state_dict"]["5.weight"])
     # a resumed run keeps its teacher: other weights and changed scores are refused
     with pytest.raises(ValueError, match="--kd-weight 0.5 differs"):
         train(TrainOptions(resume=str(part), kd_weight=0.5, steps=30, progress="none"))

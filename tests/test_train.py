@@ -11,29 +11,10 @@ from difflogic.checkpoint import CheckpointError, load_checkpoint, load_model
 from difflogic.cli import main
 from difflogic.train import TrainOptions, keep_freed_memory, lr_at, make_optimizer, train
 
-#: A tiny conv logic net defined here (not a shipped preset): 2 tree-conv blocks with OR
-#: pooling and a dense head, ~1 ms per step of 8 images.
-TINY = {
-    "name": "test-tiny", "input_shape": [1, 28, 28], "num_classes": 10, "init": "residual",
-    "layers": [{"type": "thresholds", "thresholds": [0.5]},
-               {"type": "conv", "out_channels": 4, "kernel_size": 3, "depth": 2, "padding": 1,
-                "channels_per_tree": 1, "or_pool": 2},
-               {"type": "conv", "out_channels": 8, "kernel_size": 3, "depth": 2, "padding": 1,
-                "channels_per_tree": 2, "or_pool": 2},
-               {"type": "flatten"}, {"type": "dense", "out_features": 120},
-               {"type": "dense", "out_features": 60}, {"type": "group_sum", "k": 10, "tau": 3.0}],
-    "train": {"lr": 0.05, "weight_decay": 0.0, "batch_size": 8},
-}
+from conftest import TINY, run_metrics, run_state
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Bit-exactness holds for a fixed thread count; 1 keeps the test cheap on busy machines."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
+#: Bit-exactness holds for a fixed thread count; 1 keeps the tests cheap on busy machines.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module")
 def fake_mnist(tmp_path_factory):
@@ -101,18 +82,6 @@ def test_cli_train_eval_info_end_to_end(fake_mnist, tiny_json, tmp_path, capsys)
     assert "total training gates" in capsys.readouterr().out
 
 
-def _state(run):
-    ck = load_checkpoint(run / "last.pt")
-    return ck
-
-
-def _metrics(run):
-    recs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    for r in recs:  # wall-clock fields legitimately differ
-        r.pop("elapsed_s"), r.pop("images_per_s")
-    return recs
-
-
 @pytest.mark.parametrize("schedule,steps,stop_at,eval_every,extra", [
     ("constant", 2000, 1000, 500, {}),  # 2k steps vs 1k + resume 1k
     ("cosine", 200, 70, 60, {}),        # stop between evaluations, schedule depends on the step
@@ -132,12 +101,12 @@ def test_resume_is_bit_exact(fake_mnist, tmp_path, schedule, steps, stop_at, eva
     part = tmp_path / "part"
     s1 = train(TrainOptions(out=str(part), stop_after=stop_at, **common))
     assert s1["stopped_early"] and s1["steps"] == stop_at
-    assert _state(part)["step"] == stop_at
+    assert run_state(part)["step"] == stop_at
     s2 = train(TrainOptions(resume=str(part), progress="none", test=False))
     steps += extra.get("polish_steps", 0)
     assert s2["steps"] == steps and not s2["stopped_early"]
 
-    a, b = _state(full), _state(part)
+    a, b = run_state(full), run_state(part)
     assert a["step"] == b["step"] == steps
     for k in a["state_dict"]:  # logits and wiring: bit for bit
         assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
@@ -153,7 +122,7 @@ def test_resume_is_bit_exact(fake_mnist, tmp_path, schedule, steps, stop_at, eva
     with torch.no_grad():
         assert torch.equal(ma(x), mb(x))
         assert torch.equal(ma.train()(x), mb.train()(x))  # relaxed logits too
-    assert _metrics(full) == _metrics(part)
+    assert run_metrics(full) == run_metrics(part)
 
 
 def test_extending_a_finished_run(fake_mnist, tmp_path, capsys):
@@ -168,10 +137,10 @@ def test_extending_a_finished_run(fake_mnist, tmp_path, capsys):
     s = train(TrainOptions(resume=str(part), steps=80, progress="lines", test=False))
     assert s["steps"] == 80 and not s["stopped_early"]
     assert "run length changed from 40 to 80 steps" in capsys.readouterr().err
-    a, b = _state(full), _state(part)
+    a, b = run_state(full), run_state(part)
     for k in a["state_dict"]:
         assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
-    assert _metrics(full) == _metrics(part)
+    assert run_metrics(full) == run_metrics(part)
 
     cos = tmp_path / "cos"
     train(TrainOptions(out=str(cos), steps=40, schedule="cosine", **common))
@@ -275,12 +244,12 @@ def test_crop_padding_sets_the_augmentation_and_is_kept_on_resume(fake_mnist, tm
     train(TrainOptions(augment=True, crop_padding=0, steps=4, eval_every=2, stop_after=2,
                        out=str(run), **common))
     assert "augmentation (flips only)" in capsys.readouterr().err
-    assert _state(run)["loader"]["crop_padding"] == 0
+    assert run_state(run)["loader"]["crop_padding"] == 0
     with pytest.raises(ValueError, match="--crop-padding 3 differs"):
         train(TrainOptions(resume=str(run), crop_padding=3, progress="none"))
     train(TrainOptions(resume=str(run), progress="lines"))  # keeps 0 (not the default 2)
     assert "augmentation (flips only)" in capsys.readouterr().err
-    assert _state(run)["loader"]["crop_padding"] == 0 and _state(run)["step"] == 4
+    assert run_state(run)["loader"]["crop_padding"] == 0 and run_state(run)["step"] == 4
     # the default follows the image size
     train(TrainOptions(augment=True, steps=1, out=str(tmp_path / "c"), **common))
     assert "crops padded by 2" in capsys.readouterr().err
@@ -344,12 +313,12 @@ def test_val_size_zero_trains_on_every_image_and_keeps_the_final_network(fake_mn
     n = len(data.load_dataset("mnist", str(fake_mnist), "train")[1])
     assert f"({n:,} train / 0 val" in out and "no val" in out
     assert "final model (step 16, no validation): test accuracy" in out
-    recs = _metrics(run)
+    recs = run_metrics(run)
     assert [r["step"] for r in recs] == [5, 10, 12, 13, 14, 15, 16]
     assert all(r["val_acc"] is None and r["val_hard_acc"] is None for r in recs)
     assert all(0 <= r["train_hard_acc"] <= 1 for r in recs)
     assert s["best_step"] == 16 and s["best_val_hard_acc"] is None and 0 <= s["test_hard_acc"] <= 1
-    final, last = load_checkpoint(run / "model.pt"), _state(run)
+    final, last = load_checkpoint(run / "model.pt"), run_state(run)
     for k, v in last["state_dict"].items():
         assert torch.equal(final["state_dict"][k], v), k
     # resuming a finished no-validation run (a longer polish) keeps the mode
@@ -544,7 +513,7 @@ def test_ema_averages_the_logits_evaluates_them_and_keeps_them_at_the_end(fake_m
             avg = {k: d * avg[k] + (1 - d) * live[t][k].double() for k in avg}
         return avg
 
-    final = _state(tmp_path / "ema")
+    final = run_state(tmp_path / "ema")
     for k, v in average(6).items():
         torch.testing.assert_close(final["state_dict"][k].double(), v, rtol=0, atol=1e-6)
         torch.testing.assert_close(final["ema"][k].double(), v, rtol=0, atol=1e-6)
@@ -561,7 +530,7 @@ def test_ema_averages_the_logits_evaluates_them_and_keeps_them_at_the_end(fake_m
     x, y = data.load_dataset("mnist", str(fake_mnist), "train")
     _, val_idx = data.train_val_split(len(y), data.DATASET_INFO["mnist"].val_size_for(len(y)),
                                       seed=data.SPLIT_SEED)
-    rec3 = _metrics(tmp_path / "ema")[0]
+    rec3 = run_metrics(tmp_path / "ema")[0]
     assert rec3["step"] == 3
     assert rec3["val_hard_acc"] == T.accuracy(model, x, y, hard=True, indices=val_idx)
     with pytest.raises(ValueError, match="--ema 0.5 differs from the run"):
@@ -586,7 +555,7 @@ def test_polish_steps_follow_the_run_straight_through(fake_mnist, tmp_path, monk
     assert s["steps"] == s["total_steps"] == 14
     assert seen == [False] * 6 + [True] * 8
     assert "then 8 straight-through polish steps at lr 0.005" in capsys.readouterr().err
-    recs = _metrics(tmp_path / "full")
+    recs = run_metrics(tmp_path / "full")
     # the run's own cadence (3) goes on beside the polish's (every 8 // 4 = 2 steps)
     assert [r["step"] for r in recs] == [3, 6, 8, 9, 10, 12, 14]
     assert [r["lr"] for r in recs][2:] == [0.005] * 5
@@ -595,19 +564,19 @@ def test_polish_steps_follow_the_run_straight_through(fake_mnist, tmp_path, monk
     s = train(TrainOptions(resume=str(tmp_path / "plain"), polish_steps=8, out=str(tmp_path / "pol"),
                            progress="none", test=False))
     assert s["steps"] == 14
-    a, b = _state(tmp_path / "full"), _state(tmp_path / "pol")
+    a, b = run_state(tmp_path / "full"), run_state(tmp_path / "pol")
     for k in a["state_dict"]:
         assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
-    assert _metrics(tmp_path / "full") == _metrics(tmp_path / "pol")
+    assert run_metrics(tmp_path / "full") == run_metrics(tmp_path / "pol")
     # its own rate, and the checks
     train(TrainOptions(out=str(tmp_path / "lr"), polish_steps=2, polish_lr=0.01, **common))
-    recs = _metrics(tmp_path / "lr")
+    recs = run_metrics(tmp_path / "lr")
     assert recs[-1]["step"] == 8 and recs[-1]["lr"] == 0.01
     # annealed: a cosine over the polish steps alone, from polish_lr towards 0
     train(TrainOptions(out=str(tmp_path / "cos"), polish_steps=4, polish_lr=0.01,
                        polish_schedule="cosine", **common))
     assert "polish steps at lr 0.01 (cosine)" in capsys.readouterr().err
-    lrs = {r["step"]: r["lr"] for r in _metrics(tmp_path / "cos")}
+    lrs = {r["step"]: r["lr"] for r in run_metrics(tmp_path / "cos")}
     for k in range(4):  # the update that makes step 6 + k + 1
         assert lrs[7 + k] == pytest.approx(0.01 * 0.5 * (1 + math.cos(math.pi * k / 4))), k
     assert lrs[6] == pytest.approx(0.05 * 0.5 * (1 + math.cos(math.pi * 5 / 6)))
@@ -650,15 +619,15 @@ def test_polish_without_augmentation(fake_mnist, tmp_path, monkeypatch, capsys):
     # stopped inside the polish, resumed: bit for bit the uninterrupted run
     train(TrainOptions(out=str(tmp_path / "part"), polish_augment=False, stop_after=8, **common))
     train(TrainOptions(resume=str(tmp_path / "part"), progress="none", test=False))
-    a, b = _state(tmp_path / "full"), _state(tmp_path / "part")
+    a, b = run_state(tmp_path / "full"), run_state(tmp_path / "part")
     for k in a["state_dict"]:
         assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
-    assert a["loader"] == b["loader"] and _metrics(tmp_path / "full") == _metrics(tmp_path / "part")
+    assert a["loader"] == b["loader"] and run_metrics(tmp_path / "full") == run_metrics(tmp_path / "part")
     # a finished augmented run, polished on resume without augmentation: the same network
     train(TrainOptions(out=str(tmp_path / "run"), **{**common, "polish_steps": 0}))
     train(TrainOptions(resume=str(tmp_path / "run"), polish_steps=4, polish_augment=False,
                        out=str(tmp_path / "pol"), progress="none", test=False))
-    c = _state(tmp_path / "pol")
+    c = run_state(tmp_path / "pol")
     for k in a["state_dict"]:
         assert torch.equal(a["state_dict"][k], c["state_dict"][k]), k
     # by default the polish augments like the run; --polish-augment needs --augment
@@ -696,7 +665,7 @@ def test_layer_straight_through_from_a_fraction_of_the_run(fake_mnist, tmp_path,
     assert per_step == [[False] * len(gate)] * 4 + [[True] + [False] * (len(gate) - 1)] * 4
     train(TrainOptions(out=str(tmp_path / "part"), stop_after=3, **common))
     train(TrainOptions(resume=str(tmp_path / "part"), progress="none", test=False))
-    a, b = _state(tmp_path / "full"), _state(tmp_path / "part")
+    a, b = run_state(tmp_path / "full"), run_state(tmp_path / "part")
     for k in a["state_dict"]:
         assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
     # "straight_through": true is named on the start line too
@@ -793,11 +762,11 @@ def test_train_on_gpu_resumes_and_loads_on_cpu(fake_mnist, tmp_path):
     train(TrainOptions(out=str(full), **common))
     train(TrainOptions(out=str(part), stop_after=30, **{**common, "test": False}))
     train(TrainOptions(resume=str(part), progress="none"))
-    a, b = _state(full), _state(part)
+    a, b = run_state(full), run_state(part)
     assert a["step"] == b["step"] == 60
     for k in a["state_dict"]:
         torch.testing.assert_close(a["state_dict"][k], b["state_dict"][k], rtol=1e-3, atol=1e-3, msg=k)
-    ma, mb = _metrics(full), _metrics(part)
+    ma, mb = run_metrics(full), run_metrics(part)
     assert [r["step"] for r in ma] == [r["step"] for r in mb]
     assert [r["loss"] for r in ma] == pytest.approx([r["loss"] for r in mb], rel=1e-3, abs=1e-3)
     m = load_model(full / "model.pt")  # a CPU model: runs here with the native kernels
@@ -830,5 +799,5 @@ def test_a_fresh_run_refuses_a_folder_holding_a_run(fake_mnist, tmp_path):
                        **common))
     assert not (run / "model.pt").exists() and not (run / "summary.json").exists()
     train(TrainOptions(out=str(run), seed=2, overwrite=True, **common))
-    assert [r["step"] for r in _metrics(run)] == [3, 6]
-    assert _state(run)["step"] == 6
+    assert [r["step"] for r in run_metrics(run)] == [3, 6]
+    assert run_state(run)["step"] == 6

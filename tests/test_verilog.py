@@ -23,14 +23,7 @@ from difflogic.compiler.ir import GateBlock, GroupSum, Netlist
 from difflogic.compiler.sim import simulate
 from difflogic.models import LogicNet
 
-
-def need(*tools):
-    missing = [t for t in tools if shutil.which(t) is None]
-    if missing:
-        msg = f"{', '.join(missing)} not installed (apt-get install {' '.join(V.APT[t] for t in missing)})"
-        if os.environ.get("CI"):
-            pytest.fail(f"CI: {msg}")
-        pytest.skip(msg)
+from conftest import need
 
 
 # ------------------------------------------------------------------ the 16 gates, exhaustive

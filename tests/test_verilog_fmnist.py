@@ -15,7 +15,7 @@ from difflogic.backends import verilog as V
 from difflogic.compiler.harden import hard_counts, harden
 from difflogic.compiler.sim import encode_input, simulate
 from difflogic.models import LogicNet
-from test_verilog import need
+from conftest import need
 
 CONFIG = {"name": "fmnist-verilog-test", "input_shape": [1, 28, 28], "num_classes": 10,
           "init": "gaussian",
