@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_cuda_train import make_step  # noqa: E402  (the same step the benchmark times)
+from bench_cuda_train import make_step  # noqa: E402  (the same step the benchmark times)
 
 
 def profile(name: str, batch: int, steps: int) -> dict:

@@ -74,7 +74,7 @@ DIFFLOGIC_NVCC_FULL=1 timeout $(( $(left) / 3 )) $PY -m pytest -q -rs -p no:cach
   "tests/test_train.py::test_train_on_gpu_resumes_and_loads_on_cpu" 2>&1 | tee "$LOGDIR/tests.log" || status=1
 
 say "benchmarks ($(left) s of the budget left)"
-timeout $(( $(left) / 3 )) $PY benches/test_cuda_train.py --models "$MODELS" --ref-models "$REF_MODELS" \
+timeout $(( $(left) / 3 )) $PY benches/bench_cuda_train.py --models "$MODELS" --ref-models "$REF_MODELS" \
   --steps "$STEPS" --out "$LOGDIR" 2>&1 | tee "$LOGDIR/bench.log" || status=1
 
 say "profile: where a step's time goes ($(left) s of the budget left)"

@@ -96,7 +96,7 @@ def section2():
 def section3():
     # step throughput of the CPU recipe's batch sizes on the GPU
     sys.path.insert(0, "benches")
-    import test_cuda_train as tct
+    import bench_cuda_train as tct
     for b in (32, 64, 128, 256):
         r = tct.bench_train("cifar10-s", "auto", b, 30)
         print(json.dumps(r), flush=True)

@@ -1,6 +1,6 @@
 """Compiled-C inference benchmarks (CPU).
 
-    python -m pytest benches/test_c_inference.py --benchmark-only -s
+    python -m pytest benches/bench_c_inference.py --benchmark-only -s
 
 * LogicTreeNet-S (CIFAR-10 shapes) with Gaussian-init logits (residual init hardens to pure
   wires, which would benchmark nothing): C compile time at -O2, images/s on 1 and 2 threads

@@ -1,6 +1,6 @@
 """Training-step benchmarks of LogicTreeNet-S (CIFAR-10 shapes, batch 128) on the CPU.
 
-    python -m pytest benches/test_train_step.py --benchmark-only
+    python -m pytest benches/bench_train_step.py --benchmark-only
 
 Compares one AdamW step (forward + backward + update) of
   * ``native``: the fused C++ kernels (difflogic._C),
@@ -69,7 +69,7 @@ def make(backend: str, model_name: str = "cifar10-s", batch: int = BATCH, **over
 
 def peak_rss_gib(backend: str, steps: int) -> float:
     """Peak resident memory of a fresh process doing `steps` training steps."""
-    code = (f"import sys; sys.path.insert(0, {os.path.dirname(__file__)!r}); import test_train_step as t;"
+    code = (f"import sys; sys.path.insert(0, {os.path.dirname(__file__)!r}); import bench_train_step as t;"
             f" m, x, s = t.make({backend!r}); [s() for _ in range({steps})];"
             " import resource, json; print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

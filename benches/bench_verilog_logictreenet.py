@@ -1,7 +1,7 @@
 """RTL generation for LogicTreeNet-S (CIFAR-10 shapes, Gaussian-init logits so the gates are
 varied; residual init would harden to wires).
 
-    python -m pytest benches/test_verilog_logictreenet.py --benchmark-only
+    python -m pytest benches/bench_verilog_logictreenet.py --benchmark-only
 
 Measures export time and records gate counts / logic depth / registers per form in
 ``extra_info``.  Synthesis (yosys, minutes) and the Verilator run of this net are not part of

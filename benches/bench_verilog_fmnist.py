@@ -1,13 +1,13 @@
 """Verilog back end on a small Fashion-MNIST conv net (trained briefly on the real files).
 
-    python -m pytest benches/test_verilog_fmnist.py --benchmark-only
+    python -m pytest benches/bench_verilog_fmnist.py --benchmark-only
 
 Measures: RTL generation time, Verilator and Icarus simulation time for 1,000 real test
 images (self-checking bench, bit-exact against the reference simulator), and yosys LUT6
 synthesis with ABC's fast script (LUTs, flip-flops, depth, time) of the combinational and a
 pipelined form.  The
 gate/LUT figures are stored in each benchmark's ``extra_info``.
-LogicTreeNet-S (CIFAR-10 shapes) is in benches/test_verilog_logictreenet.py.
+LogicTreeNet-S (CIFAR-10 shapes) is in benches/bench_verilog_logictreenet.py.
 """
 from __future__ import annotations
 

@@ -2,8 +2,8 @@
 
 Two ways to run:
 
-    python -m pytest benches/test_cuda_train.py --benchmark-only       # pytest-benchmark, S only
-    python benches/test_cuda_train.py --out DIR                         # full report (gpu_run.sh)
+    python -m pytest benches/bench_cuda_train.py --benchmark-only       # pytest-benchmark, S only
+    python benches/bench_cuda_train.py --out DIR                         # full report (gpu_run.sh)
 
 The report measures, at batch 128 with the trainer's fused AdamW (one step = forward +
 backward + update):
