@@ -75,7 +75,7 @@ def _check_backend(backend: str) -> str:
     return backend
 
 
-class _GateLayer(nn.Module):
+class GateLayer(nn.Module):
     """Shared logic of the learnable layers: logits -> (relaxed | hard) coefficients."""
 
     weight: nn.Parameter
@@ -145,7 +145,7 @@ def set_straight_through(model: nn.Module, enabled: bool) -> None:
     training loop turns it on for the last part of a run (``ste_from``) so that the network
     the loss optimises is the one that will be hardened; eval() mode is unaffected."""
     for m in model.modules():
-        if isinstance(m, _GateLayer):
+        if isinstance(m, GateLayer):
             m.straight_through = bool(enabled)
 
 
@@ -165,7 +165,7 @@ def set_logit_scale(model: nn.Module, scale: float) -> None:
     if scale <= 0:
         raise ValueError(f"logit scale must be > 0, got {scale}")
     for m in model.modules():
-        if isinstance(m, _GateLayer):
+        if isinstance(m, GateLayer):
             m.logit_scale = scale
 
 
@@ -181,7 +181,7 @@ def set_gumbel_noise(model: nn.Module, scale: float) -> None:
     if scale < 0:
         raise ValueError(f"gumbel noise scale must be >= 0, got {scale}")
     for m in model.modules():
-        if isinstance(m, _GateLayer):
+        if isinstance(m, GateLayer):
             if scale and m.parametrization != "softmax":
                 raise ValueError(f"Gumbel noise samples one of the 16 gates of a softmax-"
                                  f"parametrized layer; {type(m).__name__} is {m.parametrization}: "
@@ -189,7 +189,7 @@ def set_gumbel_noise(model: nn.Module, scale: float) -> None:
             m.gumbel = scale
 
 
-class LogicDense(_GateLayer):
+class LogicDense(GateLayer):
     """A layer of ``out_features`` randomly wired 2-input gates over ``in_features`` inputs.
 
     Wiring: every input is used about equally often (a shuffled cover of the inputs, as
@@ -284,7 +284,7 @@ class _GradFactor(torch.autograd.Function):
         return g * ctx.factor, None
 
 
-class LogicConv2d(_GateLayer):
+class LogicConv2d(GateLayer):
     """Logic-gate tree convolution (Petersen et al. 2024, Sec. 3).
 
     Each output channel is one binary tree of ``2**depth - 1`` learnable gates over

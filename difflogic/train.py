@@ -34,7 +34,7 @@ import torch
 
 from . import _checks, checkpoint as ckpt, data, teacher as teacher_mod
 from ._run import Progress, check_positive, log, resolve_device, where
-from .layers import _GateLayer, set_gumbel_noise, set_logit_scale, set_straight_through
+from .layers import GateLayer, set_gumbel_noise, set_logit_scale, set_straight_through
 from .models import LogicNet, get_model_config, resolve_quantile_thresholds
 
 SCHEDULES = ("constant", "cosine")
@@ -275,7 +275,7 @@ def accuracy(model: LogicNet, images: np.ndarray, labels: np.ndarray, *, hard: b
     # point of the run, or always by its config) or with Gumbel noise: switch all of that off,
     # then restore exactly what each layer had
     saved = [(m, m.straight_through, m.always_straight_through, m.gumbel)
-             for m in model.modules() if isinstance(m, _GateLayer)]
+             for m in model.modules() if isinstance(m, GateLayer)]
     for m, *_ in saved:
         m.straight_through, m.always_straight_through, m.gumbel = False, False, 0.0
     idx = np.arange(len(images)) if indices is None else np.asarray(indices)
@@ -611,7 +611,7 @@ def train(opts: TrainOptions) -> dict:
     set_gumbel_noise(model, opts.gumbel)
     # (index, layer, first straight-through step) of the layers a config switches on their own
     layer_ste = [(i, m, int(round(m.ste_from * total))) for i, m in enumerate(model)
-                 if isinstance(m, _GateLayer) and m.ste_from is not None]
+                 if isinstance(m, GateLayer) and m.ste_from is not None]
     optimizer = make_optimizer(model, lr, wd)
     ema = ParamEMA(model, opts.ema) if opts.ema else None
     step, elapsed, best = 0, 0.0, {"val_hard_acc": -1.0, "step": 0}
@@ -666,7 +666,7 @@ def train(opts: TrainOptions) -> dict:
         + (f", straight-through gates from step {ste_start:,}" if ste_start is not None else "")
         + "".join(f", layer {i} straight-through from step {start:,}" for i, _, start in layer_ste)
         + "".join(f", layer {i} always straight-through" for i, m in enumerate(model)
-                  if isinstance(m, _GateLayer) and m.always_straight_through)
+                  if isinstance(m, GateLayer) and m.always_straight_through)
         + (f", Gumbel noise x{opts.gumbel:g} on the gate logits" if opts.gumbel else "")
         + (f", label smoothing {opts.label_smoothing:g}" if opts.label_smoothing else "")
         + (f", gate logits sharpened x1 -> x{opts.sharpen:g} over the run" if opts.sharpen != 1 else "")

@@ -643,18 +643,18 @@ def test_layer_straight_through_from_a_fraction_of_the_run(fake_mnist, tmp_path,
     """A gate layer's config ``"straight_through": F`` switches that layer alone to
     straight-through at fraction F of the run (the others stay relaxed), and resume replays it
     bit-exactly (the fraction is part of the checkpointed config)."""
-    from difflogic.layers import _GateLayer
+    from difflogic.layers import GateLayer
     cfg = json.loads(json.dumps(TINY))
     gate = [i for i, spec in enumerate(cfg["layers"]) if spec["type"] in ("conv", "dense")]
     cfg["layers"][gate[0]]["straight_through"] = 0.5
     seen = []  # per training forward (grad enabled): which gate layers ran straight-through
-    orig = _GateLayer.coefficients
+    orig = GateLayer.coefficients
 
     def spy(self):
         if torch.is_grad_enabled():
             seen.append((id(self), self.straight_through))
         return orig(self)
-    monkeypatch.setattr(_GateLayer, "coefficients", spy)
+    monkeypatch.setattr(GateLayer, "coefficients", spy)
     common = dict(dataset="mnist", data_dir=str(fake_mnist), model_config=cfg, steps=8,
                   eval_every=4, seed=3, progress="none", test=False)
     train(TrainOptions(out=str(tmp_path / "full"), **common))

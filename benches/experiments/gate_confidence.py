@@ -11,14 +11,14 @@ import sys
 
 import torch
 
-from difflogic.layers import _GateLayer
+from difflogic.layers import GateLayer
 from difflogic.train import accuracy
 from run_args import load_run
 
 torch.set_num_threads(1)
 run = load_run(sys.argv)
 model, x, y, val = run.model, run.x, run.y, run.val
-layers = [(n, m) for n, m in model.named_modules() if isinstance(m, _GateLayer)]
+layers = [(n, m) for n, m in model.named_modules() if isinstance(m, GateLayer)]
 logits = [m.weight.detach().clone() for _, m in layers]
 top = [torch.softmax(w, -1).max(-1).values for w in logits]
 for (n, m), p in zip(layers, top):

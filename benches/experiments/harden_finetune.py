@@ -33,7 +33,7 @@ total = int(ep * len(loader)); opt = make_optimizer(model, lr, 0.0)
 model.train()
 set_straight_through(model, smax == 0 and only is None)
 if smax == 0 and only is not None:
-    gate_layers = [m for m in model.modules() if isinstance(m, L._GateLayer)]
+    gate_layers = [m for m in model.modules() if isinstance(m, L.GateLayer)]
     for i in only:
         gate_layers[i].straight_through = True
 v0 = accuracy(model, x, y, hard=True, indices=va); print(f"start: val hard {100*v0:.2f}%", flush=True)

@@ -10,7 +10,7 @@ import sys
 
 import torch
 
-from difflogic.layers import _GateLayer
+from difflogic.layers import GateLayer
 from run_args import load_run
 
 torch.set_num_threads(1)
@@ -19,7 +19,7 @@ model, x, y = run.model, run.x, run.y
 val = run.val[:2000]
 xv = torch.from_numpy(x[val]).float() / 255
 yv = torch.from_numpy(y[val])
-layers = [(n, m) for n, m in model.named_modules() if isinstance(m, _GateLayer)]
+layers = [(n, m) for n, m in model.named_modules() if isinstance(m, GateLayer)]
 
 
 def acc(hard_set):

@@ -15,7 +15,7 @@ import sys
 import torch
 
 from difflogic import data, gates
-from difflogic.layers import _GateLayer
+from difflogic.layers import GateLayer
 from difflogic.train import accuracy
 from run_args import load_run
 
@@ -34,7 +34,7 @@ report("argmax gates")
 tables = torch.tensor(gates.TRUTH_TABLES, dtype=torch.float64)  # (16 gates, 4 input pairs)
 place = torch.tensor([8, 4, 2, 1])  # a gate's id is its truth table read as a 4-bit number
 for lname, m in model.named_modules():
-    if not isinstance(m, _GateLayer):
+    if not isinstance(m, GateLayer):
         continue
     w = m.weight.detach()
     expected = torch.softmax(w.double(), -1) @ tables

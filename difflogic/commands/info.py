@@ -30,10 +30,10 @@ def gate_histogram(model) -> list[int]:
     """How many learned gates (neurons; a conv tree gate counts once) have each of the 16 ops."""
     import torch
 
-    from ..layers import _GateLayer
+    from ..layers import GateLayer
     counts = torch.zeros(16, dtype=torch.int64)
     for m in model.modules():
-        if isinstance(m, _GateLayer):
+        if isinstance(m, GateLayer):
             counts += torch.bincount(m.ops().flatten().long(), minlength=16)
     return counts.tolist()
 
