@@ -25,7 +25,7 @@ import torch
 
 import difflogic as dl
 from difflogic.backends import c as cbe
-from difflogic.compiler import harden, optimize
+from difflogic.compiler import compile
 
 N_IMAGES = 65536
 WORD_BITS = 256   # the limit's word: one 256-bit op per gate per cycle per core (whatever width the code uses)
@@ -70,8 +70,8 @@ def _record(benchmark, n_images, gates_opt, gates_hard, threads, cpu_per_image=N
 def cifar_s():
     torch.manual_seed(0)
     model = dl.get_model("cifar10-s", init="gaussian").eval()
-    hard = harden(model)
-    opt = optimize(hard)
+    hard = compile(model, optimize=False)
+    opt = compile(hard)
     return model, hard, opt
 
 
@@ -123,8 +123,8 @@ def dense_mnist():
     torch.manual_seed(0)
     layers = [dl.LogicLayer(400 if i == 0 else 8000, 8000, device="cpu") for i in range(6)]
     model = torch.nn.Sequential(*layers, dl.GroupSum(10, tau=10)).eval()
-    hard = harden(model)
-    opt = optimize(hard)
+    hard = compile(model, optimize=False)
+    opt = compile(hard)
     return model, hard, opt, cbe.CompiledNet(opt, opt_level=2)
 
 

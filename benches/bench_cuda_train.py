@@ -1,4 +1,4 @@
-"""GPU benchmarks of the CUDA kernels (difflogic._cuda); skipped without a CUDA device.
+"""GPU benchmarks of the CUDA kernels (difflogic.kernels.cuda); skipped without a CUDA device.
 
 Two ways to run:
 
@@ -10,7 +10,7 @@ backward + update):
   * training throughput (images/s, seconds per 45,000-image epoch) and peak GPU memory of
     LogicTreeNet-S/-M/-L on the CUDA kernels,
   * the same step with the pure-PyTorch reference backend (``backend="torch"``) and the ratio,
-  * bit-packed inference throughput of S (PackedNet, 32- and 64-bit words) next to the uint8
+  * bit-packed inference throughput of S (the cuda-packed back end's PackedNet, 32- and 64-bit words) next to the uint8
     hard path, with a bit-exactness check against ``model.eval()``.
 Results go to DIR/cuda_bench.json and DIR/cuda_bench.md.
 """
@@ -27,6 +27,7 @@ import torch
 
 sys.path.append(str(Path(__file__).resolve().parents[1]))  # source checkout fallback
 import difflogic as dl  # noqa: E402
+from difflogic.backends.cuda_packed import PackedNet  # noqa: E402
 from difflogic.train import make_optimizer  # noqa: E402
 
 EPOCH_IMAGES = 45_000
@@ -36,7 +37,7 @@ def _cuda():
     if not torch.cuda.is_available():
         return None
     try:
-        import difflogic._cuda as cu
+        import difflogic.kernels.cuda as cu
         return cu
     except ImportError:
         return None
@@ -106,7 +107,6 @@ def bench_train(name: str, backend: str, batch: int, steps: int) -> dict:
 
 
 def bench_packed(name: str, batch: int, reps: int) -> list[dict]:
-    cu = _cuda()
     torch.manual_seed(0)
     model = dl.get_model(name, init="gaussian").cuda().eval()  # diverse gates, not all "A"
     x = torch.rand(batch, *model.input_shape, device="cuda")
@@ -117,7 +117,7 @@ def bench_packed(name: str, batch: int, reps: int) -> list[dict]:
         out.append({"model": name, "path": "uint8 hard kernels (model.eval())", "batch": batch,
                     "images_per_s": batch / sec})
         for bits in (32, 64):
-            net = cu.PackedNet(model, word_bits=bits)
+            net = PackedNet(model, word_bits=bits)
             exact = bool(torch.equal(net(x[:512]), ref))
             sec = time_steps(lambda: net.counts(x), reps, warmup=2)
             out.append({"model": name, "path": f"bit-packed, {bits}-bit words", "batch": batch,
@@ -163,7 +163,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     cu = _cuda()
     if cu is None:
-        print("no CUDA device or difflogic._cuda unavailable (CuPy missing?)", file=sys.stderr)
+        print("no CUDA device or difflogic.kernels.cuda unavailable (CuPy missing?)", file=sys.stderr)
         return 2
     import cupy
     report = {"device": torch.cuda.get_device_name(), "torch": torch.__version__,
@@ -196,7 +196,7 @@ def main(argv=None) -> int:
 
 
 # ----------------------------------------------------------------------------- pytest-benchmark
-needs_gpu = pytest.mark.skipif(_cuda() is None, reason="needs a CUDA device and CuPy (difflogic._cuda)")
+needs_gpu = pytest.mark.skipif(_cuda() is None, reason="needs a CUDA device and CuPy (difflogic.kernels.cuda)")
 
 
 @needs_gpu
@@ -217,11 +217,10 @@ def test_cuda_train_step_s(benchmark, backend):
 
 @needs_gpu
 def test_cuda_packed_inference_s(benchmark):
-    cu = _cuda()
     torch.manual_seed(0)
     model = dl.get_model("cifar10-s", init="gaussian").cuda().eval()
     x = torch.rand(8192, 3, 32, 32, device="cuda")
-    net = cu.PackedNet(model)
+    net = PackedNet(model)
     with torch.no_grad():
         assert torch.equal(net(x[:256]), model(x[:256]))
 

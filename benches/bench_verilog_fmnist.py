@@ -41,7 +41,7 @@ def _need(tool):
 @pytest.fixture(scope="module")
 def net(tmp_path_factory):
     from difflogic import data
-    from difflogic.compiler import encode_input, hard_counts, harden, optimize
+    from difflogic.compiler import compile, encode_input, hard_counts
     try:
         x_tr, y_tr = data.load_dataset("fashion-mnist", split="train")
         x_te, y_te = data.load_dataset("fashion-mnist", split="test")
@@ -59,7 +59,7 @@ def net(tmp_path_factory):
         loss.backward()
         opt.step()
     model.eval()
-    nl = optimize(harden(model))
+    nl = compile(model)
     x = x_te[:N_VECTORS]
     counts = hard_counts(model, x)
     root = tmp_path_factory.mktemp("verilog_fmnist")

@@ -19,13 +19,13 @@ from difflogic.models import LogicNet, logic_tree_net_config
 
 @pytest.fixture(scope="module")
 def netlist():
-    from difflogic.compiler import harden, optimize
+    from difflogic.compiler import compile
     torch.manual_seed(0)
     cfg = logic_tree_net_config("cifar10-s")
     cfg["init"] = "gaussian"
     model = LogicNet(cfg).eval()
-    hard = harden(model)
-    return hard, optimize(hard)
+    hard = compile(model, optimize=False)
+    return hard, compile(hard)
 
 
 @pytest.mark.parametrize("pipeline", [0, 8])

@@ -49,8 +49,8 @@ try:
     print("cupy", cupy.__version__)
 except Exception as e:
     sys.exit(f"CuPy is not importable ({e}); install cupy-cuda12x or cupy-cuda13x")
-import difflogic._cuda as cu   # raises ImportError with the reason if unusable
-print("difflogic._cuda OK, sources in", cu.source_dir())
+import difflogic.kernels.cuda as cu   # raises ImportError with the reason if unusable
+print("difflogic.kernels.cuda OK, sources in", cu.source_dir())
 EOF
 
 say "compiling kernels (NVRTC, cached by CuPy in ~/.cupy/kernel_cache)"

@@ -22,7 +22,7 @@ import time
 import torch
 
 import difflogic as dl
-from difflogic import _ops
+from difflogic import kernels
 from difflogic import functional as F
 from difflogic.layers import LogicConv2d, LogicDense
 
@@ -76,7 +76,7 @@ def main():
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    if not _ops.native_available():
+    if not kernels.native_available():
         raise SystemExit("difflogic._C is not built")
     dtype = getattr(torch, args.dtype)
     torch.manual_seed(0)
@@ -85,7 +85,7 @@ def main():
     peak_m = measured_peak(dtype)
     peak_n = nominal_peak()
     print(f"threads={torch.get_num_threads()} batch={N} dtype={args.dtype} "
-          f"openmp={_ops._C.has_openmp} native_arch={_ops._C.native_arch}")
+          f"openmp={kernels.native_info()['openmp']} native_arch={kernels.native_info()['native_arch']}")
     print(f"peak: matmul {peak_m:.1f} GFLOP/s measured"
           + (f", nominal {peak_n:.1f} GFLOP/s" if peak_n else ""))
     backends = ["native"] + (["torch"] if args.torch else [])
@@ -105,7 +105,7 @@ def main():
         for backend in backends:
             if isinstance(m, LogicConv2d):
                 def fwd():
-                    return _ops.tree_conv_pool(xin, m.leaf_c, m.leaf_dy, m.leaf_dx, coeffs, m.kernel_size,
+                    return kernels.tree_conv_pool(xin, m.leaf_c, m.leaf_dy, m.leaf_dx, coeffs, m.kernel_size,
                                                m.stride, m.padding, m.or_pool, backend=backend)
                 y = fwd()
                 K, Hq, Wq = y.shape[1:]
@@ -115,7 +115,7 @@ def main():
                 name = f"conv {m.in_channels}->{m.out_channels} {x.shape[2]}x{x.shape[3]}"
             else:
                 def fwd():
-                    return _ops.dense(xin, m.wire_a, m.wire_b, coeffs, backend=backend)
+                    return kernels.dense(xin, m.wire_a, m.wire_b, coeffs, backend=backend)
                 y = fwd()
                 fl_f = N * m.out_features * 4
                 fl_b = N * m.out_features * 14

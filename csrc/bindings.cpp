@@ -173,8 +173,8 @@ void tcp_backward(const Arr<T>& x, const Arr<int32_t>& leaf_c, const Arr<int32_t
         if (!argmax) throw std::invalid_argument("argmax is required when pool > 1");
         expect_shape(*argmax, "argmax", {g.N, g.K, g.Hq, g.Wq});
         am = argmax->data();
-        // branch-free maximum (vectorises): this check runs with the GIL held on every call,
-        // and an early-exit loop over the ~1M entries of a LogicTreeNet-S layer cost ~0.6 ms
+        // branch-free maximum (vectorises): this check runs with the GIL held on every call
+        // over every entry of the layer, where an early-exit loop would not vectorise
         const int64_t n = argmax->size();
         uint8_t top = 0;
         for (int64_t i = 0; i < n; ++i) top = std::max(top, am[i]);
@@ -232,7 +232,7 @@ void register_float(py::module_& m) {
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
-    m.doc() = "difflogic native CPU kernels (C++17, OpenMP); see difflogic/_ops.py for the API";
+    m.doc() = "difflogic native CPU kernels (C++17, OpenMP); see difflogic/kernels/__init__.py for the API";
     register_float<float>(m);
     register_float<double>(m);
     m.def("dense_hard", &dense_hard, py::arg("x").noconvert(), py::arg("a").noconvert(),

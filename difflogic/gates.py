@@ -50,13 +50,20 @@ class Gate:
 
     @property
     def uses_a(self) -> bool:
+        """The output depends on input a (some b gives different outputs for a = 0 and 1)."""
         t00, t01, t10, t11 = self.truth_table
         return (t00, t01) != (t10, t11)
 
     @property
     def uses_b(self) -> bool:
+        """The output depends on input b."""
         t00, t01, t10, t11 = self.truth_table
         return (t00, t10) != (t01, t11)
+
+    @property
+    def is_constant(self) -> bool:
+        """FALSE or TRUE: the output depends on neither input."""
+        return not (self.uses_a or self.uses_b)
 
     def __call__(self, a, b):
         """Hard evaluation on ints / bools / numpy integer arrays (bitwise on words)."""
@@ -113,11 +120,44 @@ TRUTH_BIT_WEIGHTS = np.array([8, 4, 2, 1], dtype=np.int64)
 
 
 def hard_gate(op, a, b):
-    """Gate ``op`` on 0/1 values (ints or integer arrays), returns 0/1 of the same kind.
+    """Output of gate ``op`` on 0/1 inputs ``a``, ``b``: bit ``3 - 2a - b`` of the id.
 
-    Uses the truth-table-as-id identity; ``op`` may be an array broadcast against a, b.
+    Works on Python ints/bools, numpy integer arrays and torch integer tensors alike (``op``
+    may be an array broadcast against ``a`` and ``b``); returns 0/1 of the same kind.
     """
-    return (np.right_shift(op, 3 - 2 * np.asarray(a) - np.asarray(b))) & 1
+    if isinstance(a, (list, tuple)) or isinstance(b, (list, tuple)):
+        a, b = np.asarray(a), np.asarray(b)
+    return (op >> (3 - 2 * a - b)) & 1
+
+
+def from_function(f) -> int:
+    """The gate id computing ``f(a, b)`` (a function of two 0/1 ints returning 0/1)."""
+    return sum(int(f(a, b)) << (3 - 2 * a - b) for a in (0, 1) for b in (0, 1))
+
+
+def from_truth_table(table) -> int:
+    """The gate id of the truth table (t00, t01, t10, t11) (outputs for (a, b) = 00 .. 11)."""
+    bits = [int(t) for t in table]
+    if len(bits) != 4 or any(t not in (0, 1) for t in bits):
+        raise ValueError(f"a truth table is 4 values of 0/1 for (a, b) = 00, 01, 10, 11, got {table!r}")
+    return int(np.dot(bits, TRUTH_BIT_WEIGHTS))
+
+
+#: Gate rewrites as lookup tables (index: gate id): the same function with the inputs swapped
+#: (``op(b, a)`` as a gate of ``(a, b)``), with input a or b inverted (``op(~a, b)``,
+#: ``op(a, ~b)``), and with the output inverted (``~op(a, b)``).
+SWAP_INPUTS = tuple(from_function(lambda a, b, o=o: hard_gate(o, b, a)) for o in range(NUM_GATES))
+INVERT_A = tuple(from_function(lambda a, b, o=o: hard_gate(o, 1 - a, b)) for o in range(NUM_GATES))
+INVERT_B = tuple(from_function(lambda a, b, o=o: hard_gate(o, a, 1 - b)) for o in range(NUM_GATES))
+INVERT_OUTPUT = tuple(from_function(lambda a, b, o=o: 1 - hard_gate(o, a, b)) for o in range(NUM_GATES))
+#: Which inputs each gate reads (index: gate id); both False for FALSE / TRUE.
+USES_A = tuple(g.uses_a for g in GATES)
+USES_B = tuple(g.uses_b for g in GATES)
+
+
+def is_constant(op: int) -> bool:
+    """True for FALSE and TRUE, the two gates that read neither input."""
+    return GATES[op].is_constant
 
 
 def eval_expr(op: int, a, b, ones=None):

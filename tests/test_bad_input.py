@@ -9,6 +9,8 @@ import pickle
 
 import numpy as np
 import pytest
+
+from conftest import disk_full_at
 import torch
 from torch import nn
 
@@ -302,15 +304,7 @@ def test_export_onto_a_directory_entry_replaces_nothing(tmp_path, model):
 def test_failed_export_leaves_no_files_and_no_new_directories(tmp_path, model, monkeypatch):
     net = harden(model)
     real = os.replace
-    calls = []
-
-    def fail_second(src, dst):
-        calls.append(dst)
-        if len(calls) == 2:
-            raise OSError(28, "No space left on device")
-        return real(src, dst)
-
-    monkeypatch.setattr(os, "replace", fail_second)
+    calls = disk_full_at(monkeypatch, 2)
     with pytest.raises(OSError, match=r"failed writing into .*No space left on device"):
         cbe.export(net, tmp_path / "a" / "b")
     # neither the file renamed before the failure, nor the temp folder, nor the new folders stay

@@ -40,7 +40,7 @@ def test_all_16_gates_exhaustively():
     bits = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.uint8)
     expected = gates.hard_gate(np.arange(16)[None, :], bits[:, :1], bits[:, 1:])
     for lanes in (1, 4):
-        got = cbe.run_counts(net, bits, lanes=lanes, opt_level=0)
+        got = cbe.BACKEND.run(net, bits, lanes=lanes, opt_level=0)
         assert np.array_equal(got, expected), lanes
     assert np.array_equal(simulate(net, bits), expected)
     # asymmetric gates really are asymmetric here
@@ -215,4 +215,4 @@ def test_dense_into_conv_materializes_its_outputs():
     bits = rng.integers(0, 2, (300, n_in)).astype(np.uint8)
     ref = simulate(net, bits)
     for lanes in (None, 1):
-        assert np.array_equal(cbe.run_counts(net, bits, lanes=lanes, opt_level=1), ref), lanes
+        assert np.array_equal(cbe.BACKEND.run(net, bits, lanes=lanes, opt_level=1), ref), lanes

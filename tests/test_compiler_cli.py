@@ -42,13 +42,13 @@ def test_verify_c_passes(ckpt, capsys):
 
 def test_verify_detects_a_broken_backend(ckpt, capsys, monkeypatch):
     from difflogic.backends import c as cbe
-    real = cbe.run_counts
+    real = cbe.CRunner.counts
 
-    def broken(net, bits, **kw):
-        r = real(net, bits, **kw)
+    def broken(self, bits, threads=None):
+        r = real(self, bits, threads)
         r[5, 1] += 1
         return r
-    monkeypatch.setattr(cbe, "run_counts", broken)
+    monkeypatch.setattr(cbe.CRunner, "counts", broken)
     assert cli.main(["verify", str(ckpt), "--samples", "20"]) == 1
     assert "MISMATCH torch vs target at sample 5" in capsys.readouterr().out
 

@@ -1,4 +1,5 @@
-"""difflogic._cuda against the PyTorch references of difflogic.functional.
+"""difflogic.kernels.cuda against the PyTorch references of difflogic.functional, and the
+cuda-packed back end (difflogic.backends.cuda_packed) against the PyTorch hard forward.
 
 Every test runs in two environments:
 * ``gpu``: the real module on a CUDA device (skipped without torch CUDA + CuPy);
@@ -22,7 +23,11 @@ import torch
 import difflogic as dl
 from difflogic import data
 from difflogic import functional as F
+from difflogic.backends import cuda_packed
+from difflogic.backends.cuda_packed import PackedNet
+from difflogic.compiler import compile, encode_input, hard_counts, lower_to_flat
 from difflogic.layers import random_pairs, random_tree_leaves
+from conftest import random_input, random_model
 
 
 class Env:
@@ -39,9 +44,9 @@ def env(request):
         if not torch.cuda.is_available():
             pytest.skip("no CUDA device (torch.cuda.is_available() is False)")
         try:
-            import difflogic._cuda as cu
+            import difflogic.kernels.cuda as cu
         except ImportError as e:
-            pytest.skip(f"difflogic._cuda unavailable: {e}")
+            pytest.skip(f"difflogic.kernels.cuda unavailable: {e}")
         return Env("gpu", cu, "cuda")
     sys.path.insert(0, str(Path(__file__).resolve().parent))  # any pytest import mode
     import test_cuda_harness as harness
@@ -229,7 +234,7 @@ def test_packed_layers_match_hard_kernels(env, bits):
     assert torch.equal(counts.cpu(), dref.reshape(N, 5, 12).sum(-1).to(torch.int32))
 
 
-def _tiny_net():
+def tiny_net():
     cfg = {"name": "cuda-tiny", "input_shape": [2, 8, 8], "num_classes": 4, "init": "gaussian",
            "layers": [{"type": "thresholds", "thresholds": [0.3, 0.6]},
                       {"type": "conv", "out_channels": 6, "kernel_size": 3, "depth": 3, "padding": 1,
@@ -247,14 +252,82 @@ def _tiny_net():
 
 @pytest.mark.parametrize("bits", [32, 64])
 def test_packed_net_equals_eval_model(env, bits):
-    model = _tiny_net().eval()
+    model = tiny_net().eval()
     x = torch.rand(37, 2, 8, 8)
     with torch.no_grad():
         ref = model(x)  # CPU hard path
-    net = env.cu.PackedNet(model.to(env.device), word_bits=bits)
+    net = PackedNet(model.to(env.device), word_bits=bits, kernels_module=env.cu)
     out = net(env.t(x))
     assert torch.equal(out.cpu(), ref)
     assert torch.equal(net.counts(env.t(x)).cpu().float(), ref * 3.0)
+
+
+# ----------------------------------------------------------------------------- cuda-packed back end
+def _steps(net):
+    return [s["kind"] for s in cuda_packed.plan(net)["steps"]]
+
+
+@pytest.mark.parametrize("optimize", [False, True], ids=["hardened", "optimized"])
+def test_cuda_packed_runner_equals_hard_forward(env, optimize):
+    """The netlist on the packed kernels == the PyTorch hard forward, bit for bit: hardened
+    (fused tree kernels + one-launch dense layers) and optimized (levelled cells)."""
+    model = tiny_net()
+    net = compile(model, optimize=optimize)
+    kinds = _steps(net)
+    if optimize:
+        assert "cell" in kinds and "tree" not in kinds, kinds
+    else:
+        assert kinds == ["tree", "tree", "dense", "dense"], kinds  # the OR pools fused
+    x = torch.rand(70, 2, 8, 8)
+    bits = encode_input(net, x)
+    for word_bits in (32, 64):
+        runner = cuda_packed.BACKEND.load(net, word_bits, env.device, env.cu)
+        got = runner.counts(bits)
+        assert got.dtype == np.int64 and np.array_equal(got, hard_counts(model, x)), word_bits
+        assert runner.compile_seconds > 0
+
+
+@pytest.mark.parametrize("seed", [1, 2, 5, 7])
+def test_cuda_packed_random_architectures(env, seed):
+    """Random nets (strides, paddings, pools, depths, constant outputs, no encoder), optimized,
+    unoptimized and lowered to one flat cell: every form equals the hard forward."""
+    model = random_model(seed)
+    x = random_input(model, 45, seed)
+    ref = hard_counts(model, x)
+    hard = compile(model, optimize=False)
+    bits = encode_input(hard, x)
+    for net in (hard, compile(hard), lower_to_flat(hard)):
+        got = cuda_packed.BACKEND.run(net, bits, device=env.device, kernels_module=env.cu)
+        assert np.array_equal(got, ref), _steps(net)
+
+
+def test_cuda_packed_export_loads_without_the_model(env, tmp_path):
+    """emit() writes the program; load_program() runs it with no model or compiler."""
+    model = tiny_net()
+    net = compile(model)
+    out = tmp_path / "gpu"
+    (out / "keep.txt").parent.mkdir()
+    (out / "keep.txt").write_text("mine")
+    res = cuda_packed.BACKEND.emit(net, out)
+    assert sorted(res["files"]) == ["packed_program.json", "packed_program.npz"]
+    assert (out / "keep.txt").read_text() == "mine"
+    x = torch.rand(33, 2, 8, 8)
+    runner = cuda_packed.load_program(out, 64, env.device, env.cu)
+    assert np.array_equal(runner.counts(encode_input(net, x)), hard_counts(model, x))
+    with pytest.raises(ValueError, match="no readable cuda-packed export"):
+        cuda_packed.load_program(tmp_path, 32, env.device, env.cu)
+
+
+def test_cuda_packed_bad_input(env):
+    net = compile(tiny_net())
+    runner = cuda_packed.BACKEND.load(net, 32, env.device, env.cu)
+    with pytest.raises(ValueError, match=r"bits must have shape \(N, 4, 8, 8\)"):
+        runner.counts(np.zeros((3, 2, 8, 8), np.uint8))
+    with pytest.raises(ValueError, match="only 0 and 1"):
+        runner.counts(np.full((3, 4, 8, 8), 2, np.uint8))
+    assert runner.counts(np.zeros((0, 4, 8, 8), np.uint8)).shape == (0, 4)
+    with pytest.raises(ValueError, match="word_bits must be 32 or 64"):
+        cuda_packed.BACKEND.load(net, 16, env.device, env.cu)
 
 
 def test_class_scores_are_correctly_rounded_on_the_device(env):
@@ -279,15 +352,15 @@ def test_class_scores_are_correctly_rounded_on_the_device(env):
 # ----------------------------------------------------------------------------- through the layers (GPU)
 def test_layers_dispatch_to_cuda_kernels(env):
     if env.name != "gpu":
-        pytest.skip("dispatch from difflogic._ops to difflogic._cuda needs CUDA tensors")
-    model = _tiny_net().to(env.device).train()
+        pytest.skip("dispatch from difflogic.kernels to difflogic.kernels.cuda needs CUDA tensors")
+    model = tiny_net().to(env.device).train()
     x = torch.rand(16, 2, 8, 8, device=env.device)
     before = dict(env.cu.calls)
     y = model(x)
     y.sum().backward()
     assert env.cu.calls["dense"] > before.get("dense", 0)
     assert env.cu.calls["tree_conv_pool"] > before.get("tree_conv_pool", 0)
-    ref_model = _tiny_net().train()
+    ref_model = tiny_net().train()
     ref_model.load_state_dict(model.cpu().state_dict())
     for m in ref_model.modules():
         if hasattr(m, "backend"):

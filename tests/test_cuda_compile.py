@@ -1,7 +1,7 @@
 """Offline compile checks of the CUDA kernels with nvcc and NVRTC (no GPU needed; each skips
 when its compiler is missing).
 
-At run time the kernels are built by NVRTC (difflogic/_cuda.py); nvcc compiles the very same
+At run time the kernels are built by NVRTC (difflogic/kernels/cuda.py); nvcc compiles the very same
 sources here, with the template instantiations the loader can request, for sm_90 (H100) and
 sm_80 (A100), as errors-on-warnings builds through ptxas (tree depths 1-3 by default, all of
 1-5 with DIFFLOGIC_NVCC_FULL=1).  When CuPy can load libnvrtc, the sources are also compiled
@@ -86,7 +86,7 @@ def _nvrtc():
 @pytest.mark.skipif(_nvrtc() is None, reason="CuPy's NVRTC bindings or libnvrtc not available")
 def test_nvrtc_compiles_every_name_expression():
     """The run-time path without a GPU: NVRTC compiles each source with the name expressions
-    difflogic/_cuda.py requests (as listed by the emulation harness) to sm_80/sm_90 cubins."""
+    difflogic/kernels/cuda.py requests (as listed by the emulation harness) to sm_80/sm_90 cubins."""
     import hashlib
     import sys
 

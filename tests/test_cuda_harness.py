@@ -1,9 +1,10 @@
-"""Test harness (no tests here): run difflogic/_cuda.py and the real csrc/cuda/*.cu kernels on the CPU (test-only).
+"""Test harness (no tests here): run difflogic/kernels/cuda.py and the real csrc/cuda/*.cu kernels on
+the CPU (test-only).
 
 Machines without a GPU still get the kernels' logic checked: the .cu sources are compiled with
 g++ against a small host emulation of the CUDA execution model (one std::thread per CUDA
 thread, std::barrier for __syncthreads and for warp-synchronous shuffles/ballots), and
-difflogic/_cuda.py is loaded with a stand-in ``cupy`` whose RawModule launches those host
+difflogic/kernels/cuda.py is loaded with a stand-in ``cupy`` whose RawModule launches those host
 kernels on CPU tensors.  So the whole path -- argument order, grid shapes, index tables,
 kernel arithmetic -- runs unchanged except for the hardware.  What this cannot show: real
 memory-model/race behaviour, NVRTC-specific compile problems, performance.
@@ -136,7 +137,7 @@ extern "C" int emu_launch(const char* name, unsigned gx, unsigned gy, unsigned g
 
 
 def kernel_names() -> list[str]:
-    """Every name expression difflogic/_cuda.py can request (must match its spelling)."""
+    """Every name expression difflogic/kernels/cuda.py can request (must match its spelling)."""
     names = ["dense_hard"]
     for T in ("float", "double"):
         names += [f"dense_forward<{T}>", f"dense_backward_coeffs<{T}>", f"dense_backward_x<{T}>"]
@@ -200,7 +201,7 @@ class _Kernel:
 
 
 def fake_cupy(lib):
-    """Modules standing in for cupy / cupy_backends with the API surface _cuda.py uses."""
+    """Modules standing in for cupy / cupy_backends with the API surface kernels/cuda.py uses."""
     cupy = types.ModuleType("cupy")
 
     class RawModule:
@@ -230,8 +231,8 @@ def fake_cupy(lib):
 
 
 def load_emulated_module():
-    """difflogic/_cuda.py bound to the host-emulated kernels; works on CPU tensors."""
-    import difflogic  # noqa: F401 - the package must exist for the relative imports
+    """difflogic/kernels/cuda.py bound to the host-emulated kernels; works on CPU tensors."""
+    import difflogic.kernels  # noqa: F401 - the package must exist for the relative imports
     lib = ctypes.CDLL(str(build_library()))
     lib.emu_launch.restype = ctypes.c_int
     saved = {k: sys.modules.get(k) for k in fake_cupy(lib)}
@@ -239,10 +240,10 @@ def load_emulated_module():
     sys.modules.update(fake_cupy(lib))
     torch.cuda.is_available = lambda: True
     try:
-        spec = importlib.util.spec_from_file_location("difflogic._cuda_emulated",
-                                                      ROOT / "difflogic" / "_cuda.py")
+        spec = importlib.util.spec_from_file_location("difflogic.kernels.cuda_emulated",
+                                                      ROOT / "difflogic" / "kernels" / "cuda.py")
         mod = importlib.util.module_from_spec(spec)
-        mod.__package__ = "difflogic"
+        mod.__package__ = "difflogic.kernels"
         spec.loader.exec_module(mod)
     finally:
         torch.cuda.is_available = saved_avail
@@ -251,8 +252,7 @@ def load_emulated_module():
                 sys.modules.pop(k, None)
             else:
                 sys.modules[k] = v
-    mod._is_cuda = lambda t: True
-    mod._device_index = lambda device: 0
-    mod._cupy_stream = lambda index: contextlib.nullcontext()
-    mod._source_dir_for_tests = SRC
+    mod.is_cuda_tensor = lambda t: True
+    mod.device_index = lambda device: 0
+    mod.cupy_stream = lambda index: contextlib.nullcontext()
     return mod

@@ -32,6 +32,38 @@ def test_every_gate_exhaustively(op):
         assert (eval(e, {"A": a, "B": b}) & 1) == expected
 
 
+@pytest.mark.parametrize("op", range(16))
+def test_rewrite_tables_and_predicates_exhaustively(op):
+    """The helpers every pass, emitter and kernel uses, against the truth table itself."""
+    tt = gates.GATES[op].truth_table
+    out = {(a, b): tt[2 * a + b] for a, b in itertools.product((0, 1), repeat=2)}
+    assert gates.from_truth_table(tt) == op
+    assert gates.from_function(lambda a, b: out[(a, b)]) == op
+    for a, b in itertools.product((0, 1), repeat=2):
+        assert gates.hard_gate(gates.SWAP_INPUTS[op], a, b) == out[(b, a)]
+        assert gates.hard_gate(gates.INVERT_A[op], a, b) == out[(1 - a, b)]
+        assert gates.hard_gate(gates.INVERT_B[op], a, b) == out[(a, 1 - b)]
+        assert gates.hard_gate(gates.INVERT_OUTPUT[op], a, b) == 1 - out[(a, b)]
+    assert gates.USES_A[op] == any(out[(0, b)] != out[(1, b)] for b in (0, 1))
+    assert gates.USES_B[op] == any(out[(a, 0)] != out[(a, 1)] for a in (0, 1))
+    assert gates.is_constant(op) == (len(set(out.values())) == 1) == (op in (gates.FALSE, gates.TRUE))
+    # the same function on every kind of operand: Python ints, numpy and torch integer arrays
+    a = np.array([0, 0, 1, 1])
+    b = np.array([0, 1, 0, 1])
+    want = [out[(x, y)] for x, y in zip(a, b)]
+    assert gates.hard_gate(op, a, b).tolist() == want
+    assert gates.hard_gate(np.uint8(op), a.astype(np.uint8), b.astype(np.uint8)).tolist() == want
+    assert gates.hard_gate(torch.tensor(op), torch.tensor(a), torch.tensor(b)).tolist() == want
+    assert gates.hard_gate(op, [0, 0, 1, 1], [0, 1, 0, 1]).tolist() == want
+
+
+def test_from_truth_table_rejects_bad_tables():
+    with pytest.raises(ValueError, match="4 values of 0/1"):
+        gates.from_truth_table((0, 1, 1))
+    with pytest.raises(ValueError, match="4 values of 0/1"):
+        gates.from_truth_table((0, 1, 2, 0))
+
+
 def test_words_bitwise():
     rng = np.random.default_rng(0)
     a = rng.integers(0, 2**63, 100, dtype=np.uint64)

@@ -1,4 +1,4 @@
-"""Native CPU kernels (difflogic._C via difflogic._ops) against the PyTorch references.
+"""Native CPU kernels (difflogic._C via difflogic.kernels) against the PyTorch references.
 
 Forward values, input gradients and coefficient gradients must match difflogic.functional in
 float32 (~1e-5) and float64 (~1e-12) over odd shapes, strides, paddings, kernel shapes, tree
@@ -10,10 +10,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from difflogic import _ops, gates
+from difflogic import gates, kernels
 from difflogic import functional as F
 
-native = pytest.mark.skipif(not _ops.native_available(),
+native = pytest.mark.skipif(not kernels.native_available(),
                             reason="difflogic._C is not built (pip install . or the cmake dev build)")
 
 TOL = {torch.float32: dict(rtol=1e-5, atol=1e-5), torch.float64: dict(rtol=1e-12, atol=1e-12)}
@@ -56,7 +56,7 @@ def test_dense_matches_reference(dtype, N, n_in, n_out):
     a, b = rand_wiring(n_in, n_out, gen, same_every=3)
     c = relaxed_coeffs((n_out,), dtype, gen)
     gy = torch.randn(N, n_out, generator=gen, dtype=torch.float64).to(dtype)
-    got = grads(lambda x, c: _ops.dense(x, a, b, c, backend="native"), x, c, gy)
+    got = grads(lambda x, c: kernels.dense(x, a, b, c, backend="native"), x, c, gy)
     ref = grads(lambda x, c: F.dense_reference(x, a, b, c), x, c, gy)
     for g, r, name in zip(got, ref, ("y", "grad_x", "grad_coeffs")):
         torch.testing.assert_close(g, r, **TOL[dtype], msg=lambda m: f"{name}: {m}")
@@ -68,7 +68,7 @@ def test_dense_gradcheck_float64_with_repeated_inputs():
     x = torch.rand(4, 6, generator=gen, dtype=torch.float64, requires_grad=True)
     a, b = rand_wiring(6, 9, gen, same_every=2)
     c = torch.randn(9, 4, generator=gen, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda x, c: _ops.dense(x, a, b, c, backend="native"), (x, c))
+    assert torch.autograd.gradcheck(lambda x, c: kernels.dense(x, a, b, c, backend="native"), (x, c))
 
 
 @native
@@ -78,7 +78,7 @@ def test_dense_grad_of_coeffs_only():
     x = torch.rand(5, 8, generator=gen)
     a, b = rand_wiring(8, 6, gen)
     c = relaxed_coeffs((6,), torch.float32, gen).requires_grad_(True)
-    (g1,) = torch.autograd.grad(_ops.dense(x, a, b, c, backend="native").sum(), c)
+    (g1,) = torch.autograd.grad(kernels.dense(x, a, b, c, backend="native").sum(), c)
     (g2,) = torch.autograd.grad(F.dense_reference(x, a, b, c).sum(), c)
     torch.testing.assert_close(g1, g2, **TOL[torch.float32])
 
@@ -105,7 +105,7 @@ def test_dense_feature_major_chain_and_layouts():
         (loss * torch.arange(1.0, sizes[-1] + 1, dtype=torch.float64)).sum().backward()
         return h, x.grad, [ci.grad for ci in c]
 
-    y, gx, gc = run(lambda h, a, b, c: _ops.dense(h, a, b, c, backend="native"))
+    y, gx, gc = run(lambda h, a, b, c: kernels.dense(h, a, b, c, backend="native"))
     y_r, gx_r, gc_r = run(F.dense_reference)
     assert y.shape == (N, sizes[-1]) and y.stride() == (1, N)
     torch.testing.assert_close(y, y_r, **TOL[torch.float64])
@@ -114,7 +114,7 @@ def test_dense_feature_major_chain_and_layouts():
         torch.testing.assert_close(g, r, **TOL[torch.float64])
     # row-major input (a fresh contiguous tensor): same values
     xr = x0.contiguous()
-    torch.testing.assert_close(_ops.dense(xr, *wires[0], cs[0], backend="native"),
+    torch.testing.assert_close(kernels.dense(xr, *wires[0], cs[0], backend="native"),
                                F.dense_reference(xr, *wires[0], cs[0]), **TOL[torch.float64])
 
 
@@ -123,7 +123,7 @@ def test_dense_feature_major_chain_and_layouts():
 def test_dense_results_do_not_depend_on_thread_count(monkeypatch, dtype):
     """The backward splits the batch into per-thread column blocks (>= 64 samples each);
     batch 200 with 1, 2 and 3 threads covers one, two and three blocks with a ragged tail."""
-    monkeypatch.setattr(_ops, "_SERIAL_WORK", 0)
+    monkeypatch.setattr(kernels, "SERIAL_WORK", 0)
     gen = torch.Generator().manual_seed(4)
     N, n_in, n_out = 200, 96, 150
     x = torch.rand(N, n_in, generator=gen, dtype=torch.float64).to(dtype)
@@ -135,7 +135,7 @@ def test_dense_results_do_not_depend_on_thread_count(monkeypatch, dtype):
     try:
         for nt in (1, 2, 3):
             torch.set_num_threads(nt)
-            got = grads(lambda x, c: _ops.dense(x, a, b, c, backend="native"), x, c, gy)
+            got = grads(lambda x, c: kernels.dense(x, a, b, c, backend="native"), x, c, gy)
             for g, r, name in zip(got, ref, ("y", "grad_x", "grad_coeffs")):
                 torch.testing.assert_close(g, r, **TOL[dtype], msg=lambda m: f"{nt} threads, {name}: {m}")
     finally:
@@ -163,7 +163,7 @@ def check_tree_native_matches_reference(x, leaves, coeffs, geom, gen):
     both gradients, for one random upstream gradient drawn from gen."""
     dtype = x.dtype
     ref_fn = lambda x, c: F.tree_conv_pool_reference(x, *leaves, c, *geom)  # noqa: E731
-    nat_fn = lambda x, c: _ops.tree_conv_pool(x, *leaves, c, *geom, backend="native")  # noqa: E731
+    nat_fn = lambda x, c: kernels.tree_conv_pool(x, *leaves, c, *geom, backend="native")  # noqa: E731
     y_ref = ref_fn(x, coeffs)
     gy = torch.randn(y_ref.shape, generator=gen, dtype=torch.float64).to(dtype)
     got = grads(nat_fn, x, coeffs, gy)
@@ -223,20 +223,20 @@ def test_tree_conv_pool_gradcheck_float64(stride, padding, pool):
     x = torch.rand(1, 2, 7, 6, generator=gen, dtype=torch.float64, requires_grad=True)
     leaves = rand_leaves(2, 2, 4, 3, 2, gen)
     c = (torch.randn(2, 3, 4, generator=gen, dtype=torch.float64) * 0.5).requires_grad_(True)
-    fn = lambda x, c: _ops.tree_conv_pool(x, *leaves, c, (3, 2), stride, padding, pool,  # noqa: E731
+    fn = lambda x, c: kernels.tree_conv_pool(x, *leaves, c, (3, 2), stride, padding, pool,  # noqa: E731
                                           backend="native")
     assert torch.autograd.gradcheck(fn, (x, c))
 
 
 @native
 def test_results_do_not_depend_on_thread_count(monkeypatch):
-    monkeypatch.setattr(_ops, "_SERIAL_WORK", 0)  # no serial shortcut for small calls
+    monkeypatch.setattr(kernels, "SERIAL_WORK", 0)  # no serial shortcut for small calls
     gen = torch.Generator().manual_seed(8)
     x = torch.rand(5, 4, 8, 8, generator=gen, dtype=torch.float64)
     leaves = rand_leaves(4, 6, 8, 3, 3, gen)
     c = relaxed_coeffs((6, 7), torch.float64, gen)
     gy = torch.randn(5, 6, 4, 4, generator=gen, dtype=torch.float64)
-    fn = lambda x, c: _ops.tree_conv_pool(x, *leaves, c, (3, 3), 1, 1, 2, backend="native")  # noqa: E731
+    fn = lambda x, c: kernels.tree_conv_pool(x, *leaves, c, (3, 3), 1, 1, 2, backend="native")  # noqa: E731
     old = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
@@ -248,14 +248,14 @@ def test_results_do_not_depend_on_thread_count(monkeypatch):
     for g, r in zip(one, many):
         torch.testing.assert_close(g, r, **TOL[torch.float64])
     # batch 1 (< threads): the (n, k)-parallel forward path
-    fn1 = lambda x: _ops.tree_conv_pool(x, *leaves, c, (3, 3), 1, 1, 2, backend="native")  # noqa: E731
+    fn1 = lambda x: kernels.tree_conv_pool(x, *leaves, c, (3, 3), 1, 1, 2, backend="native")  # noqa: E731
     torch.testing.assert_close(fn1(x[:1]), F.tree_conv_pool_reference(x[:1], *leaves, c, (3, 3), 1, 1, 2),
                                **TOL[torch.float64])
 
 
 # ----------------------------------------------------------------------------- hard kernels
 def _without_native(monkeypatch):
-    monkeypatch.setattr(_ops, "_C", None)
+    monkeypatch.setattr(kernels, "native_module", None)
 
 
 def test_dense_hard_exhaustive_16_gates(monkeypatch):
@@ -265,9 +265,9 @@ def test_dense_hard_exhaustive_16_gates(monkeypatch):
     b = torch.ones(16, dtype=torch.long)
     ops = torch.arange(16)
     expected = torch.as_tensor(gates.TRUTH_TABLES.T.copy())  # (input pair, gate)
-    results = [_ops.dense_hard(x, a, b, ops)]
+    results = [kernels.dense_hard(x, a, b, ops)]
     _without_native(monkeypatch)
-    results.append(_ops.dense_hard(x, a, b, ops))
+    results.append(kernels.dense_hard(x, a, b, ops))
     for y in results:
         assert y.dtype == torch.uint8
         assert torch.equal(y, expected)
@@ -279,15 +279,15 @@ def test_dense_hard_matches_fallback_and_relaxed(monkeypatch, N, n_in, n_out):
     x = torch.randint(0, 2, (N, n_in), generator=gen, dtype=torch.uint8)
     a, b = rand_wiring(n_in, n_out, gen, same_every=4)
     ops = torch.randint(0, 16, (n_out,), generator=gen)
-    y = _ops.dense_hard(x, a, b, ops)
+    y = kernels.dense_hard(x, a, b, ops)
     relaxed = F.dense_reference(x.double(), a, b, F.coeff_matrix(dtype=torch.float64)[ops])
     assert torch.equal(y, relaxed.to(torch.uint8)) and bool(((relaxed == 0) | (relaxed == 1)).all())
-    if _ops.native_available():
-        got_native_relaxed = _ops.dense(x.float(), a, b, F.coeff_matrix()[ops], backend="native")
+    if kernels.native_available():
+        got_native_relaxed = kernels.dense(x.float(), a, b, F.coeff_matrix()[ops], backend="native")
         assert torch.equal(got_native_relaxed, relaxed.float())
     _without_native(monkeypatch)
-    assert torch.equal(_ops.dense_hard(x, a, b, ops), y)
-    assert torch.equal(_ops.dense_hard(x.bool(), a, b, ops), y)
+    assert torch.equal(kernels.dense_hard(x, a, b, ops), y)
+    assert torch.equal(kernels.dense_hard(x.bool(), a, b, ops), y)
 
 
 def test_tree_hard_exhaustive_16_gates(monkeypatch):
@@ -299,9 +299,9 @@ def test_tree_hard_exhaustive_16_gates(monkeypatch):
     leaf_dx = torch.tensor([[0, 1]] * K)
     ops = torch.arange(16).reshape(K, 1)
     expected = torch.as_tensor(gates.TRUTH_TABLES.T.copy()).reshape(4, K, 1, 1)
-    results = [_ops.tree_conv_pool_hard(x, leaf_c, leaf_dy, leaf_dx, ops, (1, 2), 1, 0, 1)]
+    results = [kernels.tree_conv_pool_hard(x, leaf_c, leaf_dy, leaf_dx, ops, (1, 2), 1, 0, 1)]
     _without_native(monkeypatch)
-    results.append(_ops.tree_conv_pool_hard(x, leaf_c, leaf_dy, leaf_dx, ops, (1, 2), 1, 0, 1))
+    results.append(kernels.tree_conv_pool_hard(x, leaf_c, leaf_dy, leaf_dx, ops, (1, 2), 1, 0, 1))
     for y in results:
         assert torch.equal(y, expected)
 
@@ -315,16 +315,16 @@ def test_tree_hard_matches_fallback_and_relaxed(monkeypatch, case):
     leaves = rand_leaves(C, K, L, *ks, gen)
     ops = torch.randint(0, 16, (K, L - 1), generator=gen)
     geom = (ks, stride, padding, pool)
-    y = _ops.tree_conv_pool_hard(x, *leaves, ops, *geom)
+    y = kernels.tree_conv_pool_hard(x, *leaves, ops, *geom)
     assert y.dtype == torch.uint8
     onehot64 = F.coeff_matrix(dtype=torch.float64)[ops]
     relaxed = F.tree_conv_pool_reference(x.double(), *leaves, onehot64, *geom)
     assert torch.equal(y, relaxed.to(torch.uint8)) and bool(((relaxed == 0) | (relaxed == 1)).all())
-    if _ops.native_available():  # relaxed native kernel with one-hot coeffs is exact on {0,1}
-        nat = _ops.tree_conv_pool(x.float(), *leaves, F.coeff_matrix()[ops], *geom, backend="native")
+    if kernels.native_available():  # relaxed native kernel with one-hot coeffs is exact on {0,1}
+        nat = kernels.tree_conv_pool(x.float(), *leaves, F.coeff_matrix()[ops], *geom, backend="native")
         assert torch.equal(nat, relaxed.float())
     _without_native(monkeypatch)
-    assert torch.equal(_ops.tree_conv_pool_hard(x, *leaves, ops, *geom), y)
+    assert torch.equal(kernels.tree_conv_pool_hard(x, *leaves, ops, *geom), y)
 
 
 # ----------------------------------------------------------------------------- dispatch / errors
@@ -334,12 +334,12 @@ def test_torch_backend_and_auto_fallback_without_extension(monkeypatch):
     a, b = rand_wiring(6, 4, gen)
     c = relaxed_coeffs((4,), torch.float32, gen)
     ref = F.dense_reference(x, a, b, c)
-    torch.testing.assert_close(_ops.dense(x, a, b, c, backend="torch"), ref)
+    torch.testing.assert_close(kernels.dense(x, a, b, c, backend="torch"), ref)
     _without_native(monkeypatch)
-    assert not _ops.native_available()
-    torch.testing.assert_close(_ops.dense(x, a, b, c), ref)
+    assert not kernels.native_available()
+    torch.testing.assert_close(kernels.dense(x, a, b, c), ref)
     with pytest.raises(RuntimeError, match="difflogic._C"):
-        _ops.dense(x, a, b, c, backend="native")
+        kernels.dense(x, a, b, c, backend="native")
 
 
 @native
@@ -347,9 +347,9 @@ def test_auto_uses_reference_for_unsupported_dtype():
     x = torch.rand(2, 4, dtype=torch.bfloat16)
     a, b = torch.tensor([0, 1]), torch.tensor([2, 3])
     c = torch.rand(2, 4, dtype=torch.bfloat16)
-    torch.testing.assert_close(_ops.dense(x, a, b, c), F.dense_reference(x, a, b, c))
+    torch.testing.assert_close(kernels.dense(x, a, b, c), F.dense_reference(x, a, b, c))
     with pytest.raises(TypeError, match="float32/float64"):
-        _ops.dense(x, a, b, c, backend="native")
+        kernels.dense(x, a, b, c, backend="native")
 
 
 @native
@@ -358,28 +358,28 @@ def test_bad_inputs_raise_clear_errors():
     a, b = torch.tensor([0, 1]), torch.tensor([2, 3])
     c = torch.rand(2, 4)
     with pytest.raises(ValueError, match="backend"):
-        _ops.dense(x, a, b, c, backend="cuda-please")
+        kernels.dense(x, a, b, c, backend="cuda-please")
     with pytest.raises(ValueError, match=r"b\[0\] = 9 is out of range"):
-        _ops.dense(x, a, torch.tensor([9, 3]), c, backend="native")
+        kernels.dense(x, a, torch.tensor([9, 3]), c, backend="native")
     with pytest.raises(TypeError, match="dtype"):
-        _ops.dense(x, a, b, c.double(), backend="native")
+        kernels.dense(x, a, b, c.double(), backend="native")
     with pytest.raises(ValueError, match="coeffs must have shape"):
-        _ops.dense(x, a, b, torch.rand(3, 4), backend="native")
+        kernels.dense(x, a, b, torch.rand(3, 4), backend="native")
     with pytest.raises(TypeError, match="integer"):
-        _ops.dense(x, a.float(), b, c)
+        kernels.dense(x, a.float(), b, c)
     xc = torch.rand(1, 2, 5, 5)
     lc, ly, lx = torch.zeros(3, 4, dtype=torch.long), torch.zeros(3, 4, dtype=torch.long), torch.zeros(3, 4, dtype=torch.long)
     cc = torch.rand(3, 3, 4)
     with pytest.raises(ValueError, match="leaf_dx"):
-        _ops.tree_conv_pool(xc, lc, ly, lx + 3, cc, 3, 1, 0, 1, backend="native")
+        kernels.tree_conv_pool(xc, lc, ly, lx + 3, cc, 3, 1, 0, 1, backend="native")
     with pytest.raises(ValueError, match="do not fit"):
-        _ops.tree_conv_pool(xc, lc, ly, lx, cc, 3, 1, 0, 4, backend="native")
+        kernels.tree_conv_pool(xc, lc, ly, lx, cc, 3, 1, 0, 4, backend="native")
     with pytest.raises(ValueError, match="power of two"):
-        _ops.tree_conv_pool(xc, torch.zeros(3, 3, dtype=torch.long), ly[:, :3], lx[:, :3], cc, 3, 1, 0, 1)
+        kernels.tree_conv_pool(xc, torch.zeros(3, 3, dtype=torch.long), ly[:, :3], lx[:, :3], cc, 3, 1, 0, 1)
     with pytest.raises(ValueError, match="gate ids"):
-        _ops.dense_hard(torch.zeros(2, 4, dtype=torch.uint8), a, b, torch.tensor([3, 16]))
+        kernels.dense_hard(torch.zeros(2, 4, dtype=torch.uint8), a, b, torch.tensor([3, 16]))
     with pytest.raises(TypeError, match="uint8"):
-        _ops.dense_hard(x, a, b, torch.tensor([3, 1]))
+        kernels.dense_hard(x, a, b, torch.tensor([3, 1]))
 
 
 @native
@@ -388,9 +388,9 @@ def test_non_contiguous_inputs_are_handled():
     x = torch.rand(6, 8, generator=gen).t()  # (8, 6) non-contiguous
     a, b = rand_wiring(6, 5, gen)
     c = relaxed_coeffs((5,), torch.float32, gen)
-    torch.testing.assert_close(_ops.dense(x, a, b, c, backend="native"), F.dense_reference(x, a, b, c))
+    torch.testing.assert_close(kernels.dense(x, a, b, c, backend="native"), F.dense_reference(x, a, b, c))
     xc = torch.rand(3, 2, 6, 6, generator=gen).permute(0, 1, 3, 2)
     leaves = rand_leaves(2, 3, 4, 3, 3, gen)
     cc = relaxed_coeffs((3, 3), torch.float32, gen)
-    torch.testing.assert_close(_ops.tree_conv_pool(xc, *leaves, cc, 3, 1, 1, 2, backend="native"),
+    torch.testing.assert_close(kernels.tree_conv_pool(xc, *leaves, cc, 3, 1, 1, 2, backend="native"),
                                F.tree_conv_pool_reference(xc, *leaves, cc, (3, 3), 1, 1, 2))

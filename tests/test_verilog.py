@@ -137,7 +137,8 @@ def test_random_architectures_iverilog(tmp_path, kind, seed, pipeline):
     r = V.run_testbench(tmp_path / "rtl", "iverilog")
     assert r.passed, r.output
     # run_counts: the RTL's own counts, independently of the golden file
-    got = V.run_counts(nl, bits, simulator="iverilog", pipeline=pipeline, workdir=tmp_path / "rc")
+    (tmp_path / "rc").mkdir()
+    got = V.BACKEND.run(nl, bits, simulator="iverilog", pipeline=pipeline, workdir=tmp_path / "rc")
     np.testing.assert_array_equal(got, ref)
 
 
@@ -251,7 +252,7 @@ def test_run_counts_verilator(tmp_path, monkeypatch):
     model = random_model(12, "thresholds_conv")
     nl = harden(model)
     bits, _ = model_vectors(model, nl, 30, 12)
-    got = V.run_counts(nl, bits, simulator="verilator", workdir=tmp_path)
+    got = V.BACKEND.run(nl, bits, simulator="verilator", workdir=tmp_path)
     np.testing.assert_array_equal(got, simulate(nl, bits))
 
 
@@ -314,29 +315,68 @@ def test_bad_arguments(tmp_path):
     with pytest.raises(TypeError, match="Netlist"):
         V.export("model.pt", tmp_path / "a")
     with pytest.raises(ValueError, match="simulator"):
-        V.run_counts(nl, GATE_BITS, simulator="vcs")
+        V.BACKEND.run(nl, GATE_BITS, simulator="vcs")
     assert not (tmp_path / "a").exists()
 
 
-def test_atomic_replace_and_refusal(tmp_path):
+def test_reexport_keeps_foreign_files_and_removes_only_its_own(tmp_path):
+    """Exporting into a folder never deletes what the export did not write: a user's files
+    stay; of an earlier export there, only the files its own manifest (the sidecar) lists
+    and the new export does not rewrite are removed (here: its test vectors)."""
     nl = gate_netlist()
     d = tmp_path / "rtl"
-    V.export(nl, d, pipeline=2)
-    V.export(nl, d)  # a previous export is replaced as a whole
-    assert json.loads((d / "difflogic_net.json").read_text())["pipeline"] == 0
+    d.mkdir()
+    (d / "notes.txt").write_text("keep")
+    V.export(nl, d, pipeline=2, vectors=GATE_BITS)
+    side = json.loads((d / "difflogic_net.json").read_text())
+    assert side["files"] == sorted(p.name for p in d.iterdir() if p.name != "notes.txt")
+    assert "vectors_in.hex" in side["files"]
+    V.export(nl, d)   # no vectors this time: the old ones must not be left for the new bench
+    side = json.loads((d / "difflogic_net.json").read_text())
+    assert side["pipeline"] == 0 and "vectors_in.hex" not in side["files"]
+    assert sorted(p.name for p in d.iterdir()) == sorted(side["files"] + ["notes.txt"])
+    assert (d / "notes.txt").read_text() == "keep"
+    (d / "difflogic_net.json").write_text('{"top": "difflogic_net", "files": ["notes.txt"]}')
+    V.export(nl, d)   # a manifest naming another's file: that file is rewritten or kept, never lost
+    assert (d / "notes.txt").read_text() == "keep"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rtl"]  # no temp dirs left
-    other = tmp_path / "mine"
-    other.mkdir()
-    (other / "notes.txt").write_text("keep")
-    with pytest.raises(FileExistsError, match="refusing"):
-        V.export(nl, other)
-    assert (other / "notes.txt").read_text() == "keep"
+    assert not [p for p in d.iterdir() if p.name.startswith(".")]
+
+
+def test_run_sim_states_the_cost_and_picks_a_simulator_by_size(tmp_path):
+    """run_sim.sh announces gates, vectors and an expected time; ``estimate`` compares the
+    simulators, and auto picks Verilator once Icarus' quadratic compile would dominate."""
+    need("iverilog", "vvp")
+    nl = gate_netlist()
+    d = tmp_path / "rtl"
+    V.export(nl, d, scores=True, vectors=np.tile(GATE_BITS, (30, 1)), expected=np.tile(gate_truth(), (30, 1)))
+    r = run_sim_sh(d)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "run_sim.sh: iverilog on" in r.stdout and "x 120 vectors, expected about" in r.stdout
+    assert "progress: 12/120 vectors" in r.stdout and "PASS: 120 vectors" in r.stdout
+    r = run_sim_sh(d, "estimate")
+    assert r.returncode == 0 and "auto: iverilog" in r.stdout, r.stdout + r.stderr
+    if shutil.which("verilator") and shutil.which("make"):
+        side = d / "difflogic_net.json"
+        side.write_text(side.read_text().replace(f'"gates": {json.loads(side.read_text())["gates"]},',
+                                                 '"gates": 2000000,'))
+        r = run_sim_sh(d, "estimate")
+        assert "2,000,000 gates" in r.stdout or "2000000 gates" in r.stdout
+        assert "auto: verilator" in r.stdout, r.stdout
+    import subprocess
+    tools = tmp_path / "tools"   # the script's shell tools, but no simulator
+    tools.mkdir()
+    for t in ("dirname", "mkdir", "sed", "awk", "head", "cat"):
+        (tools / t).symlink_to(shutil.which(t))
+    r = subprocess.run(["/bin/bash", str(d / "run_sim.sh")], capture_output=True, text=True,
+                       env=dict(os.environ, PATH=str(tools)))
+    assert r.returncode == 127 and "apt-get install iverilog" in r.stderr, r.stderr
 
 
 def test_missing_tool_names_apt_package(monkeypatch):
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(V.ToolNotFoundError, match="apt-get install verilator"):
-        V.run_counts(gate_netlist(), GATE_BITS, simulator="verilator")
+        V.BACKEND.run(gate_netlist(), GATE_BITS, simulator="verilator")
     from difflogic.synth import synthesize
     with pytest.raises((V.ToolNotFoundError, FileNotFoundError)):
         synthesize("/nonexistent")
@@ -405,8 +445,8 @@ def test_cli_export_pipelined_bench_passes_and_catches_corruption(ckpt, tmp_path
 def test_cli_export_combinational_golden_is_the_model(ckpt, tmp_path, capsys):
     """Without --scores the bench checks class_idx; the golden classes are torch's argmax."""
     from difflogic.checkpoint import load_model
-    from difflogic.commands.verify import _random_inputs
     from difflogic import cli
+    from difflogic.compiler import random_inputs
     d = tmp_path / "comb"
     assert cli.main(["export", str(ckpt), "--target", "verilog", "--out", str(d), "--vectors", "20",
                      "--json"]) == 0
@@ -414,7 +454,7 @@ def test_cli_export_combinational_golden_is_the_model(ckpt, tmp_path, capsys):
     assert summary["verilog"]["latency"] == 0 and "tb.v" in summary["files"]
     model = load_model(ckpt)
     nl = harden(model)
-    x = _random_inputs(nl, 20, 0)
+    x = random_inputs(nl, 20, 0)
     golden = [int(l, 16) for l in (d / "vectors_out.hex").read_text().split()]
     assert golden == hard_counts(model, x).argmax(1).tolist()
     if shutil.which("iverilog") and shutil.which("vvp"):
@@ -473,9 +513,9 @@ def test_cli_synth_on_exported_net(ckpt, tmp_path, capsys):
 
 def test_cli_too_large_reported_before_writing(ckpt, tmp_path, capsys):
     from difflogic import cli
-    from difflogic.commands.export import prepare_netlist
     from difflogic.checkpoint import load_model
-    est = V.estimate_gates(prepare_netlist(load_model(ckpt)))
+    from difflogic.compiler import compile
+    est = V.estimate_gates(compile(load_model(ckpt)))
     d = tmp_path / "big"
     assert cli.main(["export", str(ckpt), "--target", "verilog", "--out", str(d),
                      "--max-gates", str(est - 1)]) == 2

@@ -80,5 +80,5 @@ def test_trained_net_counts_verilator(trained, tmp_path, monkeypatch):
     monkeypatch.setenv("VERILATOR_OPT_FAST", "-O0")  # compile time dominates 100 vectors
     model, nl, x, y = trained
     bits = encode_input(nl, x[:100])
-    got = V.run_counts(nl, bits, simulator="verilator", workdir=tmp_path)
+    got = V.BACKEND.run(nl, bits, simulator="verilator", workdir=tmp_path)
     np.testing.assert_array_equal(got, hard_counts(model, x[:100]))

@@ -3,7 +3,8 @@
     PYTHONPATH=. python3 benches/experiments/gpu_diag.py
 
 section0: the cuda-tiny net of tests/test_cuda.py, prefix by prefix: the CPU eval model vs the
-GPU eval model vs PackedNet (where do they first differ?); section1: two uninterrupted tiny
+GPU eval model (where do they first differ?), and the whole net vs PackedNet (the cuda-packed
+back end); section1: two uninterrupted tiny
 GPU training runs, same seed (is GPU training deterministic?); section2: the same conv / dense
 backward three times (which kernel is not?); section3: LogicTreeNet-S step throughput at
 batch 32-256.  Figures from an H200 in benches/RESULTS.md (CUDA section, 2026-12-04).
@@ -12,13 +13,13 @@ import copy, sys, time, json
 import torch
 sys.path.insert(0, "tests")
 import difflogic as dl
-import difflogic._cuda as cu
+from difflogic.backends.cuda_packed import PackedNet
 import test_cuda as tc
 
 import traceback
 def section0():
     torch.manual_seed(0)
-    model = tc._tiny_net().eval()
+    model = tc.tiny_net().eval()
     x = torch.rand(37, 2, 8, 8)
     layers = list(model.children())
     gpu = copy.deepcopy(model).cuda().eval()
@@ -32,15 +33,8 @@ def section0():
             rg = g(x.cuda()).cpu()
             line = f"prefix {i} ({type(layers[i-1]).__name__}): cpu {rc.dtype} {tuple(rc.shape)}"
             line += f" | gpu-eval equal {torch.equal(rc, rg)} ndiff {(rc != rg).sum().item()}"
-            if i < len(layers):
-                try:
-                    pn = cu.PackedNet(g, word_bits=32)
-                    rp = pn(x.cuda()).cpu()
-                    line += f" | packed equal {torch.equal(rc.to(rp.dtype).reshape(rp.shape), rp)} ndiff {(rc.reshape(rp.shape).to(rp.dtype) != rp).sum().item()}"
-                except Exception as e:
-                    line += f" | packed error {e}"
-            else:
-                pn = cu.PackedNet(g, word_bits=32)
+            if i == len(layers):   # PackedNet runs a netlist: whole networks (with GroupSum) only
+                pn = PackedNet(gpu, word_bits=32)
                 rp = pn(x.cuda()).cpu()
                 cnt = pn.counts(x.cuda()).cpu()
                 line += f" | packed equal {torch.equal(rc, rp)} ndiff {(rc != rp).sum().item()} maxabs {(rc-rp).abs().max().item()}"
@@ -56,7 +50,7 @@ def section1():
     # determinism: the same tiny training twice, uninterrupted, on the GPU
     import tempfile, pathlib
     from difflogic import data
-    from difflogic.train import TrainOptions, train
+    from difflogic.training import TrainOptions, train
     from difflogic.checkpoint import load_checkpoint
     import test_train as tt
     tmp = pathlib.Path(tempfile.mkdtemp())

@@ -1,9 +1,9 @@
-// Dense kernels.  Layout strategy (measured on the LogicTreeNet-S dense shapes, batch 128):
+// Dense kernels.  Layout strategy (chosen on the LogicTreeNet-S dense shapes):
 //  * the relaxed kernels work *feature-major*: xt (in, N), yt (out, N), gyt, gxt.  Each gate
 //    then reads two contiguous batch rows and writes one, so the per-gate loop vectorises with
 //    plain loads and stores (no gathers), and consecutive dense layers hand each other
-//    feature-major tensors without any transpose (difflogic/_ops.py returns (N, out) tensors
-//    with strides (1, N)).  Transposing (N, 40960) batches in and out cost more than the gates.
+//    feature-major tensors without any transpose (difflogic/kernels/__init__.py returns (N, out)
+//    tensors with strides (1, N)).  Transposing (N, 40960) batches in and out cost more than the gates.
 //  * rows picked by the random wiring are prefetched a few gates ahead.
 //  * backward splits the *batch* into one column block per thread (>= 64 samples each): every
 //    thread owns its columns of gxt (no atomics, no races); per-gate coefficient sums are

@@ -207,8 +207,8 @@ int64_t samples_per_tile(const ConvGeom& g, int64_t positions, int64_t bytes = k
 // tile's input stays cache resident; the conv buffer holds nn planes (stride P, pitch Wp).
 template <typename T, typename Body>
 void for_each_tile(const ConvGeom& g, int nthreads, Body body) {
-    // (twice the cache budget of a plain L2 tile: measured ~15% faster on the 4x4 planes of the
-    // last LogicTreeNet-S block, where a 256 KB tile holds only 3 samples)
+    // (twice the cache budget of a plain L2 tile: on small planes, like the 4x4 ones of the last
+    // LogicTreeNet-S block, a plain tile holds too few samples to amortise the tree set-up)
     const int64_t P = g.Hp * g.Wp, NB = samples_per_tile<T>(g, 2048, 2 * kTileBytes);
     const int64_t tiles = (g.N + NB - 1) / NB;
 #pragma omp parallel num_threads(DL_OMP_THREADS(nthreads))
@@ -367,7 +367,7 @@ void backward_impl(const T* x, const int32_t* lc, const int32_t* ly, const int32
                     }
                     // sequential scatter: leaves of one tree may coincide.  (An AVX-512
                     // gather-add-scatter per leaf -- exact, one leaf's positions are distinct --
-                    // measured 10-15% slower than this scalar loop on Zen 4.)
+                    // was slower than this scalar loop.)
                     if (gx_p) {
                         for (int l = 0; l < L; ++l) {
                             T* dst = gx_p + off[l];

@@ -48,13 +48,17 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
 
 from .. import gates
 from .._resources import template
-from ..compiler import ir
+from ..compiler import check_bits, encode_input, ir
+from ..compiler import compile as compile_netlist
+from ..files import write_files
+from .base import Backend, Option, Runner, register
 
 DEFAULT_LANES = None   # None: chosen by the compiled code, 8 (one 512-bit word) with AVX-512, else 4
 CHUNK_GATES = 64
@@ -250,39 +254,8 @@ class _Emitter:
         CH = self.chunk
         nch = max(1, -(-n // CH)) if n else 0
         leaf_loc = [in_loc[int(f)] for f in blk.leaves.tolist()]
-        # Evaluation order: by depth inside the block (keeps it topological), then by the
-        # words read, so that consecutive gates read nearby words (the previous layer is far
-        # bigger than L1: reads in address order stream instead of missing at random).
         if n:
-            level = [0] * n
-            for g in range(n):
-                la = level[a[g] - first] + 1 if a[g] >= first else 0
-                lb = level[b[g] - first] + 1 if b[g] >= first else 0
-                level[g] = max(la, lb)
-            big = 1 << 40
-            rank = [0] * n
-
-            def key_of(node):
-                if node >= first:
-                    return big + rank[node - first]
-                return leaf_loc[node - ir.FIRST_LEAF] if node >= ir.FIRST_LEAF else -1
-
-            order = []
-            by_level: dict[int, list] = {}
-            for g in range(n):
-                by_level.setdefault(level[g], []).append(g)
-            for lv in sorted(by_level):
-                grp = sorted(by_level[lv], key=lambda g: (min(key_of(a[g]), key_of(b[g])), max(key_of(a[g]), key_of(b[g]))))
-                for g in grp:
-                    rank[g] = len(order)
-                    order.append(g)
-            if order != list(range(n)):   # renumber the block's gates in the new order
-                new_id = {first + g: first + rank[g] for g in range(n)}
-                remap = lambda node: new_id.get(node, node)  # noqa: E731
-                op = [op[g] for g in order]
-                a = [remap(a[g]) for g in order]
-                b = [remap(b[g]) for g in order]
-                outs = [remap(node) for node in outs]
+            op, a, b, outs = _order_by_reads(op, a, b, outs, first, leaf_loc)
         stored = [False] * n
         for g in range(n):
             for src in (a[g], b[g]):
@@ -340,6 +313,42 @@ class _Emitter:
         return out_loc
 
 
+def _order_by_reads(op, a, b, outs, first: int, leaf_loc) -> tuple:
+    """A dense block's gates renumbered in evaluation order: by depth inside the block (keeps
+    it topological), then by the words read, so that consecutive gates read nearby words (the
+    previous layer is far bigger than L1: reads in address order stream instead of missing
+    at random).  Returns (op, a, b, outs) as lists."""
+    n = len(op)
+    level = [0] * n
+    for g in range(n):
+        la = level[a[g] - first] + 1 if a[g] >= first else 0
+        lb = level[b[g] - first] + 1 if b[g] >= first else 0
+        level[g] = max(la, lb)
+    big = 1 << 40
+    rank = [0] * n
+
+    def key_of(node):
+        if node >= first:
+            return big + rank[node - first]
+        return leaf_loc[node - ir.FIRST_LEAF] if node >= ir.FIRST_LEAF else -1
+
+    order = []
+    by_level: dict[int, list] = {}
+    for g in range(n):
+        by_level.setdefault(level[g], []).append(g)
+    for lv in sorted(by_level):
+        grp = sorted(by_level[lv], key=lambda g: (min(key_of(a[g]), key_of(b[g])), max(key_of(a[g]), key_of(b[g]))))
+        for g in grp:
+            rank[g] = len(order)
+            order.append(g)
+    if order == list(range(n)):
+        return op, a, b, outs
+    new_id = {first + g: first + rank[g] for g in range(n)}
+    remap = lambda node: new_id.get(node, node)  # noqa: E731
+    return ([op[g] for g in order], [remap(a[g]) for g in order], [remap(b[g]) for g in order],
+            [remap(node) for node in outs])
+
+
 def _last_use(steps, bufs) -> list:
     """Per buffer k: for every feature, the last step that reads it (``len(steps)`` =
     GroupSum), -1 if none.  A dense step reads the leaves its gates use, and passes outputs
@@ -386,123 +395,108 @@ def _group_sum_tables(net: ir.Netlist, k: int, group: int, loc):
     return (idx or [0]), start, ones
 
 
-def generate(net: ir.Netlist, prefix: str = "dl", chunk_gates: int = CHUNK_GATES,
-             header_name: str | None = None) -> tuple[str, str]:
-    """Return (C source, header) text for ``net``."""
-    if not _PREFIX_RE.match(prefix):
-        raise ValueError(f"prefix must be a C identifier of at most 31 characters, got {prefix!r}")
-    if not isinstance(chunk_gates, int) or chunk_gates < 1:
-        raise ValueError(f"chunk_gates must be a positive integer, got {chunk_gates!r}")
-    for op in net.ops:
-        if isinstance(op, ir.GateBlock):
-            op.validate()
-    steps, bufs, real_words = _plan(net)
-    em = _Emitter(prefix, chunk_gates)
-    last_use = _last_use(steps, bufs)
-    # Dense gate words follow the real (padded) buffers.  A word is reused once the last step
-    # reading its value is over (lowest free word first), so the working set is the live
-    # values (about two layers), not every gate of the network.
-    arena = [real_words]
-    free: list[int] = []
-    pending: list[tuple[int, int]] = []   # (last step reading it, word)
-    cur = [0]
+class _WordArena:
+    """Workspace words of dense gate values, after the real (padded) buffers.  A word is reused
+    once the last step reading its value is over (lowest free word first), so the working set
+    is the live values (about two layers), not every gate of the network."""
 
-    def alloc(last):
-        while pending and pending[0][0] < cur[0]:
-            heapq.heappush(free, heapq.heappop(pending)[1])
-        if free:
-            w = heapq.heappop(free)
+    def __init__(self, first: int):
+        self.size = first
+        self.free: list[int] = []
+        self.pending: list[tuple[int, int]] = []   # (last step reading it, word)
+        self.step = 0
+
+    def alloc(self, last: int) -> int:
+        while self.pending and self.pending[0][0] < self.step:
+            heapq.heappush(self.free, heapq.heappop(self.pending)[1])
+        if self.free:
+            w = heapq.heappop(self.free)
         else:
-            w = arena[0]
-            arena[0] += 1
-        heapq.heappush(pending, (last, w))
+            w = self.size
+            self.size += 1
+        heapq.heappush(self.pending, (last, w))
         return w
 
-    def identity_loc(buf):
-        return [buf.off + buf.index(*np.unravel_index(f, (buf.C, buf.H, buf.W))) for f in range(buf.C * buf.H * buf.W)]
 
-    loc = identity_loc(bufs[0])   # feature of the current buffer -> word index / LOC0 / LOC1
+def _identity_loc(buf: _Buf) -> list:
+    """Word index of every feature of a real buffer, in (C, H, W) order."""
+    return [buf.off + buf.index(*np.unravel_index(f, (buf.C, buf.H, buf.W)))
+            for f in range(buf.C * buf.H * buf.W)]
+
+
+def _conv_op(em: _Emitter, i: int, op: ir.GateBlock, p: int, src: _Buf, dst: _Buf) -> None:
+    """Step function ``op<i>``: the conv cell at every output position (fused OR pool p > 1)."""
+    s = op.stride
+    offs = [c * src.plane + dy * src.Wp + dx for c, dy, dx in op.leaves.tolist()]
+    cell = em.cell(f"cell{i}", op, offs, dst.plane, pooled=p > 1)
+    if p > 1:
+        loop = (f"  for (int i = 0; i < {dst.H}; i++)\n"
+                f"    for (int j = 0; j < {dst.W}; j++) {{\n"
+                f"      dl_word* y = out + {dst.pad * dst.Wp + dst.pad} + i * {dst.Wp} + j;\n"
+                f"      for (int u = 0; u < {p}; u++)\n"
+                f"        for (int v = 0; v < {p}; v++)\n"
+                f"          {cell}(in + (i * {p} + u) * {s * src.Wp} + (j * {p} + v) * {s}, y, t, "
+                f"(u | v) ? DL_ONES : DL_ZERO);\n"
+                f"    }}\n")
+    else:
+        loop = (f"  for (int i = 0; i < {dst.H}; i++)\n"
+                f"    for (int j = 0; j < {dst.W}; j++)\n"
+                f"      {cell}(in + i * {s * src.Wp} + j * {s}, "
+                f"out + {dst.pad * dst.Wp + dst.pad} + i * {dst.Wp} + j, t, DL_ZERO);\n")
+    em.out.append(f"static void op{i}(dl_word* ws, dl_word* t) {{\n"
+                  f"  const dl_word* in = ws + {src.off};\n  dl_word* out = ws + {dst.off};\n"
+                  f"{loop}}}\n")
+
+
+def _pool_op(em: _Emitter, i: int, p: int, src: _Buf, dst: _Buf) -> None:
+    """Step function ``op<i>``: a standalone OR pool of size ``p``."""
+    em.out.append(
+        f"static void op{i}(dl_word* ws, dl_word* t) {{\n  (void)t;\n"
+        f"  const dl_word* in = ws + {src.off};\n  dl_word* out = ws + {dst.off};\n"
+        f"  for (int c = 0; c < {dst.C}; c++)\n"
+        f"    for (int i = 0; i < {dst.H}; i++)\n"
+        f"      for (int j = 0; j < {dst.W}; j++) {{\n"
+        f"        dl_word acc = DL_ZERO;\n"
+        f"        for (int u = 0; u < {p}; u++)\n"
+        f"          for (int v = 0; v < {p}; v++)\n"
+        f"            acc |= in[c * {src.plane} + (i * {p} + u + {src.pad}) * {src.Wp} + j * {p} + v + {src.pad}];\n"
+        f"        out[c * {dst.plane} + (i + {dst.pad}) * {dst.Wp} + j + {dst.pad}] = acc;\n"
+        f"      }}\n}}\n")
+
+
+def _emit_steps(em: _Emitter, steps, bufs, arena: _WordArena) -> tuple[list, list]:
+    """Every step's C function into ``em``; returns (the calls of dl_run_ops, the final
+    features' locations)."""
+    last_use = _last_use(steps, bufs)
+    loc = _identity_loc(bufs[0])   # feature of the current buffer -> word index / LOC0 / LOC1
     calls = []
     for i, (kind, op, p) in enumerate(steps):
         src, dst = bufs[i], bufs[i + 1]
         if kind == "dense":
-            dst_idx = None
-            if dst.off is not None:
-                dst_idx = identity_loc(dst)
-            cur[0] = i
-            loc = em.dense(f"op{i}", op, loc, alloc, dst_idx, step=i, out_last=last_use[i + 1])
+            dst_idx = _identity_loc(dst) if dst.off is not None else None
+            arena.step = i
+            loc = em.dense(f"op{i}", op, loc, arena.alloc, dst_idx, step=i, out_last=last_use[i + 1])
             if dst_idx is not None:
                 loc = dst_idx
             calls.append(f"  op{i}(ws);")
             continue
         if kind == "conv":
-            s = op.stride
-            offs = [c * src.plane + dy * src.Wp + dx for c, dy, dx in op.leaves.tolist()]
-            cell = em.cell(f"cell{i}", op, offs, dst.plane, pooled=p > 1)
-            if p > 1:
-                loop = (f"  for (int i = 0; i < {dst.H}; i++)\n"
-                        f"    for (int j = 0; j < {dst.W}; j++) {{\n"
-                        f"      dl_word* y = out + {dst.pad * dst.Wp + dst.pad} + i * {dst.Wp} + j;\n"
-                        f"      for (int u = 0; u < {p}; u++)\n"
-                        f"        for (int v = 0; v < {p}; v++)\n"
-                        f"          {cell}(in + (i * {p} + u) * {s * src.Wp} + (j * {p} + v) * {s}, y, t, "
-                        f"(u | v) ? DL_ONES : DL_ZERO);\n"
-                        f"    }}\n")
-            else:
-                loop = (f"  for (int i = 0; i < {dst.H}; i++)\n"
-                        f"    for (int j = 0; j < {dst.W}; j++)\n"
-                        f"      {cell}(in + i * {s * src.Wp} + j * {s}, "
-                        f"out + {dst.pad * dst.Wp + dst.pad} + i * {dst.Wp} + j, t, DL_ZERO);\n")
-            em.out.append(f"static void op{i}(dl_word* ws, dl_word* t) {{\n"
-                          f"  const dl_word* in = ws + {src.off};\n  dl_word* out = ws + {dst.off};\n"
-                          f"{loop}}}\n")
-        else:  # standalone OR pool
-            em.out.append(
-                f"static void op{i}(dl_word* ws, dl_word* t) {{\n  (void)t;\n"
-                f"  const dl_word* in = ws + {src.off};\n  dl_word* out = ws + {dst.off};\n"
-                f"  for (int c = 0; c < {dst.C}; c++)\n"
-                f"    for (int i = 0; i < {dst.H}; i++)\n"
-                f"      for (int j = 0; j < {dst.W}; j++) {{\n"
-                f"        dl_word acc = DL_ZERO;\n"
-                f"        for (int u = 0; u < {p}; u++)\n"
-                f"          for (int v = 0; v < {p}; v++)\n"
-                f"            acc |= in[c * {src.plane} + (i * {p} + u + {src.pad}) * {src.Wp} + j * {p} + v + {src.pad}];\n"
-                f"        out[c * {dst.plane} + (i + {dst.pad}) * {dst.Wp} + j + {dst.pad}] = acc;\n"
-                f"      }}\n}}\n")
+            _conv_op(em, i, op, p, src, dst)
+        else:
+            _pool_op(em, i, p, src, dst)
         calls.append(f"  op{i}(ws, t);")
-        loc = identity_loc(dst)
-    ws_words = arena[0]
-    n_tmp = em.max_tmp
-    last = bufs[-1]
-    if last.pad:
-        raise AssertionError("final buffer must not be padded")
-    if len(loc) != net.head.in_features:
-        raise ValueError(f"netlist produces {last.words} features but GroupSum expects {net.head.in_features}")
-    k = net.head.k
-    group = net.head.in_features // k
-    nb = max(5, int(group).bit_length())   # planes 0..3 are the Harley-Seal ones..eights
+        loc = _identity_loc(dst)
+    return calls, loc
 
-    # input layout: flat feature f of input_shape -> word offset in buffer 0
-    ib = bufs[0]
-    C3, H3, W3 = ib.C, ib.H, ib.W
-    cc, yy, xx = np.meshgrid(np.arange(C3), np.arange(H3), np.arange(W3), indexing="ij")
-    in_off = (cc * ib.plane + (yy + ib.pad) * ib.Wp + (xx + ib.pad)).reshape(-1)
-    enc = net.encoder
+
+def _defines(net: ir.Netlist, ib: _Buf, ws_words: int, real_words: int, group: int) -> list:
+    """The network's constants: sizes, the GroupSum layout and the input encoder's cutoffs."""
+    k, enc = net.head.k, net.encoder
+    nb = max(5, int(group).bit_length())   # planes 0..3 are the Harley-Seal ones..eights
     lines = [
-        f"/* Generated by difflogic {net.meta.get('difflogic_version', '')} from "
-        f"{net.meta.get('model', 'a netlist')}: {net.gate_count():,} gates (paper counting).",
-        " * Do not edit: regenerate with `difflogic export`. */",
-        "#if !defined(_POSIX_C_SOURCE) || _POSIX_C_SOURCE < 200112L",
-        "#undef _POSIX_C_SOURCE",
-        "#define _POSIX_C_SOURCE 200112L",
-        "#endif",
-        "#include <stdint.h>", "#include <stddef.h>", "#include <stdlib.h>", "#include <string.h>",
-        "#include <pthread.h>",
-        f'#include "{header_name or prefix + ".h"}"',
-        template("c/runtime_head.h").read_text(),
         f"#define DL_N_IN {net.n_inputs}",
         f"#define DL_IN_WORDS {ib.words}",
-        f"#define DL_WS_WORDS {ws_words + n_tmp}",
+        f"#define DL_WS_WORDS {ws_words}",
         f"#define DL_ZERO_WORDS {real_words}   /* the real buffers; every other word is written before it is read */",
         f"#define DL_K {k}", f"#define DL_GROUP {group}", f"#define DL_NB {nb}",
         f"#define DL_HAS_ENCODER {1 if enc is not None else 0}",
@@ -512,17 +506,22 @@ def generate(net: ir.Netlist, prefix: str = "dl", chunk_gates: int = CHUNK_GATES
         hw = int(np.prod(enc.in_shape[1:])) if len(enc.in_shape) > 1 else 1
         lines += [f"#define DL_IN_C {C}", f"#define DL_T {T}", f"#define DL_IN_HW {hw}",
                   "static const int16_t dl_cut[] = {" + ",".join(map(str, enc.u8_cutoffs.reshape(-1).tolist())) + "};"]
-    gs_idx, gs_start, gs_ones = _group_sum_tables(net, k, group, loc)
-    lines += ["static const int32_t dl_gs_idx[] = {" + ",".join(map(str, gs_idx)) + "};",
-              "static const int32_t dl_gs_start[] = {" + ",".join(map(str, gs_start)) + "};",
-              "static const int32_t dl_gs_ones[] = {" + ",".join(map(str, gs_ones)) + "};"]
-    lines.append("static const int32_t dl_in_off[] = {" + ",".join(map(str, in_off.tolist())) + "};")
-    lines += em.out
-    lines.append("static void dl_run_ops(dl_word* ws) {\n"
-                 f"  dl_word* t = ws + {ws_words};\n  (void)t;\n" + "\n".join(calls) + "\n}\n")
-    lines.append(template("c/runtime_tail.h").read_text())
-    P = prefix
-    lines.append(f"""
+    return lines
+
+
+def _tables(net: ir.Netlist, ib: _Buf, group: int, loc) -> list:
+    """GroupSum word tables and the input layout (flat input feature -> word of buffer 0)."""
+    gs_idx, gs_start, gs_ones = _group_sum_tables(net, net.head.k, group, loc)
+    cc, yy, xx = np.meshgrid(np.arange(ib.C), np.arange(ib.H), np.arange(ib.W), indexing="ij")
+    in_off = (cc * ib.plane + (yy + ib.pad) * ib.Wp + (xx + ib.pad)).reshape(-1)
+    return ["static const int32_t dl_gs_idx[] = {" + ",".join(map(str, gs_idx)) + "};",
+            "static const int32_t dl_gs_start[] = {" + ",".join(map(str, gs_start)) + "};",
+            "static const int32_t dl_gs_ones[] = {" + ",".join(map(str, gs_ones)) + "};",
+            "static const int32_t dl_in_off[] = {" + ",".join(map(str, in_off.tolist())) + "};"]
+
+
+def _entry_points(P: str) -> str:
+    return f"""
 int {P}_scores_bits(const uint8_t* bits, size_t n, int32_t* counts, int n_threads) {{
   return dl_run(bits, n, counts, n_threads, 1);
 }}
@@ -551,11 +550,14 @@ int {P}_predict_u8(const uint8_t* images, size_t n, int32_t* classes, int n_thre
   return r;
 }}
 int {P}_block_size(void) {{ return DL_BLOCK; }}
-""")
-    src = "\n".join(lines)
+"""
+
+
+def _header(net: ir.Netlist, P: str) -> str:
+    enc = net.encoder
     guard = f"DIFFLOGIC_{P.upper()}_H"
     ishape = ", ".join(map(str, enc.in_shape)) if enc is not None else ""
-    hdr = f"""/* Generated by difflogic: bit-packed inference of {net.meta.get('model', 'a logic gate network')}. */
+    return f"""/* Generated by difflogic: bit-packed inference of {net.meta.get('model', 'a logic gate network')}. */
 #ifndef {guard}
 #define {guard}
 #include <stddef.h>
@@ -563,7 +565,7 @@ int {P}_block_size(void) {{ return DL_BLOCK; }}
 #ifdef __cplusplus
 extern "C" {{
 #endif
-#define {P.upper()}_NUM_CLASSES {k}
+#define {P.upper()}_NUM_CLASSES {net.head.k}
 #define {P.upper()}_NUM_INPUT_BITS {net.n_inputs}   /* encoded input bits per sample */
 #define {P.upper()}_HAS_ENCODER {1 if enc is not None else 0}
 #define {P.upper()}_IMAGE_BYTES {int(np.prod(enc.in_shape)) if enc is not None else 0}   /* uint8 image ({ishape}) */
@@ -578,64 +580,51 @@ int {P}_block_size(void);
 #endif
 #endif
 """
-    return src, hdr
+
+
+def generate(net: ir.Netlist, prefix: str = "dl", chunk_gates: int = CHUNK_GATES,
+             header_name: str | None = None) -> tuple[str, str]:
+    """Return (C source, header) text for ``net``."""
+    if not _PREFIX_RE.match(prefix):
+        raise ValueError(f"prefix must be a C identifier of at most 31 characters, got {prefix!r}")
+    if not isinstance(chunk_gates, int) or chunk_gates < 1:
+        raise ValueError(f"chunk_gates must be a positive integer, got {chunk_gates!r}")
+    for op in net.ops:
+        if isinstance(op, ir.GateBlock):
+            op.validate()
+    steps, bufs, real_words = _plan(net)
+    em = _Emitter(prefix, chunk_gates)
+    arena = _WordArena(real_words)
+    calls, loc = _emit_steps(em, steps, bufs, arena)
+    if bufs[-1].pad:
+        raise AssertionError("final buffer must not be padded")
+    if len(loc) != net.head.in_features:
+        raise ValueError(f"netlist produces {bufs[-1].words} features but GroupSum expects {net.head.in_features}")
+    group = net.head.in_features // net.head.k
+    lines = [
+        f"/* Generated by difflogic {net.meta.get('difflogic_version', '')} from "
+        f"{net.meta.get('model', 'a netlist')}: {net.gate_count():,} gates (paper counting).",
+        " * Do not edit: regenerate with `difflogic export`. */",
+        "#if !defined(_POSIX_C_SOURCE) || _POSIX_C_SOURCE < 200112L",
+        "#undef _POSIX_C_SOURCE",
+        "#define _POSIX_C_SOURCE 200112L",
+        "#endif",
+        "#include <stdint.h>", "#include <stddef.h>", "#include <stdlib.h>", "#include <string.h>",
+        "#include <pthread.h>",
+        f'#include "{header_name or prefix + ".h"}"',
+        template("c/runtime_head.h").read_text(),
+        *_defines(net, bufs[0], arena.size + em.max_tmp, real_words, group),
+        *_tables(net, bufs[0], group, loc),
+        *em.out,
+        "static void dl_run_ops(dl_word* ws) {\n"
+        f"  dl_word* t = ws + {arena.size};\n  (void)t;\n" + "\n".join(calls) + "\n}\n",
+        template("c/runtime_tail.h").read_text(),
+        _entry_points(prefix),
+    ]
+    return "\n".join(lines), _header(net, prefix)
 
 
 # --------------------------------------------------------------------------- files
-def _atomic_write_dir(out_dir: Path, files: dict[str, str]) -> None:
-    """Write ``files`` into ``out_dir`` so that each file appears complete or not at all; when
-    writing fails, the files and directories this call added are removed again."""
-    out_dir = Path(out_dir)
-    blocked = [n for n in files if (out_dir / n).exists() and not (out_dir / n).is_file()]
-    if blocked:  # checked first, so that no file of the set is replaced before the failure
-        raise IsADirectoryError(f"cannot write into {str(out_dir)!r}: {', '.join(blocked)} "
-                                "exist(s) there and is not a regular file")
-    created = []   # directories this call creates, removed again when writing fails
-    d = out_dir
-    while not d.exists() and d != d.parent:
-        created.append(d)
-        d = d.parent
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        _remove_dirs(created)
-        raise OSError(f"cannot create output directory {str(out_dir)!r}: {e.strerror or e}") from None
-    if not os.access(out_dir, os.W_OK):
-        _remove_dirs(created)
-        raise PermissionError(f"output directory {str(out_dir)!r} is not writable")
-    tmp, added = None, []
-    try:
-        tmp = Path(tempfile.mkdtemp(prefix=".difflogic-tmp-", dir=out_dir))
-        for name, text in files.items():
-            (tmp / name).write_text(text)
-        for name in files:
-            new = not (out_dir / name).exists()
-            os.replace(tmp / name, out_dir / name)
-            if new:
-                added.append(out_dir / name)
-    except OSError as e:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
-        for f in added:  # no partial set of new files (files it replaced stay replaced)
-            f.unlink(missing_ok=True)
-        _remove_dirs(created)
-        raise OSError(f"failed writing into {str(out_dir)!r}: {e.strerror or e}") from None
-    finally:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _remove_dirs(dirs) -> None:
-    """Remove the (innermost first) directories an export created, if they are still empty."""
-    for d in dirs:
-        try:
-            d.rmdir()
-        except FileNotFoundError:
-            continue
-        except OSError:
-            return
-
-
 def _bench_main(prefix: str, header: str) -> str:
     return (template("c/bench_main.c").read_text().replace("@PREFIX_UPPER@", prefix.upper())
             .replace("@PREFIX@", prefix)
@@ -643,11 +632,10 @@ def _bench_main(prefix: str, header: str) -> str:
 
 
 def export(netlist: ir.Netlist, out_dir, prefix: str = "dl", name: str = "net",
-           chunk_gates: int = CHUNK_GATES, **_ignored) -> dict:
-    """Write ``<name>.c``, ``<name>.h``, ``bench_main.c`` and a ``Makefile`` into ``out_dir``.
-
-    Files are written to a temporary directory inside ``out_dir`` and renamed into place, so an
-    interrupted export leaves no half-written file.  Returns {kind: path}.
+           chunk_gates: int = CHUNK_GATES) -> dict:
+    """Write ``<name>.c``, ``<name>.h``, ``bench_main.c`` and a ``Makefile`` into ``out_dir``
+    (each complete or not at all, other files there untouched: :func:`difflogic.files.write_files`).
+    Returns {file name: path}.
     """
     if not re.match(r"^[A-Za-z0-9_.-]+$", name):
         raise ValueError(f"name must be a plain file stem, got {name!r}")
@@ -655,8 +643,7 @@ def export(netlist: ir.Netlist, out_dir, prefix: str = "dl", name: str = "net",
     mk = (template("c/Makefile").read_text().replace("@NAME@", name))
     files = {f"{name}.c": src, f"{name}.h": hdr, "bench_main.c": _bench_main(prefix, f"{name}.h"),
              "Makefile": mk}
-    _atomic_write_dir(Path(out_dir), files)
-    return {k: str(Path(out_dir) / k) for k in files}
+    return {k: str(p) for k, p in write_files(out_dir, files).items()}
 
 
 # --------------------------------------------------------------------------- compile + load
@@ -667,8 +654,8 @@ def find_compiler(cc: str | None = None) -> str:
         path = shutil.which(c)
         if path:
             return path
-    raise RuntimeError(f"no C compiler found (tried {', '.join(cands)}); install gcc or clang, or "
-                       "set CC / pass cc=... to the path of a C compiler")
+    raise RuntimeError(f"no C compiler found (tried {', '.join(cands)}); install gcc or clang "
+                       "(apt-get install gcc), or set CC / pass cc=... to the path of a C compiler")
 
 
 def cache_dir() -> Path:
@@ -729,13 +716,9 @@ class CompiledNet:
     def __init__(self, netlist_or_model, opt_level: int = 2, cc: str | None = None,
                  threads: int | None = None, lanes: int | None = DEFAULT_LANES, optimize: bool | None = None,
                  native: bool = True, chunk_gates: int = CHUNK_GATES, extra_flags=()):
-        from ..compiler.harden import harden as _harden
-        from ..compiler.passes import optimize as _optimize
-        if isinstance(netlist_or_model, ir.Netlist):
-            net = _optimize(netlist_or_model) if optimize else netlist_or_model
-        else:
-            net = _harden(netlist_or_model)
-            net = net if optimize is False else _optimize(net)
+        if optimize is None:   # a model is optimized, a netlist taken as given, unless told
+            optimize = not isinstance(netlist_or_model, ir.Netlist)
+        net = compile_netlist(netlist_or_model, optimize=optimize)
         self.netlist = net
         self.threads = int(threads) if threads else 1
         if self.threads < 1:
@@ -752,11 +735,10 @@ class CompiledNet:
 
     # ---- input handling
     def _prepare(self, x, encoded: bool):
-        from ..compiler.sim import _check_bits, encode_input
         x = np.asarray(x.detach().cpu() if hasattr(x, "detach") else x)
         net = self.netlist
         if encoded or x.dtype == np.bool_ or net.encoder is None:
-            return np.ascontiguousarray(_check_bits(net, x), dtype=np.uint8), True
+            return np.ascontiguousarray(check_bits(net, x), dtype=np.uint8), True
         if x.dtype == np.uint8:
             shape = tuple(net.encoder.in_shape)
             if tuple(x.shape[1:]) != shape:
@@ -782,7 +764,41 @@ class CompiledNet:
         return self.counts(x, encoded, threads).argmax(1)
 
 
-def run_counts(netlist: ir.Netlist, bits, **opts) -> np.ndarray:
-    """Class counts int64 (N, k) of the compiled C code on encoded input bits (for verify)."""
-    opts.pop("simulator", None)
-    return CompiledNet(netlist, optimize=False, **opts).counts(bits, encoded=True).astype(np.int64)
+# --------------------------------------------------------------------------- the back end
+class CRunner(Runner):
+    """A netlist compiled to a shared library (:class:`CompiledNet`), counting encoded bits."""
+
+    def __init__(self, netlist: ir.Netlist, **opts):
+        t0 = time.perf_counter()
+        self.net = CompiledNet(netlist, optimize=False, **opts)
+        self.compile_seconds = time.perf_counter() - t0
+
+    def counts(self, bits, threads: int | None = None) -> np.ndarray:
+        return self.net.counts(bits, encoded=True, threads=threads).astype(np.int64)
+
+
+class CBackend(Backend):
+    """``--target c``: bit-packed C99 sources (export) or a compiled, loaded library (verify)."""
+
+    name = "c"
+    help = "bit-packed C99, built with the system C compiler"
+    cli_options = (Option("--prefix", "prefix", ("export",),
+                          {"metavar": "NAME", "help": "C symbol prefix of the entry points "
+                                                      "(default: dl)"}),)
+
+    def unavailable_reason(self, cc: str | None = None, **_) -> str | None:
+        try:
+            find_compiler(cc)
+        except RuntimeError as e:
+            return str(e)
+        return None
+
+    def emit(self, netlist, out_dir, *, reference=None, **opts) -> dict:
+        """The C sources; ``reference`` is not used (the C export ships no test vectors)."""
+        return {"files": export(netlist, out_dir, **opts), "info": {}, "summary": ""}
+
+    def load(self, netlist, **opts) -> CRunner:
+        return CRunner(netlist, **opts)
+
+
+BACKEND = register(CBackend())

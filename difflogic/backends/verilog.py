@@ -34,7 +34,7 @@ import json
 import shutil
 import subprocess
 import tempfile
-import uuid
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,32 +42,21 @@ import numpy as np
 
 from .. import gates
 from .._resources import template
+from ..compiler import encode_input, random_inputs, simulate
 from ..compiler.ir import GateBlock, Netlist, OrPool
+from ..files import write_files
+from .base import COMMANDS, Backend, Option, Runner, register
 
 TOP = "difflogic_net"
 #: Refuse (before writing anything) designs whose paper gate count plus head estimate exceeds
 #: this: the Python graph builder needs roughly 0.5 KB per gate and simulators/synthesis
 #: become impractical well before that.  Override with ``max_gates=``.
 DEFAULT_MAX_GATES = 4_000_000
+#: Random test vectors of an export's self-checking testbench unless told otherwise.
+DEFAULT_VECTORS = 256
+#: The simulators the testbench runs in (run_sim.sh picks one by the design's size).
 SIMULATORS = ("iverilog", "verilator")
 APT = {"iverilog": "iverilog", "vvp": "iverilog", "verilator": "verilator", "yosys": "yosys"}
-
-
-# --------------------------------------------------------------------------- truth tables
-def _tt(op: int, a: int, b: int) -> int:
-    return (op >> (3 - 2 * a - b)) & 1
-
-
-def _from_tt(f) -> int:
-    return sum(f(a, b) << (3 - 2 * a - b) for a in (0, 1) for b in (0, 1))
-
-
-#: op with its first / second input inverted, and with its inputs swapped.
-FLIP_A = tuple(_from_tt(lambda a, b, o=o: _tt(o, 1 - a, b)) for o in range(16))
-FLIP_B = tuple(_from_tt(lambda a, b, o=o: _tt(o, a, 1 - b)) for o in range(16))
-SWAP = tuple(_from_tt(lambda a, b, o=o: _tt(o, b, a)) for o in range(16))
-_USES_A = tuple(gates.GATES[o].uses_a for o in range(16))
-_USES_B = tuple(gates.GATES[o].uses_b for o in range(16))
 
 
 class ToolNotFoundError(RuntimeError):
@@ -135,22 +124,23 @@ class _Graph:
         if not self.simplify:
             return 2 * self._new(op, la, lb)
         if la & 1:
-            op = FLIP_A[op]
+            op = gates.INVERT_A[op]
         if lb & 1:
-            op = FLIP_B[op]
+            op = gates.INVERT_B[op]
         na, nb = la >> 1, lb >> 1
-        if na == 0 or not _USES_A[op]:
-            return self._unary(_tt(op, 0, 0), _tt(op, 0, 1), nb)
-        if nb == 0 or not _USES_B[op]:
-            return self._unary(_tt(op, 0, 0), _tt(op, 1, 0), na)
+        out = gates.hard_gate
+        if na == 0 or not gates.USES_A[op]:
+            return self._unary(out(op, 0, 0), out(op, 0, 1), nb)
+        if nb == 0 or not gates.USES_B[op]:
+            return self._unary(out(op, 0, 0), out(op, 1, 0), na)
         if na == nb:
-            return self._unary(_tt(op, 0, 0), _tt(op, 1, 1), na)
+            return self._unary(out(op, 0, 0), out(op, 1, 1), na)
         inv = 0
-        if op & 8:  # output 1 on (0, 0): store the complement, return the inverted literal
-            op ^= 15
+        if out(op, 0, 0):  # output 1 on (0, 0): store the complement, return the inverted literal
+            op = gates.INVERT_OUTPUT[op]
             inv = 1
         if na > nb:
-            na, nb, op = nb, na, SWAP[op]
+            na, nb, op = nb, na, gates.SWAP_INPUTS[op]
         key = (op, na, nb)
         node = self._hash.get(key)
         if node is None:
@@ -489,6 +479,31 @@ class _Pipeline:
         self.n_registers = int(np.maximum(last - stage, 0).sum())
 
 
+def _register_banks(pipe: _Pipeline, ref) -> list[str]:
+    """The pipeline's register banks (``ref(node, stage)`` names a value read in a stage) and
+    the valid chain that follows the data through them."""
+    lines = []
+    last, stage = pipe.last.tolist(), pipe.stage.tolist()
+    banks: list[list[int]] = [[] for _ in range(pipe.latency)]
+    for node in range(1, len(last)):
+        for bk in range(stage[node], last[node]):
+            banks[bk].append(node)
+    for bk, nodes in enumerate(banks):
+        regs = [ref(nd, bk + 1) for nd in nodes]
+        lines.append(f"  // register bank {bk}: {len(nodes)} flip-flops")
+        for i in range(0, len(regs), 16):
+            lines.append("  reg " + ", ".join(regs[i:i + 16]) + ";")
+        lines.append("  always @(posedge clk) begin")
+        lines += [f"    {r} <= {ref(nd, bk)};" for r, nd in zip(regs, nodes)]
+        lines.append("  end")
+    lines.append(f"  reg [{pipe.latency - 1}:0] valid_q;")
+    shift = "in_valid" if pipe.latency == 1 else f"{{valid_q[{pipe.latency - 2}:0], in_valid}}"
+    return lines + ["  always @(posedge clk) begin",
+                    f"    if (rst) valid_q <= {pipe.latency}'d0;",
+                    f"    else valid_q <= {shift};", "  end",
+                    f"  assign out_valid = valid_q[{pipe.latency - 1}];"]
+
+
 def _render_netlist(net: VerilogNet, pipeline: int, scores: bool, header: str) -> tuple[str, dict]:
     name = _names(net)
     fg = net.first_gate
@@ -532,9 +547,9 @@ def _render_netlist(net: VerilogNet, pipeline: int, scores: bool, header: str) -
         ib, sb = operand(B[i], st)
         op = ops[i]
         if ia:
-            op = FLIP_A[op]
+            op = gates.INVERT_A[op]
         if ib:
-            op = FLIP_B[op]
+            op = gates.INVERT_B[op]
         body.append(f"  wire g{i} = {gates.render(op, sa, sb, not_='~', zero=_const(0), one=_const(1))};")
     lines.append(f"  // {net.n_gates} gates ({net.n_network_gates} network, "
                  f"{net.n_gates - net.n_network_gates} popcount/argmax head)")
@@ -542,25 +557,7 @@ def _render_netlist(net: VerilogNet, pipeline: int, scores: bool, header: str) -
 
     out_stage = pipe.latency if pipe else 0
     if pipe:
-        last, stage = pipe.last.tolist(), pipe.stage.tolist()
-        banks: list[list[int]] = [[] for _ in range(pipe.latency)]
-        for node in range(1, len(last)):
-            for bk in range(stage[node], last[node]):
-                banks[bk].append(node)
-        for bk, nodes in enumerate(banks):
-            regs = [ref(nd, bk + 1) for nd in nodes]
-            lines.append(f"  // register bank {bk}: {len(nodes)} flip-flops")
-            for i in range(0, len(regs), 16):
-                lines.append("  reg " + ", ".join(regs[i:i + 16]) + ";")
-            lines.append("  always @(posedge clk) begin")
-            lines += [f"    {r} <= {ref(nd, bk)};" for r, nd in zip(regs, nodes)]
-            lines.append("  end")
-        lines.append(f"  reg [{pipe.latency - 1}:0] valid_q;")
-        shift = "in_valid" if pipe.latency == 1 else f"{{valid_q[{pipe.latency - 2}:0], in_valid}}"
-        lines += ["  always @(posedge clk) begin",
-                  f"    if (rst) valid_q <= {pipe.latency}'d0;",
-                  f"    else valid_q <= {shift};", "  end",
-                  f"  assign out_valid = valid_q[{pipe.latency - 1}];"]
+        lines += _register_banks(pipe, ref)
     cls_bits = [out_expr(l, out_stage) for l in reversed(net.class_lits)]
     lines.append(f"  assign class_idx = {{{', '.join(cls_bits)}}};")
     if scores:
@@ -595,11 +592,6 @@ def _out_bits(counts: np.ndarray, cls: np.ndarray, cls_w: int, sw: int, scores: 
 
 
 def _golden(netlist: Netlist, bits: np.ndarray) -> np.ndarray:
-    try:
-        from ..compiler.sim import simulate
-    except ImportError as e:  # pragma: no cover - only while the compiler is incomplete
-        raise RuntimeError("golden vectors need difflogic.compiler.sim.simulate; pass expected= "
-                           f"counts explicitly ({e})") from None
     return np.asarray(simulate(netlist, bits.reshape(bits.shape[0], *netlist.input_shape)),
                       dtype=np.int64)
 
@@ -632,7 +624,7 @@ def _dut_instance(pipelined: bool, scores: bool) -> str:
 def synth_script(lut: int = 6, stat: str = "synth_stat.txt", ltp: str = "synth_ltp.txt",
                  fast: bool = False) -> str:
     """The yosys script (template export/verilog/synth.ys) for generic ``lut``-input LUTs;
-    ``fast`` runs ABC's quick mapping script (about 10x faster, ~10-15% more LUTs)."""
+    ``fast`` runs ABC's quick mapping script (much faster on big designs, somewhat more LUTs)."""
     return _fill(template("verilog/synth.ys").read_text(), VERILOG=f"{TOP}.v", TOP=TOP, LUT=lut,
                  STAT=stat, LTP=ltp, ABC_OPTS="-fast" if fast else "")
 
@@ -668,17 +660,13 @@ def export(netlist: Netlist, out_dir, *, pipeline: int = 0, scores: bool = False
     ``pipeline``: 0 = purely combinational; N = a register bank every N gate levels (latency in
     the header and sidecar).  ``vectors``: encoded input bits (N, n_inputs); their expected
     outputs come from ``expected`` (counts (N, k)) or else the compiler's reference simulator.
-    The directory appears atomically (written aside, then renamed); an existing ``out_dir`` is
-    replaced only if it is empty or a previous export.  Returns the sidecar dict.
+    Each file appears complete or not at all and other files in ``out_dir`` are kept; of an
+    earlier export there, the files its sidecar lists and this one does not rewrite (its test
+    vectors) are removed.  Returns the sidecar dict (+ ``dir``).
     """
     if not isinstance(netlist, Netlist):
         raise TypeError(f"netlist must be a difflogic.compiler.ir.Netlist, got {type(netlist).__name__}")
     pipeline = check_size(netlist, pipeline, max_gates)
-    out_dir = Path(out_dir)
-    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and
-                                                      not (out_dir / f"{TOP}.json").is_file())):
-        raise FileExistsError(f"out_dir {out_dir} exists and is not a previous Verilog export; "
-                              "refusing to overwrite it")
     bits = None
     if vectors is not None:
         bits = _check_bits(vectors, netlist.n_inputs)
@@ -691,22 +679,24 @@ def export(netlist: Netlist, out_dir, *, pipeline: int = 0, scores: bool = False
     elif expected is not None:
         raise ValueError("expected= needs vectors=")
     net = build(netlist, simplify=simplify)
-    return _write(net, out_dir, pipeline=pipeline, scores=scores, bits=bits, expected=expected)
+    return _write(net, Path(out_dir), pipeline=pipeline, scores=scores, bits=bits, expected=expected)
 
 
-def _write(net: VerilogNet, out_dir: Path, *, pipeline: int, scores: bool, bits, expected,
-           check: bool = True) -> dict:
-    depth = net.depth
-    side = {
+def _sidecar(net: VerilogNet, pipeline: int, scores: bool) -> dict:
+    return {
         "top": TOP, "inputs": net.n_inputs, "classes": net.num_classes,
         "gates": net.n_gates, "network_gates": net.n_network_gates,
         "head_gates": net.n_gates - net.n_network_gates,
-        "levels": depth, "network_levels": net.network_depth,
+        "levels": net.depth, "network_levels": net.network_depth,
         "pipeline": pipeline, "latency": 0, "registers": 0,
         "class_width": net.class_width, "score_width": net.score_width, "scores": bool(scores),
         "input_bit_order": "bit i = input i of the flattened (C, H, W) row-major encoded input",
         "tie_break": "first maximum (torch.argmax)", "vectors": 0, "meta": net.meta,
     }
+
+
+def _rtl(net: VerilogNet, pipeline: int, scores: bool) -> tuple[str, dict]:
+    """The RTL text with its header, and the pipeline figures (latency, registers)."""
     latency_doc = ("combinational (no clock)" if not pipeline else
                    "{lat} cycles: a register bank every {p} gate levels, the last bank registers "
                    "the outputs")
@@ -716,57 +706,60 @@ def _write(net: VerilogNet, out_dir: Path, *, pipeline: int, scores: bool, bits,
         f"// inputs: {net.n_inputs} bits (bit i = input i of the flattened (C,H,W) encoded input)",
         f"// classes: {net.num_classes}; class_idx = first maximum of the per-class counts",
         f"// gates: {net.n_gates} ({net.n_network_gates} network + "
-        f"{net.n_gates - net.n_network_gates} popcount/argmax head); logic depth {depth} gate levels",
+        f"{net.n_gates - net.n_network_gates} popcount/argmax head); logic depth {net.depth} gate levels",
         "// latency: {LATENCY}"])
     rtl, info = _render_netlist(net, pipeline, scores, header)
-    side.update(info)
     rtl = rtl.replace("{LATENCY}", latency_doc.format(lat=info["latency"], p=pipeline), 1)
+    return rtl, info
 
+
+def _testbench(net: VerilogNet, scores: bool, n_vec: int, latency: int, pipelined: bool) -> str:
     out_bits_w = net.class_width + (net.num_classes * net.score_width if scores else 0)
+    return _fill(template("verilog/tb.v.in").read_text(), TOP=TOP, N_INPUTS=net.n_inputs,
+                 N_VECTORS=max(n_vec, 1), OUT_WIDTH=out_bits_w, CLASS_WIDTH=net.class_width,
+                 LATENCY=latency, DUT=_dut_instance(pipelined, scores),
+                 GOT_EXPR="{got_scores, got_class}" if scores else "got_class",
+                 SCORES_DECL=(f"  wire [{net.num_classes * net.score_width - 1}:0] got_scores;"
+                              if scores else ""))
+
+
+def _write(net: VerilogNet, out_dir: Path, *, pipeline: int, scores: bool, bits, expected) -> dict:
+    side = _sidecar(net, pipeline, scores)
+    rtl, info = _rtl(net, pipeline, scores)
+    side.update(info)
     files = {f"{TOP}.v": rtl}
-    n_vec = 0
     if bits is not None:
-        n_vec = bits.shape[0]
+        side["vectors"] = bits.shape[0]
         files["vectors_in.hex"] = _hex_lines(bits)
         if expected is not None:
             cls = np.argmax(expected, axis=1)
             files["vectors_out.hex"] = _hex_lines(_out_bits(expected, cls, net.class_width,
                                                             net.score_width, scores))
-    side["vectors"] = n_vec
-    files["tb.v"] = _fill(template("verilog/tb.v.in").read_text(), TOP=TOP, N_INPUTS=net.n_inputs,
-                          N_VECTORS=max(n_vec, 1), OUT_WIDTH=out_bits_w, CLASS_WIDTH=net.class_width,
-                          LATENCY=info["latency"], DUT=_dut_instance(bool(pipeline), scores),
-                          GOT_EXPR="{got_scores, got_class}" if scores else "got_class",
-                          SCORES_DECL=(f"  wire [{net.num_classes * net.score_width - 1}:0] got_scores;"
-                                       if scores else ""))
+    files["tb.v"] = _testbench(net, scores, side["vectors"], info["latency"], bool(pipeline))
     files["run_sim.sh"] = template("verilog/run_sim.sh").read_text()
     files["synth.ys"] = synth_script(lut=6)
+    side["files"] = sorted([*files, f"{TOP}.json"])   # the manifest a later export reads
     files[f"{TOP}.json"] = json.dumps(side, indent=2, default=str) + "\n"
-    _atomic_dir(out_dir, files, executable=("run_sim.sh",))
+    write_files(out_dir, files, executable=("run_sim.sh",), stale=previous_files(out_dir))
     return dict(side, dir=str(out_dir))
 
 
-def _atomic_dir(out_dir: Path, files: dict, executable=()) -> None:
-    out_dir = out_dir.resolve()
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
+#: Every file a Verilog export can write: a manifest naming anything else is not trusted.
+EXPORT_FILES = (f"{TOP}.v", f"{TOP}.json", "tb.v", "run_sim.sh", "synth.ys", "vectors_in.hex",
+                "vectors_out.hex")
+
+
+def previous_files(out_dir) -> tuple:
+    """The files an earlier Verilog export in ``out_dir`` wrote, from its sidecar's manifest
+    (none when there is no readable sidecar of one; only names an export can write)."""
     try:
-        for fname, text in files.items():
-            p = tmp / fname
-            p.write_text(text)
-            if fname in executable:
-                p.chmod(0o755)
-        old = None
-        if out_dir.exists():
-            old = out_dir.parent / f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}"
-            out_dir.rename(old)
-        tmp.rename(out_dir)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        side = json.loads((Path(out_dir) / f"{TOP}.json").read_text())
+    except (OSError, ValueError):
+        return ()
+    names = side.get("files") if isinstance(side, dict) and side.get("top") == TOP else None
+    if not isinstance(names, list):
+        return ()
+    return tuple(n for n in names if n in EXPORT_FILES)
 
 
 # --------------------------------------------------------------------------- simulation
@@ -778,8 +771,15 @@ class SimResult:
     seconds: float
 
 
-def check_simulator(simulator: str) -> None:
-    """Unknown simulator: ValueError; not installed: ToolNotFoundError naming the apt package."""
+def check_simulator(simulator: str | None) -> None:
+    """Unknown simulator: ValueError; not installed: ToolNotFoundError naming the apt package.
+    ``None`` (run_sim.sh picks by the design's size) needs one of them installed."""
+    if simulator is None:
+        have = shutil.which
+        if (have("iverilog") and have("vvp")) or (have("verilator") and have("make")):
+            return
+        raise ToolNotFoundError("no Verilog simulator found on PATH; install one with "
+                                "`apt-get install iverilog` (or `apt-get install verilator`)")
     if simulator not in SIMULATORS:
         raise ValueError(f"simulator must be one of {SIMULATORS}, got {simulator!r}")
     if simulator == "iverilog":
@@ -789,72 +789,156 @@ def check_simulator(simulator: str) -> None:
         require_tool("verilator")
 
 
-def run_testbench(out_dir, simulator: str = "iverilog", *, plusargs=(), timeout: float | None = None
-                  ) -> SimResult:
-    """Build (if needed) and run the exported self-checking bench with one simulator.
+def run_testbench(out_dir, simulator: str | None = "iverilog", *, plusargs=(),
+                  timeout: float | None = None) -> SimResult:
+    """Build (if needed) and run the exported self-checking bench with one simulator
+    (``None``: the one run_sim.sh picks for the design's size).
 
     ``passed`` is True only when the simulator exited 0 *and* printed PASS (or DONE with
     ``+nocheck``); the full output is kept for error messages.
     """
-    import time
     check_simulator(simulator)
     out_dir = Path(out_dir)
     if not (out_dir / "tb.v").is_file():
         raise FileNotFoundError(f"{out_dir} has no tb.v; export with vectors= first")
     t0 = time.perf_counter()
     try:
-        p = subprocess.run(["bash", str(out_dir / "run_sim.sh"), simulator, *plusargs],
+        p = subprocess.run(["bash", str(out_dir / "run_sim.sh"), simulator or "auto", *plusargs],
                            capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as e:
         out = (e.stdout or b"").decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
-        return SimResult(False, -1, out + f"\n{simulator} timed out after {timeout} s", timeout or 0.0)
+        return SimResult(False, -1, out + f"\n{simulator or 'the simulator'} timed out after "
+                                          f"{timeout} s", timeout or 0.0)
     out = p.stdout + p.stderr
     ok = p.returncode == 0 and any(l.startswith(("PASS", "DONE")) for l in out.splitlines())
     return SimResult(ok, p.returncode, out, time.perf_counter() - t0)
 
 
-def run_counts(netlist: Netlist, bits, *, simulator: str = "iverilog", pipeline: int = 0,
-               workdir=None, timeout: float | None = None, simplify: bool = True,
-               max_gates: int = DEFAULT_MAX_GATES) -> np.ndarray:
-    """Per-class counts (N, k) int64 computed by simulating the exported RTL.
+def _read_dump(dump: Path, net: VerilogNet, n: int, who: str) -> np.ndarray:
+    """The per-class counts (n, k) of a +dump= file; checks that every output is defined and
+    that class_idx is the first maximum of the RTL's own counts."""
+    lines = [l for l in dump.read_text().split() if l]
+    if len(lines) != n:
+        raise RuntimeError(f"{who} wrote {len(lines)} results for {n} vectors")
+    bad = next((l for l in lines if set(l) - set("0123456789abcdefABCDEF")), None)
+    if bad is not None:
+        raise RuntimeError(f"{who} produced X/Z outputs, e.g. {bad!r}")
+    vals = [int(l, 16) for l in lines]
+    cw, sw, k = net.class_width, net.score_width, net.num_classes
+    counts = np.array([[(v >> (cw + j * sw)) & ((1 << sw) - 1) for j in range(k)] for v in vals],
+                      dtype=np.int64).reshape(n, k)
+    cls = np.array([v & ((1 << cw) - 1) for v in vals], dtype=np.int64)
+    if not np.array_equal(cls, np.argmax(counts, 1)):
+        i = int(np.nonzero(cls != np.argmax(counts, 1))[0][0])
+        raise RuntimeError(f"{who}: RTL class_idx {cls[i]} is not the first maximum "
+                           f"of its own counts {counts[i].tolist()} (vector {i})")
+    return counts
 
-    The bench runs in dump mode (no golden comparison), so the result is an independent
-    answer that ``difflogic verify --target verilog`` compares with the reference simulator.
-    Also checks that the RTL's ``class_idx`` equals the first maximum of its own counts.
-    """
-    if not isinstance(netlist, Netlist):
-        raise TypeError(f"netlist must be a difflogic.compiler.ir.Netlist, got {type(netlist).__name__}")
-    check_simulator(simulator)
-    pipeline = check_size(netlist, pipeline, max_gates)
-    bits = _check_bits(bits, netlist.n_inputs)
-    net = build(netlist, simplify=simplify)
-    tmp = None
-    if workdir is None:
-        tmp = tempfile.TemporaryDirectory(prefix="difflogic_verilog_")
-        workdir = tmp.name
-    try:
-        d = Path(workdir) / "rtl"
-        _write(net, d, pipeline=pipeline, scores=True, bits=bits, expected=None)
-        dump = d / "sim_out.hex"
-        res = run_testbench(d, simulator, plusargs=("+nocheck", f"+dump={dump}"), timeout=timeout)
-        if not res.passed:
-            raise RuntimeError(f"{simulator} simulation failed (exit {res.returncode}):\n"
-                               f"{res.output[-4000:]}")
-        lines = [l for l in dump.read_text().split() if l]
-        if len(lines) != bits.shape[0]:
-            raise RuntimeError(f"{simulator} wrote {len(lines)} results for {bits.shape[0]} vectors")
-        if any(set(l) - set("0123456789abcdefABCDEF") for l in lines):
-            raise RuntimeError(f"{simulator} produced X/Z outputs, e.g. {next(l for l in lines if set(l) - set('0123456789abcdefABCDEF'))!r}")
-        vals = [int(l, 16) for l in lines]
-        cw, sw, k = net.class_width, net.score_width, net.num_classes
-        counts = np.array([[(v >> (cw + j * sw)) & ((1 << sw) - 1) for j in range(k)] for v in vals],
-                          dtype=np.int64)
-        cls = np.array([v & ((1 << cw) - 1) for v in vals], dtype=np.int64)
-        if not np.array_equal(cls, np.argmax(counts, 1)):
-            bad = int(np.nonzero(cls != np.argmax(counts, 1))[0][0])
-            raise RuntimeError(f"{simulator}: RTL class_idx {cls[bad]} is not the first maximum "
-                               f"of its own counts {counts[bad].tolist()} (vector {bad})")
-        return counts
-    finally:
-        if tmp is not None:
-            tmp.cleanup()
+
+# --------------------------------------------------------------------------- the back end
+class VerilogRunner(Runner):
+    """The RTL of a netlist (combinational or pipelined) in a simulator, its testbench in dump
+    mode: the counts are the RTL's own outputs, an answer independent of the reference
+    simulator.  ``compile_seconds`` covers building the gate graph; the simulator compiles the
+    RTL inside counts(), because the testbench is sized to the vectors it is given."""
+
+    def __init__(self, netlist: Netlist, *, simulator: str | None = None, pipeline: int = 0,
+                 max_gates: int = DEFAULT_MAX_GATES, simplify: bool = True, workdir=None,
+                 timeout: float | None = None):
+        if not isinstance(netlist, Netlist):
+            raise TypeError(f"netlist must be a difflogic.compiler.ir.Netlist, got {type(netlist).__name__}")
+        check_simulator(simulator)
+        self.pipeline = check_size(netlist, pipeline, max_gates)
+        self.simulator, self.workdir, self.timeout = simulator, workdir, timeout
+        t0 = time.perf_counter()
+        self.net = build(netlist, simplify=simplify)
+        self.compile_seconds = time.perf_counter() - t0
+
+    def counts(self, bits, threads: int | None = None) -> np.ndarray:
+        """Class counts int64 (N, k) of the simulated RTL (``threads`` is not used)."""
+        bits = _check_bits(bits, self.net.n_inputs)
+        who = self.simulator or "the Verilog simulator"
+        with tempfile.TemporaryDirectory(prefix="difflogic_verilog_", dir=self.workdir) as tmp:
+            d = Path(tmp) / "rtl"
+            _write(self.net, d, pipeline=self.pipeline, scores=True, bits=bits, expected=None)
+            dump = d / "sim_out.hex"
+            res = run_testbench(d, self.simulator, plusargs=("+nocheck", f"+dump={dump}"),
+                                timeout=self.timeout)
+            if not res.passed:
+                raise RuntimeError(f"{who} simulation failed (exit {res.returncode}):\n"
+                                   f"{res.output[-4000:]}")
+            return _read_dump(dump, self.net, bits.shape[0], who)
+
+
+def _options() -> tuple:
+    return (
+        Option("--pipeline", "pipeline", COMMANDS, dict(
+            type=int, metavar="N", help="a register bank every N gate levels (default: "
+                                        "combinational, no clock)")),
+        Option("--scores", "scores", ("export",), dict(
+            action="store_true", help="also output the per-class counts (port `scores`)")),
+        Option("--vectors", "vectors", ("export",), dict(
+            type=int, metavar="N", help=f"random test vectors for the self-checking testbench "
+                                        f"(default: {DEFAULT_VECTORS})")),
+        Option("--seed", "seed", ("export",), dict(
+            type=int, help="seed of the test vectors (default: 0)")),
+        Option("--max-gates", "max_gates", COMMANDS, dict(
+            type=int, metavar="G", help=f"refuse larger designs (estimated gates incl. the "
+                                        f"GroupSum head) before any work (default: "
+                                        f"{DEFAULT_MAX_GATES:,})")),
+        Option("--simulator", "simulator", ("verify",), dict(
+            choices=SIMULATORS, help="Verilog simulator (default: the faster one for the "
+                                     "design's size, as run_sim.sh picks it)")),
+    )
+
+
+class VerilogBackend(Backend):
+    """``--target verilog``: RTL + self-checking testbench (export), simulated RTL (verify)."""
+
+    name = "verilog"
+    help = "Verilog-2001 RTL and a self-checking testbench"
+    cli_options = _options()
+
+    def describe(self, simulator: str | None = None, pipeline: int = 0, **_) -> str:
+        form = f"pipeline={pipeline}" if pipeline else "combinational"
+        return f"verilog ({simulator or 'simulator chosen by size'}, {form})"
+
+    def unavailable_reason(self, simulator: str | None = None, **_) -> str | None:
+        try:
+            check_simulator(simulator)
+        except ToolNotFoundError as e:
+            return str(e)
+        return None
+
+    def check(self, netlist, command: str = "export", **opts) -> None:
+        """Too large, or (verify) the simulator missing: an error before any work."""
+        check_size(netlist, opts.get("pipeline", 0), opts.get("max_gates", DEFAULT_MAX_GATES))
+        if command == "verify":
+            check_simulator(opts.get("simulator"))
+
+    def emit(self, netlist, out_dir, *, reference=None, pipeline: int = 0, scores: bool = False,
+             vectors: int = DEFAULT_VECTORS, seed: int = 0, max_gates: int = DEFAULT_MAX_GATES,
+             simplify: bool = True) -> dict:
+        """The RTL and its testbench on ``vectors`` random inputs; their golden outputs are
+        ``reference(inputs)`` (the model's own hard forward) or else the reference simulator's."""
+        check_size(netlist, pipeline, max_gates)   # nothing computed or written when too large
+        if isinstance(vectors, bool) or not isinstance(vectors, int) or vectors < 1:
+            raise ValueError(f"--vectors must be >= 1 (the testbench needs inputs), got {vectors}")
+        x = random_inputs(netlist, vectors, seed)
+        expected = None if reference is None else np.asarray(reference(x), dtype=np.int64)
+        side = export(netlist, out_dir, pipeline=pipeline, scores=scores,
+                      vectors=encode_input(netlist, x), expected=expected, max_gates=max_gates,
+                      simplify=simplify)
+        form = (f"pipelined every {pipeline} levels, latency {side['latency']} cycles"
+                if pipeline else "combinational")
+        summary = (f"verilog: {side['gates']:,} gates ({side['head_gates']:,} popcount/argmax), "
+                   f"{side['levels']} levels, {form}, {side['registers']:,} registers; "
+                   f"{side['vectors']} golden vectors (run {Path(out_dir) / 'run_sim.sh'})")
+        files = {n: str(Path(out_dir) / n) for n in side["files"]}
+        return {"files": files, "info": side, "summary": summary}
+
+    def load(self, netlist, **opts) -> VerilogRunner:
+        return VerilogRunner(netlist, **opts)
+
+
+BACKEND = register(VerilogBackend())

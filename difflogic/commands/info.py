@@ -6,6 +6,10 @@ import json
 from pathlib import Path
 
 
+#: The layer table fits a terminal this wide (settings wrap onto continuation lines).
+TABLE_WIDTH = 100
+
+
 def add_parser(subparsers):
     p = subparsers.add_parser(
         "info", help="architecture, gate counts and gate-type histogram of a checkpoint",
@@ -40,22 +44,36 @@ def gate_histogram(model) -> list[int]:
 
 def compiled_counts(model):
     """Per-op gate counts of the hardened and optimized netlists, or (None, reason)."""
+    from ..compiler import compile
     try:
-        from ..compiler import harden
-        try:
-            from ..compiler import optimize
-        except ImportError:
-            from ..compiler.passes import optimize
-    except ImportError as e:
-        return None, f"compiler not available ({e})"
-    try:
-        hard = harden(model)
-        opt = optimize(hard)
+        hard = compile(model, optimize=False)
+        opt = compile(hard)
         return {"hardened": [list(r) for r in hard.gate_counts()],
                 "optimized": [list(r) for r in opt.gate_counts()],
                 "hardened_total": hard.gate_count(), "optimized_total": opt.gate_count()}, None
     except Exception as e:  # noqa: BLE001 - info must still print the training counts
         return None, f"compiler failed: {type(e).__name__}: {e}"
+
+
+def layer_table(layers: list, width: int = TABLE_WIDTH) -> list[str]:
+    """The layer rows: type, shapes, gates, then the layer's settings (its full repr: it is
+    the architecture) wrapped in the last column, so that no line exceeds ``width``."""
+    import textwrap
+    rows = []
+    for r in layers:
+        kind, _, settings = r["layer"].partition("(")
+        rows.append((str(r["index"]), kind, f"{tuple(r['in_shape'])} -> {tuple(r['out_shape'])}",
+                     f"{r['gates']:,}", settings[:-1] if settings.endswith(")") else settings))
+    wi, wk, ws, wg = (max([len(h)] + [len(row[i]) for row in rows])
+                      for i, h in enumerate(("#", "layer", "in -> out", "gates")))
+    lead = 2 + wi + 2 + wk + 2 + ws + 2 + wg + 2
+    wrap = max(20, width - lead)
+    lines = [f"  {'#':>{wi}}  {'layer':{wk}}  {'in -> out':{ws}}  {'gates':>{wg}}  settings"]
+    for i, kind, shapes, gates, settings in rows:
+        parts = textwrap.wrap(settings, wrap, break_on_hyphens=False) or [""]
+        lines.append(f"  {i:>{wi}}  {kind:{wk}}  {shapes:{ws}}  {gates:>{wg}}  {parts[0]}".rstrip())
+        lines += [" " * lead + p for p in parts[1:]]
+    return lines
 
 
 def plot_histogram(path, hist, title: str) -> None:
@@ -64,7 +82,7 @@ def plot_histogram(path, hist, title: str) -> None:
     import matplotlib.pyplot as plt
 
     from .. import gates
-    from ..checkpoint import atomic_write
+    from ..files import atomic_write
     fig, ax = plt.subplots(figsize=(10, 4))
     total = max(1, sum(hist))
     ax.bar(range(16), [100 * h / total for h in hist], color="tab:blue")
@@ -130,27 +148,31 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(result))
         return 0
-    print(f"{source}: {model.config.get('name')}")
-    if meta:
-        keys = [k for k in ("dataset", "step", "epoch", "val_hard_acc") if meta.get(k) is not None]
-        print("  trained: " + ", ".join(f"{k} {meta[k]}" for k in keys))
-    w = max([5] + [len(r["layer"]) for r in layers])  # full layer repr: it is the architecture
-    print(f"  {'#':>2}  {'layer':{w}s} {'in -> out':>28s} {'gates':>12s}")
-    for r in layers:
-        shapes = f"{tuple(r['in_shape'])} -> {tuple(r['out_shape'])}"
-        print(f"  {r['index']:>2}  {r['layer']:{w}s} {shapes:>28s} {r['gates']:>12,}")
-    print(f"  total training gates: {result['gates']:,}")
-    if compiled:
-        for stage in ("hardened", "optimized"):
-            print(f"  {stage} netlist: {compiled[stage + '_total']:,} gates")
-            for name, n in compiled[stage]:
-                print(f"      {name[:60]:60s} {n:>12,}")
-    else:
-        print(f"  compiled gate counts: {why}")
-    total = max(1, sum(hist))
-    print(f"  learned gate types ({sum(hist):,} gates; a conv tree gate counts once):")
-    for name, h in sorted(zip(gates.NAMES, hist), key=lambda t: -t[1]):
-        print(f"      {name:12s} {h:>10,}  {100 * h / total:5.1f}%")
+    print("\n".join(report_lines(result, hist, why)))
     if args.plot:
         print(f"  wrote {args.plot}")
     return 0
+
+
+def report_lines(result: dict, hist: list, why: str | None) -> list[str]:
+    """The text report: layers, training and compiled gate counts, the learned gate types."""
+    from .. import gates
+    lines = [f"{result['source']}: {result['model']}"]
+    meta = result["meta"]
+    if meta:
+        keys = [k for k in ("dataset", "step", "epoch", "val_hard_acc") if meta.get(k) is not None]
+        lines.append("  trained: " + ", ".join(f"{k} {meta[k]}" for k in keys))
+    lines += layer_table(result["layers"])
+    lines.append(f"  total training gates: {result['gates']:,}")
+    compiled = result["compiled"]
+    if compiled:
+        for stage in ("hardened", "optimized"):
+            lines.append(f"  {stage} netlist: {compiled[stage + '_total']:,} gates")
+            lines += [f"      {name[:60]:60s} {n:>12,}" for name, n in compiled[stage]]
+    else:
+        lines.append(f"  compiled gate counts: {why}")
+    total = max(1, sum(hist))
+    lines.append(f"  learned gate types ({sum(hist):,} gates; a conv tree gate counts once):")
+    for name, h in sorted(zip(gates.NAMES, hist), key=lambda t: -t[1]):
+        lines.append(f"      {name:12s} {h:>10,}  {100 * h / total:5.1f}%")
+    return lines

@@ -7,6 +7,7 @@ import json
 
 
 def add_parser(subparsers):
+    from ..synth import NS_PER_LEVEL
     p = subparsers.add_parser(
         "synth", help="synthesize a Verilog export with yosys (LUT count, FFs, depth)",
         description="Run yosys generic LUT mapping (abc -lut K) on DIR/difflogic_net.v, written by "
@@ -18,8 +19,9 @@ def add_parser(subparsers):
                    help="ABC's quick mapping script (much faster on big designs, more LUTs)")
     p.add_argument("--timeout", type=float, default=None, metavar="S",
                    help="give up after S seconds")
-    p.add_argument("--ns-per-level", type=float, default=None,
-                   help="assumed delay per LUT level incl. routing for the estimate (default: difflogic.synth.NS_PER_LEVEL = 0.5)")
+    p.add_argument("--ns-per-level", type=float, default=None, metavar="NS",
+                   help=f"assumed delay per LUT level incl. routing for the estimate (default: "
+                        f"{NS_PER_LEVEL})")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=run)
     return p

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import gates
 from . import ir
 
 try:  # numba pays for itself on the per-gate loop; numpy is the fallback
@@ -24,7 +25,7 @@ CHUNK = 1 << 14  # samples per simulation chunk (bounds memory)
 
 
 def _eval_gates_py(op, a, b, vals, first):
-    tt = ((op[:, None].astype(np.uint64) >> np.arange(3, -1, -1, dtype=np.uint64)) & np.uint64(1))
+    tt = gates.TRUTH_TABLES[np.asarray(op, np.int64)].astype(np.uint64)
     masks = (np.uint64(0) - tt).astype(np.uint64)  # all-ones where the truth-table bit is set
     for g in range(len(op)):
         x, y = vals[a[g]], vals[b[g]]
@@ -144,9 +145,11 @@ def _is_binary(a: np.ndarray) -> bool:
     return bool(((a == 0) | (a == 1)).all())
 
 
-def _check_bits(netlist: ir.Netlist, bits) -> np.ndarray:
+def check_bits(netlist, bits) -> np.ndarray:
+    """``bits`` as an array of shape (N, *input_shape) holding only 0/1 (clear error otherwise);
+    ``netlist``: the netlist, or just its input shape."""
     bits = np.asarray(bits.detach().cpu() if hasattr(bits, "detach") else bits)
-    shape = tuple(netlist.input_shape)
+    shape = tuple(netlist.input_shape if isinstance(netlist, ir.Netlist) else netlist)
     if bits.ndim == len(shape):
         bits = bits[None] if tuple(bits.shape) == shape else bits
     if tuple(bits.shape[1:]) != shape:
@@ -158,7 +161,7 @@ def _check_bits(netlist: ir.Netlist, bits) -> np.ndarray:
 
 def simulate(netlist: ir.Netlist, bits) -> np.ndarray:
     """Class counts int64 (N, k) of the netlist on encoded input ``bits`` (N, *input_shape)."""
-    bits = _check_bits(netlist, bits)
+    bits = check_bits(netlist, bits)
     N = bits.shape[0]
     k = netlist.head.k
     out = np.zeros((N, k), np.int64)
@@ -184,7 +187,7 @@ def encode_input(netlist: ir.Netlist, x) -> np.ndarray:
     x = np.asarray(x.detach().cpu() if hasattr(x, "detach") else x)
     enc = netlist.encoder
     if enc is None:
-        return _check_bits(netlist, x).astype(np.uint8)
+        return check_bits(netlist, x).astype(np.uint8)
     shape = tuple(enc.in_shape)
     if tuple(x.shape[1:]) != shape:
         raise ValueError(f"x must have shape (N, {', '.join(map(str, shape))}), got {tuple(x.shape)}")
@@ -201,6 +204,17 @@ def encode_input(netlist: ir.Netlist, x) -> np.ndarray:
     else:
         raise TypeError(f"x must be float images in [0, 1] or uint8 images, got dtype {x.dtype}")
     return out.reshape(x.shape[0], C * T, *shape[1:]).astype(np.uint8)
+
+
+def random_inputs(netlist: ir.Netlist, n: int, seed: int) -> np.ndarray:
+    """``n`` random uint8 inputs of the netlist's model (seeded): images when it has an input
+    encoder, else 0/1 bits.  The test inputs of ``difflogic verify`` and of exported test benches."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"the number of random inputs must be an integer >= 0, got {n!r}")
+    rng = np.random.default_rng(seed)
+    if netlist.encoder is not None:
+        return rng.integers(0, 256, (n, *netlist.encoder.in_shape), dtype=np.uint8)
+    return rng.integers(0, 2, (n, *netlist.input_shape), dtype=np.uint8)
 
 
 def predict(netlist: ir.Netlist, bits) -> np.ndarray:

@@ -1,7 +1,7 @@
-"""Shared helpers of the optimization passes: truth-table algebra and cell rebuilding.
+"""Shared helpers of the optimization passes: cell rebuilding.
 
-A gate's op id *is* its truth table (see :mod:`difflogic.gates`), so rewriting a gate when
-an operand is negated, swapped or constant is a table lookup.  Every per-cell pass walks
+A gate's op id *is* its truth table, so rewriting a gate when an operand is negated, swapped
+or constant is a table lookup in :mod:`difflogic.gates`.  Every per-cell pass walks
 the gates once in topological order, maps each gate to either an existing node (a wire or a
 constant) or a new gate over already-mapped operands, and the :class:`Rebuilder` assembles
 the new cell.  New node ids never exceed old ones, so topological order is preserved.
@@ -17,19 +17,6 @@ from ... import gates
 
 CONST0, CONST1 = ir.CONST0, ir.CONST1
 NOT = gates.NOT_A          # canonical inverter: (NOT_A, x, x)
-
-
-def bit(op: int, a: int, b: int) -> int:
-    return (op >> (3 - 2 * a - b)) & 1
-
-
-def make(f) -> int:
-    return sum(f(a, b) << (3 - 2 * a - b) for a in (0, 1) for b in (0, 1))
-
-
-SWAP = [make(lambda a, b, o=o: bit(o, b, a)) for o in range(16)]      # op(b, a) as op'(a, b)
-NEG_A = [make(lambda a, b, o=o: bit(o, 1 - a, b)) for o in range(16)]  # op(~a, b)
-NEG_B = [make(lambda a, b, o=o: bit(o, a, 1 - b)) for o in range(16)]  # op(a, ~b)
 
 
 def unary(f0: int, f1: int, x: int):

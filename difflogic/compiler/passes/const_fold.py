@@ -6,7 +6,7 @@ Runs per cell; constants then propagate through the following gates in the same 
 from __future__ import annotations
 
 from ... import gates
-from ._cell import CONST1, bit, is_const, rewrite, unary
+from ._cell import CONST1, is_const, rewrite, unary
 
 SCOPE = "block"
 
@@ -18,13 +18,13 @@ def _simplify(rb, op, a, b):
         return ("node", CONST1)
     ca, cb = is_const(a), is_const(b)
     if ca and cb:
-        return ("node", CONST1 if bit(op, int(a == CONST1), int(b == CONST1)) else 0)
+        return ("node", CONST1 if gates.hard_gate(op, int(a == CONST1), int(b == CONST1)) else 0)
     if ca:
         v = int(a == CONST1)
-        return unary(bit(op, v, 0), bit(op, v, 1), b)
+        return unary(gates.hard_gate(op, v, 0), gates.hard_gate(op, v, 1), b)
     if cb:
         v = int(b == CONST1)
-        return unary(bit(op, 0, v), bit(op, 1, v), a)
+        return unary(gates.hard_gate(op, 0, v), gates.hard_gate(op, 1, v), a)
     return ("gate", op, a, b)
 
 

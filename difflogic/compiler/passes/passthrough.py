@@ -8,7 +8,7 @@ gates are first canonicalised to ``(NOT_A, x, x)`` so the other passes see one f
 from __future__ import annotations
 
 from ... import gates
-from ._cell import NEG_A, NEG_B, NOT, rewrite
+from ._cell import NOT, rewrite
 
 SCOPE = "block"
 
@@ -24,10 +24,10 @@ def _simplify(rb, op, a, b):
     # fold inverters feeding this gate into its truth table
     xa = _not_input(rb, a)
     if xa is not None:
-        op, a = NEG_A[op], xa
+        op, a = gates.INVERT_A[op], xa
     xb = _not_input(rb, b)
     if xb is not None:
-        op, b = NEG_B[op], xb
+        op, b = gates.INVERT_B[op], xb
     if op == gates.A:
         return ("node", a)
     if op == gates.B:

@@ -7,7 +7,8 @@ same sub-expression of the same leaves now compute it once per position.
 """
 from __future__ import annotations
 
-from ._cell import SWAP, bit, rewrite, unary
+from ... import gates
+from ._cell import rewrite, unary
 
 SCOPE = "block"
 
@@ -18,9 +19,9 @@ def run(blk):
 
     def simplify(rb, op, a, b):
         if a > b:
-            op, a, b = SWAP[op], b, a
+            op, a, b = gates.SWAP_INPUTS[op], b, a
         if a == b:
-            res = unary(bit(op, 0, 0), bit(op, 1, 1), a)
+            res = unary(gates.hard_gate(op, 0, 0), gates.hard_gate(op, 1, 1), a)
             if res[0] == "node":
                 return res
             op, a, b = res[1:]

@@ -1,6 +1,9 @@
-"""Kernel dispatch: native C++ (``difflogic._C``), CUDA (``difflogic._cuda``) or PyTorch reference.
+"""Kernel dispatch: native C++ (``difflogic._C``), CUDA (:mod:`difflogic.kernels.cuda`) or the
+PyTorch reference.
 
-The layers call only the five functions below.  ``backend`` selects the implementation:
+The layers call only the four kernels below (``dense``, ``tree_conv_pool`` and their hard
+forms); ``native_available``, ``native_info`` and ``cuda_unavailable_reason`` say which
+implementation runs.  ``backend`` selects the implementation:
 
 * ``"auto"``  -- native kernels when the extension is importable and the tensors are on the CPU
   (float32/float64), the CUDA module for CUDA tensors when it is importable, else the plain
@@ -21,16 +24,21 @@ import importlib
 import torch
 from torch.autograd.function import once_differentiable
 
-from . import functional as F
+from .. import functional as F
+from .. import gates
 
 try:
-    from . import _C  # type: ignore[attr-defined]
-    _C_ERROR: Exception | None = None
+    from .. import _C as native_module  # type: ignore[attr-defined]
+    native_error: Exception | None = None
 except ImportError as e:  # not built: everything falls back to the PyTorch reference
-    _C = None
-    _C_ERROR = e
+    native_module = None
+    native_error = e
 
 BACKENDS = ("auto", "native", "torch")
+#: Limits of the fused CUDA tree kernels (:mod:`.cuda`): tree depth (2**depth leaves) and OR-pool
+#: size (the argmax is a uint8 window index); larger ones run the PyTorch reference there.
+CUDA_MAX_TREE_DEPTH = 5
+CUDA_MAX_POOL = 16
 _NATIVE_DTYPES = (torch.float32, torch.float64)
 _NATIVE_LEAVES = (2, 4, 8, 16, 32)
 _MAX_NATIVE_POOL = 15  # argmax is stored as uint8: pool * pool <= 225
@@ -38,18 +46,25 @@ _MAX_NATIVE_POOL = 15  # argmax is stored as uint8: pool * pool <= 225
 
 def native_available() -> bool:
     """True when the compiled CPU kernels (difflogic._C) can be imported."""
-    return _C is not None
+    return native_module is not None
+
+
+def native_info() -> dict:
+    """How the CPU extension was built (OpenMP, -march=native), or {} when it is missing."""
+    if native_module is None:
+        return {}
+    return {"openmp": bool(native_module.has_openmp), "native_arch": bool(native_module.native_arch)}
 
 
 def _native_missing_msg() -> str:
     return ("backend='native' requested but the compiled extension difflogic._C is not available "
-            f"({_C_ERROR}); build it with `pip install .` or, in a source checkout, "
+            f"({native_error}); build it with `pip install .` or, in a source checkout, "
             "`cmake -S . -B build -DCMAKE_BUILD_TYPE=Release && cmake --build build -j2`")
 
 
-# ------------------------------------------------------------------ CUDA hook (owned by the CUDA
-# engineer): CUDA tensors go to difflogic._cuda, which mirrors this module's function signatures.
-# When that module is missing or fails to import, CUDA tensors use the PyTorch reference.
+# ------------------------------------------------------------------ CUDA: CUDA tensors go to
+# difflogic.kernels.cuda, which mirrors this module's function signatures.  When that module
+# cannot be imported (no CuPy, no device), CUDA tensors use the PyTorch reference.
 _CUDA_MODULE = None
 _CUDA_TRIED = False
 _CUDA_ERROR: Exception | None = None  # why the import failed, for messages
@@ -60,14 +75,14 @@ def _cuda_module():
     if not _CUDA_TRIED:
         _CUDA_TRIED = True
         try:
-            _CUDA_MODULE = importlib.import_module("difflogic._cuda")
+            _CUDA_MODULE = importlib.import_module("difflogic.kernels.cuda")
         except Exception as e:  # noqa: BLE001 - missing CuPy / no driver / not written yet
             _CUDA_MODULE, _CUDA_ERROR = None, e
     return _CUDA_MODULE
 
 
 def cuda_unavailable_reason() -> str | None:
-    """None when CUDA tensors run on difflogic._cuda, else why they fall back to PyTorch."""
+    """None when CUDA tensors run on difflogic.kernels.cuda, else why they fall back to PyTorch."""
     return None if _cuda_module() is not None else str(_CUDA_ERROR)
 
 
@@ -81,19 +96,19 @@ def _choose(backend: str, x: torch.Tensor, native_ok: bool, why_not: str) -> str
         if _cuda_module() is not None:
             return "cuda"
         if backend == "native":
-            raise RuntimeError("backend='native' on a CUDA tensor needs difflogic._cuda (CuPy), "
+            raise RuntimeError("backend='native' on a CUDA tensor needs difflogic.kernels.cuda (CuPy), "
                                f"which could not be imported ({cuda_unavailable_reason()}); "
                                "install it with `pip install \".[cuda13]\"` (or .[cuda12])")
         return "torch"
     if backend == "native":
-        if _C is None:
+        if native_module is None:
             raise RuntimeError(_native_missing_msg())
         if x.device.type != "cpu":
             raise RuntimeError(f"backend='native' supports CPU and CUDA tensors, got device {x.device}")
         if not native_ok:
             raise TypeError(f"backend='native': {why_not}")
         return "native"
-    return "native" if (_C is not None and x.device.type == "cpu" and native_ok) else "torch"
+    return "native" if (native_module is not None and x.device.type == "cpu" and native_ok) else "torch"
 
 
 # ------------------------------------------------------------------ validation helpers
@@ -133,12 +148,14 @@ def _int(name: str, v, minimum: int) -> int:
     return v
 
 
-_SERIAL_WORK = 1 << 16  # below this many gate evaluations a parallel region costs more than it saves
+#: Below this many gate evaluations a call runs on one thread (a parallel region would cost more
+#: than it saves); tests set it to 0 to drive the multi-threaded code on small shapes.
+SERIAL_WORK = 1 << 16
 
 
 def _nthreads(work: int) -> int:
     """torch's intra-op thread count, or 1 for tiny calls (thread wake-up dominates there)."""
-    return 1 if work < _SERIAL_WORK else max(1, torch.get_num_threads())
+    return 1 if work < SERIAL_WORK else max(1, torch.get_num_threads())
 
 
 def _np(t: torch.Tensor):
@@ -159,7 +176,7 @@ def _feature_major(t: torch.Tensor, nthreads: int) -> torch.Tensor:
         return tt
     if t.is_contiguous():
         out = torch.empty(tt.shape, dtype=t.dtype)
-        _C.transpose(t.numpy(), out.numpy(), nthreads)
+        native_module.transpose(t.numpy(), out.numpy(), nthreads)
         return out
     return tt.contiguous()
 
@@ -177,7 +194,7 @@ class _DenseFn(torch.autograd.Function):
         nt = _nthreads(N * out)
         xt = _feature_major(x.detach(), nt)
         y = _batch_major_empty(N, out, x.dtype)
-        _C.dense_forward(xt.numpy(), a32.numpy(), b32.numpy(), _np(coeffs), y.t().numpy(), nt)
+        native_module.dense_forward(xt.numpy(), a32.numpy(), b32.numpy(), _np(coeffs), y.t().numpy(), nt)
         ctx.save_for_backward(xt, a32, b32, coeffs)
         return y
 
@@ -189,7 +206,7 @@ class _DenseFn(torch.autograd.Function):
         gyt = _feature_major(grad_y.detach().to(xt.dtype), nt)
         gx = _batch_major_empty(xt.shape[1], xt.shape[0], xt.dtype) if ctx.needs_input_grad[0] else None
         gc = torch.empty_like(coeffs)
-        _C.dense_backward(xt.numpy(), a32.numpy(), b32.numpy(), _np(coeffs), gyt.numpy(),
+        native_module.dense_backward(xt.numpy(), a32.numpy(), b32.numpy(), _np(coeffs), gyt.numpy(),
                           None if gx is None else gx.t().numpy(), gc.numpy(), nt)
         return gx, None, None, (gc if ctx.needs_input_grad[3] else None)
 
@@ -234,7 +251,7 @@ class _TreeConvPoolFn(torch.autograd.Function):
         N, K = x.shape[0], lc.shape[0]
         y = torch.empty(N, K, Hq, Wq, dtype=x.dtype)
         am = torch.empty(N, K, Hq, Wq, dtype=torch.uint8) if pool > 1 else None
-        _C.tree_conv_pool_forward(_np(x), lc.numpy(), ly.numpy(), lx.numpy(), _np(coeffs), kh, kw,
+        native_module.tree_conv_pool_forward(_np(x), lc.numpy(), ly.numpy(), lx.numpy(), _np(coeffs), kh, kw,
                                   stride, padding, pool, y.numpy(),
                                   None if am is None else am.numpy(),
                                   _nthreads(y.numel() * pool * pool * lc.shape[1]))
@@ -252,7 +269,7 @@ class _TreeConvPoolFn(torch.autograd.Function):
         grad_y = grad_y.contiguous().to(x.dtype)
         gx = torch.empty_like(x) if ctx.needs_input_grad[0] else None
         gc = torch.empty_like(coeffs)
-        _C.tree_conv_pool_backward(_np(x), lc.numpy(), ly.numpy(), lx.numpy(), _np(coeffs),
+        native_module.tree_conv_pool_backward(_np(x), lc.numpy(), ly.numpy(), lx.numpy(), _np(coeffs),
                                    None if am is None else am.numpy(), _np(grad_y), kh, kw,
                                    stride, padding, pool, None if gx is None else gx.numpy(),
                                    gc.numpy(), _nthreads(grad_y.numel() * lc.shape[1]))
@@ -334,11 +351,6 @@ def _ops_u8(name: str, ops, shape, device) -> torch.Tensor:
     return ops.to(torch.uint8).contiguous()
 
 
-def _hard_gate_torch(op: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """gates.hard_gate on int64 tensors: bit (3 - 2a - b) of the truth-table id."""
-    return (op.long() >> (3 - 2 * a - b)) & 1
-
-
 def dense_hard(x_u8, a, b, ops) -> torch.Tensor:
     """Hard dense layer on {0,1} bytes (nonzero counts as 1): gate ``ops[j]`` of
     ``x[:, a[j]]`` and ``x[:, b[j]]``.  uint8 (N, in) -> uint8 (N, out)."""
@@ -349,13 +361,13 @@ def dense_hard(x_u8, a, b, ops) -> torch.Tensor:
     if which == "native":
         x = x.contiguous()
         y = torch.empty(x.shape[0], a.shape[0], dtype=torch.uint8)
-        _C.dense_hard(x.numpy(), _i32(a).numpy(), _i32(b).numpy(), ops.numpy(), y.numpy(),
+        native_module.dense_hard(x.numpy(), _i32(a).numpy(), _i32(b).numpy(), ops.numpy(), y.numpy(),
                       _nthreads(y.numel()))
         return y
     if which == "cuda" and hasattr(_cuda_module(), "dense_hard"):
         return _cuda_module().dense_hard(x, a, b, ops)
     xl = (x != 0).long()
-    return _hard_gate_torch(ops[None], xl[:, a], xl[:, b]).to(torch.uint8)
+    return gates.hard_gate(ops[None].long(), xl[:, a], xl[:, b]).to(torch.uint8)
 
 
 def tree_conv_pool_hard(x_u8, leaf_c, leaf_dy, leaf_dx, ops, kernel_size, stride, padding,
@@ -372,7 +384,7 @@ def tree_conv_pool_hard(x_u8, leaf_c, leaf_dy, leaf_dx, ops, kernel_size, stride
     if which == "native":
         x = x.contiguous()
         y = torch.empty(x.shape[0], K, Hq, Wq, dtype=torch.uint8)
-        _C.tree_conv_pool_hard(x.numpy(), _i32(leaf_c).numpy(), _i32(leaf_dy).numpy(),
+        native_module.tree_conv_pool_hard(x.numpy(), _i32(leaf_c).numpy(), _i32(leaf_dy).numpy(),
                                _i32(leaf_dx).numpy(), ops.numpy(), kh, kw, stride, padding, pool,
                                y.numpy(), _nthreads(y.numel() * pool * pool * L))
         return y
@@ -384,7 +396,7 @@ def tree_conv_pool_hard(x_u8, leaf_c, leaf_dy, leaf_dx, ops, kernel_size, stride
     while v.shape[2] > 1:  # level by level, same gate order as functional.tree_reduce
         n = v.shape[2] // 2
         op = ops[:, g:g + n].reshape(K, n, 1, 1)
-        v = _hard_gate_torch(op, v[:, :, 0::2], v[:, :, 1::2])
+        v = gates.hard_gate(op.long(), v[:, :, 0::2], v[:, :, 1::2])
         g += n
     v = v[:, :, 0]
     N = v.shape[0]

@@ -6,14 +6,17 @@ the user's machine for the exact GPU the first time a kernel is needed; CuPy cac
 on disk (``~/.cupy/kernel_cache`` or ``$CUPY_CACHE_DIR``), keyed by source, options and
 architecture, so later processes load it in milliseconds.
 
-Mirrors :mod:`difflogic._ops` (``dense``, ``tree_conv_pool``, ``dense_hard``,
-``tree_conv_pool_hard``) for CUDA tensors, plus bit-packed inference (:class:`PackedNet`).
+Mirrors :mod:`difflogic.kernels` (``dense``, ``tree_conv_pool``, ``dense_hard``,
+``tree_conv_pool_hard``) for CUDA tensors, plus the bit-packed inference kernels
+(``pack_bits``, ``dense_packed``, ``tree_conv_pool_packed``, ``or_pool_packed``,
+``group_sum_packed``) that the ``cuda-packed`` back end (:mod:`difflogic.backends.cuda_packed`)
+runs a netlist with.
 Kernels are launched on PyTorch's *current* stream of the tensor's device, read and write the
 tensors' memory in place (outputs are allocated by PyTorch's caching allocator), and never
 synchronise the device.  Launch and compile failures raise ``RuntimeError``.
 
 Importing this module raises ``ImportError`` (with the fix in the message) when CuPy, a CUDA
-device or the NVRTC library is missing; ``difflogic._ops`` then falls back to the PyTorch
+device or the NVRTC library is missing; :mod:`difflogic.kernels` then falls back to the PyTorch
 reference for CUDA tensors.
 """
 from __future__ import annotations
@@ -28,7 +31,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import functional as F
+from .. import functional as F
+from . import CUDA_MAX_POOL, CUDA_MAX_TREE_DEPTH
 
 _INSTALL_HINT = ("install CuPy matching your CUDA driver: `pip install cupy-cuda12x` (CUDA 12) or "
                  "`pip install cupy-cuda13x` (CUDA 13)")
@@ -36,33 +40,33 @@ _INSTALL_HINT = ("install CuPy matching your CUDA driver: `pip install cupy-cuda
 try:
     import cupy
 except Exception as e:  # ImportError, or a broken CUDA library set-up inside CuPy
-    raise ImportError(f"difflogic._cuda needs CuPy ({e}); {_INSTALL_HINT}") from e
+    raise ImportError(f"difflogic.kernels.cuda needs CuPy ({e}); {_INSTALL_HINT}") from e
 
 if not torch.cuda.is_available():
-    raise ImportError("difflogic._cuda: PyTorch sees no CUDA device (torch.cuda.is_available() is "
+    raise ImportError("difflogic.kernels.cuda: PyTorch sees no CUDA device (torch.cuda.is_available() is "
                       "False); the layers use the CPU kernels or the PyTorch reference")
 try:
     if cupy.cuda.runtime.getDeviceCount() < 1:
         raise RuntimeError("no device")
 except Exception as e:  # noqa: BLE001 - CUDARuntimeError, driver too old for this CuPy, ...
-    raise ImportError(f"difflogic._cuda: CuPy cannot use the CUDA device ({e}); {_INSTALL_HINT}") from e
+    raise ImportError(f"difflogic.kernels.cuda: CuPy cannot use the CUDA device ({e}); {_INSTALL_HINT}") from e
 try:
     from cupy_backends.cuda.libs import nvrtc as _nvrtc
     _NVRTC_VERSION = _nvrtc.getVersion()
 except Exception as e:  # noqa: BLE001
-    raise ImportError(f"difflogic._cuda: the NVRTC runtime compiler library is missing ({e}); install "
+    raise ImportError(f"difflogic.kernels.cuda: the NVRTC runtime compiler library is missing ({e}); install "
                       "it with `pip install nvidia-cuda-nvrtc` (matching your CUDA major version) or "
                       "a CUDA toolkit") from e
 
 __all__ = ["dense", "tree_conv_pool", "dense_hard", "tree_conv_pool_hard", "pack_bits",
            "unpack_bits", "dense_packed", "tree_conv_pool_packed", "or_pool_packed",
-           "group_sum_packed", "PackedNet", "source_dir", "calls"]
+           "group_sum_packed", "source_dir", "calls"]
 
-_PKG = Path(__file__).resolve().parent
+_PKG = Path(__file__).resolve().parent.parent   # the difflogic package folder
 _FLOAT_T = {torch.float32: "float", torch.float64: "double"}
 _WORD_T = {32: ("unsigned int", torch.int32), 64: ("unsigned long long", torch.int64)}
-_MAX_DEPTH = 5
-_MAX_POOL = 16          # argmax is a uint8 window index: pool * pool <= 256
+_MAX_DEPTH = CUDA_MAX_TREE_DEPTH
+_MAX_POOL = CUDA_MAX_POOL
 _INT_LIMIT = 2**31 - 1  # kernels index with 32-bit ints
 _THREADS = 256
 
@@ -83,7 +87,7 @@ def source_dir() -> Path:
 try:
     source_dir()
 except FileNotFoundError as e:
-    raise ImportError(f"difflogic._cuda: {e}") from e
+    raise ImportError(f"difflogic.kernels.cuda: {e}") from e
 
 
 # ----------------------------------------------------------------------------- compilation
@@ -139,7 +143,7 @@ def _resolve(spec: tuple, index: int):
 _STREAMS: dict[tuple[int, int], object] = {}
 
 
-def _cupy_stream(index: int):
+def cupy_stream(index: int):
     """CuPy view of PyTorch's current stream on device ``index`` (cached per raw handle)."""
     ptr = torch.cuda.current_stream(index).cuda_stream
     s = _STREAMS.get((index, ptr))
@@ -161,20 +165,23 @@ def _arg(v):
     return np.int32(v)
 
 
-def _is_cuda(t: torch.Tensor) -> bool:
-    return t.is_cuda  # (the CPU emulation test in tests/test_cuda.py substitutes this)
+def is_cuda_tensor(t: torch.Tensor) -> bool:
+    """Whether ``t`` lives on a CUDA device.  The CPU emulation of the kernels
+    (tests/test_cuda_harness.py) replaces this, ``device_index`` and ``cupy_stream`` on its copy."""
+    return t.is_cuda
 
 
-def _device_index(device: torch.device) -> int:
+def device_index(device: torch.device) -> int:
+    """The CUDA device ordinal of ``device`` (the current one when it names none)."""
     return device.index if device.index is not None else torch.cuda.current_device()
 
 
 def _launch(spec: tuple, name: str, device: torch.device, grid, block, args) -> None:
-    index = _device_index(device)
+    index = device_index(device)
     with cupy.cuda.Device(index):
         kernel = _resolve(spec, index)
         try:
-            with _cupy_stream(index):
+            with cupy_stream(index):
                 kernel(grid, block, tuple(_arg(a) for a in args))
         except Exception as e:  # noqa: BLE001
             raise RuntimeError(f"difflogic: CUDA kernel {name} failed to launch on {device} "
@@ -326,14 +333,14 @@ class _DenseFn(torch.autograd.Function):
 
 
 def dense(x, a, b, coeffs, backend="auto") -> torch.Tensor:
-    """Relaxed dense logic layer on CUDA (same contract as :func:`difflogic._ops.dense`).
+    """Relaxed dense logic layer on CUDA (same contract as :func:`difflogic.kernels.dense`).
 
     float16/bfloat16 run in float32.  The (N, out) result is a transposed view (see _DenseFn).
     """
     if backend == "torch":
         return F.dense_reference(x, a, b, coeffs)
-    if not (_is_cuda(x) and x.dim() == 2):
-        raise ValueError(f"difflogic._cuda.dense: x must be a 2-D CUDA tensor, got {x.device} shape {tuple(x.shape)}")
+    if not (is_cuda_tensor(x) and x.dim() == 2):
+        raise ValueError(f"difflogic.kernels.cuda.dense: x must be a 2-D CUDA tensor, got {x.device} shape {tuple(x.shape)}")
     for name, t in (("a", a), ("b", b), ("coeffs", coeffs)):
         _on_device(name, t, x.device)
     if tuple(coeffs.shape) != (a.shape[0], 4) or b.shape != a.shape:
@@ -447,7 +454,7 @@ class _TreeConvPoolFn(torch.autograd.Function):
 
 def tree_conv_pool(x, leaf_c, leaf_dy, leaf_dx, coeffs, kernel_size, stride=1, padding=0, pool=1,
                    backend="auto") -> torch.Tensor:
-    """Relaxed tree convolution + OR pool on CUDA (contract: :func:`difflogic._ops.tree_conv_pool`).
+    """Relaxed tree convolution + OR pool on CUDA (contract: :func:`difflogic.kernels.tree_conv_pool`).
 
     Depth 1..5 and pool <= 16 run the fused kernels; anything else (and ``backend="torch"``)
     runs the PyTorch reference.  float16/bfloat16 run in float32.  The backward sums with
@@ -456,8 +463,8 @@ def tree_conv_pool(x, leaf_c, leaf_dy, leaf_dx, coeffs, kernel_size, stride=1, p
     same bits every run, a buffer of N*K*Hp*Wp*2^depth gradients; PyTorch's own matmuls then
     need ``CUBLAS_WORKSPACE_CONFIG=:4096:8``, as PyTorch's error message says).
     """
-    if not (_is_cuda(x) and x.dim() == 4):
-        raise ValueError(f"difflogic._cuda.tree_conv_pool: x must be a 4-D CUDA tensor, got "
+    if not (is_cuda_tensor(x) and x.dim() == 4):
+        raise ValueError(f"difflogic.kernels.cuda.tree_conv_pool: x must be a 4-D CUDA tensor, got "
                          f"{x.device} shape {tuple(x.shape)}")
     g = _geometry(x, leaf_c, kernel_size, stride, padding, pool)
     if backend == "torch" or not _supported_tree(g):
@@ -493,7 +500,7 @@ def _u8(name: str, x: torch.Tensor) -> torch.Tensor:
 def dense_hard(x_u8, a, b, ops) -> torch.Tensor:
     """Hard dense layer on {0,1} bytes (nonzero = 1): uint8 (N, in) -> uint8 (N, out)."""
     x = _u8("x_u8", x_u8).contiguous()
-    if not (_is_cuda(x) and x.dim() == 2):
+    if not (is_cuda_tensor(x) and x.dim() == 2):
         raise ValueError(f"x_u8 must be a 2-D CUDA tensor, got {x.device} shape {tuple(x.shape)}")
     N, n_in = x.shape
     out = a.shape[0]
@@ -516,7 +523,7 @@ def tree_conv_pool_hard(x_u8, leaf_c, leaf_dy, leaf_dx, ops, kernel_size, stride
     """Hard tree conv + logical-OR pool on {0,1} bytes: uint8 (N, C, H, W) -> uint8 (N, K, Hp, Wp).
     Depths beyond 5 or pools beyond 16 run the (exact) PyTorch reference."""
     x = _u8("x_u8", x_u8).contiguous()
-    if not (_is_cuda(x) and x.dim() == 4):
+    if not (is_cuda_tensor(x) and x.dim() == 4):
         raise ValueError(f"x_u8 must be a 4-D CUDA tensor, got {x.device} shape {tuple(x.shape)}")
     g = _geometry(x, leaf_c, kernel_size, stride, padding, pool)
     ops = ops.to(device=x.device, dtype=torch.uint8).contiguous()
@@ -564,7 +571,7 @@ def pack_bits(x_u8: torch.Tensor, word_bits: int = 32) -> torch.Tensor:
     """(N, *features) {0,1} bytes -> (F, ceil(N / word_bits)) words; bit t of word w = sample
     w*word_bits + t.  Words are stored as int32/int64 (the bit pattern of unsigned words)."""
     x = _u8("x_u8", x_u8)
-    if not _is_cuda(x) or x.dim() < 2:
+    if not is_cuda_tensor(x) or x.dim() < 2:
         raise ValueError(f"x_u8 must be a CUDA tensor (N, ...), got {x.device} shape {tuple(x.shape)}")
     x = x.reshape(x.shape[0], -1).contiguous()
     N, Fn = x.shape
@@ -660,94 +667,3 @@ def group_sum_packed(words, k: int, n: int) -> torch.Tensor:
         _launch(kern, name, words.device, _grid1d(k * NW * 32), (_THREADS,),
                 (words.contiguous(), counts, Fn, k, n, NW))
     return counts
-
-
-class PackedNet:
-    """Bit-packed GPU inference of a :class:`difflogic.LogicNet` (or any ``nn.Sequential`` of
-    difflogic layers) with eval-mode (hard) semantics: 32 or 64 samples per machine word.
-
-    The gate choices (argmax of the logits) and wiring are snapshotted at construction; build a
-    new ``PackedNet`` after further training.  ``counts(x)`` returns the exact int32 class
-    counts (N, k); calling the object returns ``counts / tau``, i.e. what ``model.eval()(x)``
-    returns.  Input: float images (when the first layer is ``Thresholds``) or {0,1} bytes.
-    """
-
-    def __init__(self, model: torch.nn.Module, word_bits: int = 32):
-        from .layers import Flatten, GroupSum, LogicConv2d, LogicDense, OrPool2d, Thresholds
-        _word(word_bits)
-        self.word_bits = word_bits
-        layers = list(model.children()) if len(list(model.children())) else [model]
-        self.encoder = None
-        if layers and isinstance(layers[0], Thresholds):
-            self.encoder, layers = layers[0], layers[1:]
-        self.steps = []
-        self.group_sum = None
-        for i, m in enumerate(layers):
-            if self.group_sum is not None:
-                raise TypeError("PackedNet: GroupSum must be the last layer")
-            if isinstance(m, LogicConv2d):
-                self.steps.append(("conv", m, m.ops().contiguous()))
-            elif isinstance(m, LogicDense):
-                self.steps.append(("dense", m, m.ops().contiguous()))
-            elif isinstance(m, OrPool2d):
-                self.steps.append(("pool", m, None))
-            elif isinstance(m, Flatten):
-                self.steps.append(("flatten", m, None))
-            elif isinstance(m, GroupSum):
-                self.group_sum = m
-            elif isinstance(m, Thresholds):
-                raise TypeError("PackedNet: Thresholds is only supported as the first layer")
-            else:
-                raise TypeError(f"PackedNet: layer {i} ({type(m).__name__}) has no packed kernel")
-
-    def _encode(self, x: torch.Tensor) -> torch.Tensor:
-        if self.encoder is not None:
-            if x.dtype in (torch.uint8, torch.bool):
-                raise TypeError("PackedNet: the model starts with Thresholds; pass float inputs in [0, 1]")
-            return self.encoder(x).to(torch.uint8)  # exact 0/1 in train and eval mode
-        if x.dtype not in (torch.uint8, torch.bool):
-            raise TypeError(f"PackedNet: without a Thresholds layer the input must be uint8/bool 0/1, got {x.dtype}")
-        return x.to(torch.uint8)
-
-    @torch.no_grad()
-    def forward_words(self, x: torch.Tensor):
-        """-> (words (F, NW), feature shape, N) after the last gate layer."""
-        if not _is_cuda(x):
-            raise ValueError(f"PackedNet: input must be a CUDA tensor, got {x.device}")
-        bits = self._encode(x)
-        N = bits.shape[0]
-        shape = tuple(bits.shape[1:])
-        words = pack_bits(bits, self.word_bits)
-        for kind, m, ops in self.steps:
-            if kind == "conv":
-                if len(shape) != 3:
-                    raise ValueError(f"PackedNet: {type(m).__name__} needs a (C, H, W) input, got {shape}")
-                words = tree_conv_pool_packed(words, shape, m.leaf_c, m.leaf_dy, m.leaf_dx, ops,
-                                              m.kernel_size, m.stride, m.padding, m.or_pool)
-                shape = tuple(m.output_shape(shape))
-            elif kind == "pool":
-                words = or_pool_packed(words, shape, m.kernel_size)
-                shape = tuple(m.output_shape(shape))
-            elif kind == "flatten":
-                shape = (int(np.prod(shape)),)
-            else:
-                if len(shape) != 1:
-                    raise ValueError(f"PackedNet: dense layer needs a flat input (add Flatten), got {shape}")
-                words = dense_packed(words, m.wire_a, m.wire_b, ops)
-                shape = (m.out_features,)
-        return words, shape, N
-
-    @torch.no_grad()
-    def counts(self, x: torch.Tensor) -> torch.Tensor:
-        """int32 (N, k) class counts (the hard network's GroupSum before dividing by tau)."""
-        if self.group_sum is None:
-            raise TypeError("PackedNet.counts needs a model ending in GroupSum; use forward_words")
-        words, _, N = self.forward_words(x)
-        return group_sum_packed(words, self.group_sum.k, N)
-
-    @torch.no_grad()
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.group_sum is None:
-            words, shape, N = self.forward_words(x)
-            return unpack_bits(words, N).reshape(N, *shape)
-        return F.exact_div(self.counts(x), self.group_sum.tau)
