@@ -14,7 +14,9 @@
 #
 # Environment: DATA_DIR (Fashion-MNIST IDX folder; default: the dataset-fashion-mnist package's
 # /usr/share/datasets/fashion-mnist or $DIFFLOGIC_DATA/fashion-mnist), THREADS (default: all
-# cores), EPOCHS (default: the tuned value below).  Prints the wall time of every stage.
+# cores), EPOCHS (default: the fmnist-small recipe's), DIFFLOGIC_ALLOW_SLOW=1 (run even without
+# the compiled kernels).  Both the kernels and the dataset are checked before any training
+# (exit 2, printing what to run, when one is missing).  Prints the wall time of every stage.
 set -euo pipefail
 
 RUN=${1:-runs/fmnist}
@@ -23,13 +25,53 @@ EPOCHS=${EPOCHS:-}
 MODEL=${MODEL:-fmnist-small}
 
 source "$(dirname "$0")/_difflogic_cli.sh"
-# OpenMP wait policy: libgomp's default (spin briefly, then sleep) is left alone.  Measured on
-# 2 cores (fmnist-small step): 27.7 ms default vs 32.5 ms with OMP_WAIT_POLICY=PASSIVE, whose
-# every parallel region pays a futex wake-up; set PASSIVE yourself on a machine busy with other
-# work, where spinning threads would steal its cores.
+# OpenMP wait policy: libgomp's default (spin briefly, then sleep) is left alone: with
+# OMP_WAIT_POLICY=PASSIVE every parallel region pays a futex wake-up; set PASSIVE yourself on
+# a machine busy with other work, where spinning threads would steal its cores.
 
+# Before any training: the native kernels (else ~70x slower) and Fashion-MNIST must be there.
+require_native_kernels
+if [ -n "${DATA_DIR:-}" ] && [[ "$DATA_DIR" != /* ]]; then DATA_DIR=$PWD/$DATA_DIR; fi
 data_args=()
 [ -n "${DATA_DIR:-}" ] && data_args=(--data-dir "$DATA_DIR")
+
+# Prints where Fashion-MNIST is, or what to run to get it and exits 2.  Asks difflogic.data,
+# so it looks exactly where `difflogic train` will.
+require_fashion_mnist() {
+  local found rc=0
+  found=$(cd / && "${DL_PY:-$PY}" - "${DATA_DIR:-}" <<'PY'
+import sys
+from difflogic.data import DatasetNotFoundError, default_data_dirs, locate_dataset
+data_dir = sys.argv[1] or None
+try:
+    print(locate_dataset("fashion-mnist", data_dir))
+except DatasetNotFoundError:
+    print(", ".join(map(str, [data_dir] if data_dir else default_data_dirs("fashion-mnist"))))
+    sys.exit(3)
+PY
+  ) || rc=$?
+  if [ "$rc" -eq 3 ] && [ -n "${DATA_DIR:-}" ]; then
+    cat >&2 <<EOF
+$(basename "$0"): Fashion-MNIST not found in DATA_DIR=$DATA_DIR. Point DATA_DIR at a folder
+holding its four IDX files (train-images-idx3-ubyte.gz, ...), or unset it after running
+    sudo apt-get install dataset-fashion-mnist
+EOF
+    exit 2
+  elif [ "$rc" -eq 3 ]; then
+    cat >&2 <<EOF
+$(basename "$0"): Fashion-MNIST not found (looked in $found). Get it with
+    sudo apt-get install dataset-fashion-mnist
+or point the job at a folder holding its four IDX files (train-images-idx3-ubyte.gz, ...):
+    DATA_DIR=DIR bash $0 $RUN
+EOF
+    exit 2
+  elif [ "$rc" -ne 0 ]; then
+    echo "$(basename "$0"): could not look for Fashion-MNIST: $found" >&2
+    exit 1
+  fi
+  echo "Fashion-MNIST: $found"
+}
+require_fashion_mnist
 train_args=()
 [ -n "$EPOCHS" ] && train_args=(--epochs "$EPOCHS")
 
@@ -37,7 +79,7 @@ t0=$(date +%s)
 stage() { echo; echo "=== $1 ($(( $(date +%s) - t0 ))s elapsed)"; }
 
 stage "train $MODEL on Fashion-MNIST -> $RUN"
-"${DL[@]}" train --dataset fashion-mnist "${data_args[@]}" --model "$MODEL" \
+"${DL[@]}" train --config "$MODEL" "${data_args[@]}" \
   --threads "$THREADS" "${train_args[@]}" --overwrite --out "$RUN"
 t_train=$(( $(date +%s) - t0 ))
 
