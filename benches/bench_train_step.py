@@ -24,7 +24,7 @@ import torch
 import difflogic as dl
 from difflogic import functional as F
 from difflogic.layers import LogicConv2d, LogicDense
-from difflogic.train import keep_freed_memory, make_optimizer
+from difflogic.training import keep_freed_memory, make_optimizer
 
 BATCH = 128
 
@@ -77,8 +77,8 @@ def peak_rss_gib(backend: str, steps: int) -> float:
 
 
 def _native_ok():
-    from difflogic import _ops
-    return _ops.native_available()
+    from difflogic import kernels
+    return kernels.native_available()
 
 
 @pytest.mark.parametrize("backend", ["native", "torch", "naive"])

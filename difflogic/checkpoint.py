@@ -21,15 +21,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import pickle
-import stat
-import tempfile
 import warnings
 import zipfile
 from pathlib import Path
 
 import torch
+
+from .files import atomic_write
 
 FORMAT = "difflogic-checkpoint"
 VERSION = 1
@@ -77,69 +76,6 @@ def _library_version() -> str:
     return __version__
 
 
-def _final_mode(path: Path) -> int:
-    """The permission bits ``path`` should get: those of the file it replaces, else what a plain
-    ``open(path, "w")`` would give (0666 less the umask).  mkstemp makes its file 0600, which
-    would otherwise leave every run directory readable by its owner alone."""
-    try:
-        return stat.S_IMODE(os.stat(path).st_mode)
-    except FileNotFoundError:
-        mask = os.umask(0)  # the only portable way to read the umask: set it and put it back
-        os.umask(mask)
-        return 0o666 & ~mask
-
-
-def atomic_write(path, write) -> None:
-    """Call ``write(fileobj)`` on a temp file next to ``path``, fsync, then rename over ``path``.
-
-    On any failure the temp file is removed and ``path`` is left untouched.
-    """
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    if path.is_dir():
-        raise IsADirectoryError(f"cannot write {path}: it is an existing directory; give a file name")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise _os_error(e, f"cannot write {path}: cannot create the directory {folder}") from None
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    except OSError as e:
-        raise _os_error(e, f"cannot write {path}: the directory {folder} is not writable") from None
-    try:
-        os.fchmod(fd, _final_mode(path))
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        if isinstance(e, OSError):  # name the target, not the temp file, in the message
-            raise _os_error(e, f"cannot write {path}") from None
-        raise
-    try:  # make the rename itself durable (best effort: not every file system allows it)
-        dfd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
-
-
-def _os_error(e: OSError, what: str) -> OSError:
-    """``e`` re-raised as the same OSError subclass with a message saying what failed and why
-    (the temp file name in the original message would only confuse)."""
-    reason = e.strerror or str(e) or type(e).__name__
-    err = type(e)(f"{what} ({reason})")
-    err.errno = e.errno
-    return err
-
-
 def save_checkpoint(path, model, *, kind: str = "model", **extra) -> Path:
     """Write ``model`` (a :class:`~difflogic.models.LogicNet`) and ``extra`` entries to ``path``.
 
@@ -185,9 +121,9 @@ def _load_failure(path: Path, e: BaseException) -> str:
     except OSError:
         head = b""
     if head.startswith(b"PK\x03\x04"):  # torch's zip container, damaged
-        first = (text.strip().splitlines() or [type(e).__name__])[0]
-        return (f"{path}: unreadable, truncated or corrupt checkpoint ({type(e).__name__}: "
-                f"{first[:200]}); restore it from a backup or re-run training")
+        return (f"{path}: unreadable, truncated or corrupt checkpoint (torch: "
+                f"{_first_sentence(text) or type(e).__name__}); restore it from a backup or "
+                "re-run training")
     if head.startswith(b"\x93NUMPY"):
         kind = "a NumPy .npy array file"
     elif head[:1] == b"\x80":
@@ -197,6 +133,19 @@ def _load_failure(path: Path, e: BaseException) -> str:
     else:
         kind = "unrecognised binary content (neither a torch.save zip file nor a legacy torch file)"
     return f"{path}: not a difflogic checkpoint ({kind}; {_EXPECTED})"
+
+
+def _first_sentence(text: str, limit: int = 200) -> str:
+    """The first line of an error text, shortened at a sentence or clause end (never inside
+    a word) when it is longer than ``limit``."""
+    line = (text.strip().splitlines() or [""])[0].strip()
+    if len(line) <= limit:
+        return line
+    for sep in (". ", "; ", ": ", ", "):
+        cut = line.rfind(sep, 0, limit)
+        if cut > limit // 3:
+            return line[:cut + 1].rstrip(":;, ") + " ..."
+    return line[:line.rfind(" ", 0, limit)] + " ..."
 
 
 def _is_text(head: bytes) -> bool:

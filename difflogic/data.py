@@ -108,9 +108,12 @@ _IDX_BASES = {
 }
 _FASHION_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")   # Debian: dataset-fashion-mnist
 
-_IDX_LAYOUT = ("a directory holding the four IDX files train-images-idx3-ubyte, "
-               "train-labels-idx1-ubyte, t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte, "
-               "each either raw or gzipped (.gz)")
+_IDX_LAYOUT = ("train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and "
+               "t10k-labels-idx1-ubyte (raw or .gz) in one folder")
+
+
+def _data_dir_fix(name: str) -> str:
+    return f"then pass that folder as --data-dir DIR or put it at $DIFFLOGIC_DATA/{name}"
 
 DATASET_INFO: dict[str, DatasetInfo] = {
     "cifar10": DatasetInfo(
@@ -118,34 +121,26 @@ DATASET_INFO: dict[str, DatasetInfo] = {
         classes=("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
                  "ship", "truck"),
         train_size=50_000, test_size=10_000, val_size=5_000,
-        layout=(f"the CIFAR-10 python version: a directory '{_CIFAR_DIR}/' holding data_batch_1 .. "
-                f"data_batch_5, test_batch and batches.meta (pickled dicts with b'data' uint8 "
-                f"[N, 3072] as R, G, B planes and b'labels'), or the archive '{_CIFAR_ARCHIVE}'; "
-                f"data_dir may be that directory, its parent, or the folder holding the archive"),
-        fix=("download the 'CIFAR-10 python version' (cifar-10-python.tar.gz) from "
-             "https://www.cs.toronto.edu/~kriz/cifar.html and pass its folder as data_dir "
-             "(--data-dir on the command line); the archive may stay packed. A directory in the "
-             "same format made by a conversion script works too. Alternatively set "
-             "DIFFLOGIC_DATA so that $DIFFLOGIC_DATA/cifar10 holds it")),
+        layout=(f"{_CIFAR_DIR}/ (data_batch_1..5, test_batch, batches.meta) or "
+                f"{_CIFAR_ARCHIVE} in one folder"),
+        fix=(f"download the python version ({_CIFAR_ARCHIVE}, may stay packed) from "
+             "https://www.cs.toronto.edu/~kriz/cifar.html, " + _data_dir_fix("cifar10"))),
     "fashion-mnist": DatasetInfo(
         name="fashion-mnist", title="Fashion-MNIST", shape=(1, 28, 28), num_classes=10,
         classes=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
                  "Sneaker", "Bag", "Ankle boot"),
         train_size=60_000, test_size=10_000, val_size=10_000,
         layout=_IDX_LAYOUT,
-        fix=("on Debian/Ubuntu run 'apt-get install dataset-fashion-mnist' (installs the files "
-             f"into {_FASHION_SYSTEM_DIR}), or get the four *-ubyte.gz files from "
-             "https://github.com/zalandoresearch/fashion-mnist and pass their folder as data_dir "
-             "(--data-dir on the command line)")),
+        fix=("sudo apt-get install dataset-fashion-mnist (Debian/Ubuntu), or get the files from "
+             "https://github.com/zalandoresearch/fashion-mnist, "
+             + _data_dir_fix("fashion-mnist"))),
     "mnist": DatasetInfo(
         name="mnist", title="MNIST", shape=(1, 28, 28), num_classes=10,
         classes=tuple(str(i) for i in range(10)),
         train_size=60_000, test_size=10_000, val_size=10_000,
         layout=_IDX_LAYOUT,
-        fix=("get the four MNIST files (train-images-idx3-ubyte.gz etc.) from the MNIST database "
-             "(http://yann.lecun.com/exdb/mnist/ or one of its mirrors) and pass their folder as "
-             "data_dir (--data-dir on the command line), or set DIFFLOGIC_DATA so that "
-             "$DIFFLOGIC_DATA/mnist holds them")),
+        fix=("get the files from http://yann.lecun.com/exdb/mnist/ (or a mirror), "
+             + _data_dir_fix("mnist"))),
 }
 
 _ALIASES = {"cifar-10": "cifar10", "fashionmnist": "fashion-mnist"}
@@ -181,14 +176,12 @@ def default_data_dirs(name: str) -> list[Path]:
 
 
 def _fail(info: DatasetInfo, problem: str, tried=None, missing: bool = False):
-    lines = [f"{info.title}: {problem}"]
-    if tried:
-        lines.append("Looked in:")
-        lines += [f"  - {t}" for t in tried]
-    lines.append(f"Expected layout: {info.layout}.")
-    lines.append(f"To fix: {info.fix}. Nothing is downloaded automatically.")
+    """The error for a missing or damaged dataset, as one line (the CLI prints it as is): the
+    problem, the places looked in, the layout expected and how to get the files."""
+    looked = f" Looked in: {'; '.join(tried)}." if tried else ""
     cls = DatasetNotFoundError if missing else DatasetError
-    return cls("\n".join(lines))
+    return cls(f"{info.title}: {problem.rstrip('.')}.{looked} Expected layout: {info.layout}. "
+               f"To fix: {info.fix}.")
 
 
 def _roots(name: str, data_dir) -> list[Path]:
@@ -352,8 +345,7 @@ def _find_idx_dir(roots: list[Path], name: str, split: str):
             tried.append(f"{root} ({'not a directory' if root.exists() else 'no such directory'})")
             continue
         for d in (root, root / "raw", root / sub / "raw"):   # plain, and torchvision's layout
-            if not d.is_dir():
-                tried.append(f"{d} (no such directory)")
+            if not d.is_dir():  # root is one: its optional raw/ layouts are not worth a line
                 continue
             found = {}
             for kind in ("images", "labels"):
@@ -529,6 +521,11 @@ class BatchLoader:
     batches as stored, in the same order, while it is True: the training loop sets it per step
     for a straight-through polish without augmentation.  It is a switch of the moment, not a
     setting, so :meth:`state_dict` leaves it out and a resumed run's loop sets it again.
+
+    ``shard`` (an attribute, default ``(0, 1)``) = ``(rank, ranks)`` makes each batch the
+    rank's contiguous share of the batch every rank would draw (for data-parallel training:
+    the ranks together see exactly the single-process batch, augmented alike).  Like
+    ``suspend_augment`` it is left out of the state, so a run resumes on any number of ranks.
     """
 
     def __init__(self, images, labels, batch_size: int, shuffle: bool = True, seed: int = 0, *,
@@ -557,6 +554,7 @@ class BatchLoader:
         self.drop_last = bool(drop_last)
         self.crop_padding = _int_arg("crop_padding", crop_padding, 0)
         self.suspend_augment = False
+        self.shard = (0, 1)
         if indices is None:
             self.indices = None
             n = len(images)
@@ -643,11 +641,15 @@ class BatchLoader:
 
     def _batch(self, order: np.ndarray, epoch: int, b: int):
         sel = order[b * self.batch_size:(b + 1) * self.batch_size]
-        xb = self.images[sel]
-        flip = np.zeros(len(sel), dtype=bool)
+        mine = self._my_share(len(sel))
+        flip = np.zeros(len(sel), dtype=bool)[mine]
         if self.augment and not self.suspend_augment:
-            xb, flip = _flip_crop(xb, np.random.default_rng([self.seed, 1, epoch, b]),
-                                  self.crop_padding)
+            rng = np.random.default_rng([self.seed, 1, epoch, b])
+            flip, dy, dx = (v[mine] for v in flip_crop_params(rng, len(sel), self.crop_padding))
+            xb = flip_crop(self.images[sel[mine]], flip, dy, dx, self.crop_padding)
+        else:
+            xb = self.images[sel[mine]]
+        sel = sel[mine]
         batch = [None, torch.from_numpy(self.labels[sel])]
         if self.soft_targets is not None:
             batch.append(self.soft_targets[torch.from_numpy(sel), torch.from_numpy(flip.astype(np.int64))])
@@ -655,6 +657,16 @@ class BatchLoader:
         if self.device is not None:
             batch = [t.to(self.device) for t in batch]
         return tuple(batch)
+
+    def _my_share(self, n: int) -> slice:
+        """The rows of an ``n``-image batch that belong to this loader's ``shard``."""
+        rank, ranks = self.shard
+        if ranks == 1:
+            return slice(None)
+        if n % ranks:
+            raise ValueError(f"a batch of {n} images does not split evenly over {ranks} ranks")
+        per = n // ranks
+        return slice(rank * per, (rank + 1) * per)
 
     def __iter__(self):
         epoch = self.epoch
@@ -698,19 +710,23 @@ def make_loader(images, labels, batch_size: int, shuffle: bool = True, seed: int
                        drop_last=drop_last, **kwargs)
 
 
-def _flip_crop(xb: np.ndarray, rng: np.random.Generator, pad: int):
-    """Random horizontal flip + random crop from a zero-padded copy -> (images, flipped mask).
-    The crop is one gather over a sliding-window view (contiguous HxW blocks, ~6x faster than
-    per-pixel fancy indexing)."""
-    n, c, h, w = xb.shape
+def flip_crop_params(rng: np.random.Generator, n: int, pad: int):
+    """Per image: flip or not, and the crop's offsets in the image zero-padded by ``pad``."""
     flip = rng.random(n) < 0.5
     dy = rng.integers(0, 2 * pad + 1, n)
     dx = rng.integers(0, 2 * pad + 1, n)
+    return flip, dy, dx
+
+
+def flip_crop(xb: np.ndarray, flip, dy, dx, pad: int) -> np.ndarray:
+    """Horizontal flips + crops from a zero-padded copy (one gather over a sliding-window
+    view: contiguous HxW blocks instead of per-pixel fancy indexing)."""
+    n, c, h, w = xb.shape
     padded = np.zeros((n, c, h + 2 * pad, w + 2 * pad), dtype=xb.dtype)
     padded[:, :, pad:pad + h, pad:pad + w] = xb
     out = sliding_window_view(padded, (h, w), axis=(2, 3))[np.arange(n), :, dy, dx]
     out[flip] = out[flip, :, :, ::-1]
-    return out, flip
+    return out
 
 
 # ---------------------------------------------------------------------------------------------

@@ -22,10 +22,7 @@ from . import _checks, gates
 from .functional import (conv_output_size, gate_coefficients, group_sum, gumbel_noise,
                          input_wise_coefficients, input_wise_ops)
 
-try:  # the kernel dispatcher (native C++/CUDA with a PyTorch fallback)
-    from . import _ops
-except ImportError:  # pragma: no cover - only while bootstrapping a source tree
-    _ops = None
+from . import kernels as _ops  # the kernel dispatcher (native C++/CUDA with a PyTorch fallback)
 
 BACKENDS = ("auto", "native", "torch")
 INITS = ("residual", "gaussian")
@@ -85,29 +82,20 @@ class GateLayer(nn.Module):
     #: Train-mode Gumbel noise scale added to the logits each forward (0 = none), see
     #: :func:`set_gumbel_noise`.
     gumbel: float = 0.0
-    #: Train-mode factor on the logits before the softmax (1 = none), see
-    #: :func:`set_logit_scale`.  The hard network (argmax) does not depend on it.
-    logit_scale: float = 1.0
     #: Part of the architecture (a model config's ``"straight_through": true`` on the layer):
-    #: this layer always trains straight-through, whatever the run-phase switch above says.
-    #: Meant for the first gate layer, whose relaxed mixtures of thresholded input bits carry
-    #: "analog" values the hard network cannot reproduce (benches/RESULTS.md).
+    #: this layer always trains straight-through, whatever the run-phase switch above says;
+    #: meant for the first gate layer, whose relaxed mixtures of thresholded input bits carry
+    #: "analog" values the hard network cannot reproduce.
     always_straight_through: bool = False
-    #: Part of the architecture too (a model config's ``"straight_through": F`` with F a
-    #: fraction in [0, 1]): the training loop switches this layer alone to straight-through
-    #: from that fraction of the run on, the other layers staying relaxed.  Measured on CIFAR-10
-    #: S (RESULTS.md): as a fine-tune of the first conv layer after augmented runs +1.1 to
-    #: +2.5% hard test accuracy; from 30% or 60% of a 50-epoch flips-only run +2.5% (57.25 /
-    #: 57.26% vs 54.74%), against +1.0% for ``true`` (argmax from the first step); from 70% of
-    #: a run without augmentation +1.0% hard validation but no test gain (-0.1%).
+    #: Part of the architecture too (``"straight_through": F``, F a fraction in [0, 1]): the
+    #: training loop switches this layer alone to straight-through from that fraction of the
+    #: run on, the other layers staying relaxed.
     ste_from: float | None = None
     #: ``softmax`` (16 logits per neuron) or ``input_wise`` (4), see :data:`PARAMETRIZATIONS`.
     parametrization: str = "softmax"
 
     def coefficients(self) -> torch.Tensor:
         w = self.weight
-        if self.training and self.logit_scale != 1.0:
-            w = w * self.logit_scale
         st = self.straight_through or self.always_straight_through
         if self.parametrization == "input_wise":
             return input_wise_coefficients(w, hard=not self.training, straight_through=st)
@@ -147,26 +135,6 @@ def set_straight_through(model: nn.Module, enabled: bool) -> None:
     for m in model.modules():
         if isinstance(m, GateLayer):
             m.straight_through = bool(enabled)
-
-
-def set_logit_scale(model: nn.Module, scale: float) -> None:
-    """Multiply every gate layer's logits by ``scale`` before the softmax in train-mode
-    forwards (1 = the plain relaxation; eval() mode, the hard network, is unaffected).
-
-    Why: at the end of a relaxed run many neurons are a mixture of two or three gates, which
-    computes a non-Boolean function the argmax gate does not.  On a CIFAR-10 S run
-    (benches/RESULTS.md, ``benches/experiments/gate_confidence.py``) hardening the neurons
-    whose top gate probability lies in (0.3, 0.9] costs the whole relaxed/hard gap, the
-    near-uniform (<= 0.3) and the decided (> 0.9) ones nothing.  A scale growing over the
-    run (``difflogic train --sharpen``) lowers the softmax temperature so that those neurons
-    commit while the rest of the network can still adapt, instead of all at once at
-    hardening.  Measured as ``--sharpen 8`` on CIFAR-10 S: no gain (RESULTS.md)."""
-    scale = _checks.finite_number("logit scale", scale)
-    if scale <= 0:
-        raise ValueError(f"logit scale must be > 0, got {scale}")
-    for m in model.modules():
-        if isinstance(m, GateLayer):
-            m.logit_scale = scale
 
 
 def set_gumbel_noise(model: nn.Module, scale: float) -> None:

@@ -23,7 +23,7 @@ import warnings
 import torch
 from torch import nn
 
-from . import _checks
+from . import _checks, configs
 from .layers import (Flatten, GroupSum, LogicConv2d, LogicDense, OrPool2d, Thresholds,
                      quantile_thresholds)
 
@@ -85,9 +85,7 @@ def _warn_grouped_class_scores(modules) -> None:
     GroupSum gives class c a contiguous block of outputs and a grouped conv layer a contiguous
     block of channels to each group, so each class score would then read only one or two of
     the channel groups -- a legal network, but almost never the one meant: the paper's groups
-    are recombined by the output accumulation.  On CIFAR-10 S, the head as one 2x2 tree conv
-    with 4 groups was by epoch 34 of 100 ~8% (hard) / ~4% (relaxed) below the same head with
-    1 group in best validation accuracy (benches/RESULTS.md, 2026-12-05).
+    are recombined by the output accumulation.
     """
     for i, m in enumerate(modules):
         if not isinstance(m, GroupSum):
@@ -227,23 +225,51 @@ def logic_tree_net_config(name: str, num_classes: int = 10) -> dict:
 
 
 # --------------------------------------------------------------------------- presets
-#: Small networks that train in minutes on 2 CPU cores (name -> config factory).
-PRESETS: dict[str, dict] = {}
+#: Top-level keys of a model config (the module docstring says what each holds).
+CONFIG_KEYS = ("name", "description", "input_shape", "num_classes", "init", "parametrization",
+               "layers", "train")
+#: Keys of a model config's ``train`` entry: the model's tuned training defaults.
+TRAIN_KEYS = ("lr", "weight_decay", "batch_size", "epochs", "steps", "schedule", "eval_every",
+              "val_size", "ste_from", "gumbel", "label_smoothing")
 
 
-def register_preset(config: dict) -> None:
-    PRESETS[config["name"]] = config
+def check_config_keys(config: dict, where: str = "model config") -> None:
+    """Refuse unknown keys at the top of a model config and in its ``train`` entry, naming the
+    key and the accepted ones (a typo would otherwise be ignored silently)."""
+    if not isinstance(config, dict):
+        raise ValueError(f"{where}: expected a JSON object, got {type(config).__name__}")
+    for key in config:
+        if key not in CONFIG_KEYS:
+            raise ValueError(f"{where}: unknown key {key!r}; accepted: {', '.join(CONFIG_KEYS)}")
+    train = config.get("train", {})
+    if not isinstance(train, dict):
+        raise ValueError(f"{where}: 'train' must be a mapping of training defaults, "
+                         f"got {type(train).__name__}")
+    for key in train:
+        if key not in TRAIN_KEYS:
+            raise ValueError(f"{where}: unknown key {key!r} in 'train'; accepted: "
+                             f"{', '.join(TRAIN_KEYS)}")
+
+
+def preset_names() -> list[str]:
+    """The recipes in ``difflogic/configs/`` whose model is a whole config (served as presets)."""
+    return [n for n in configs.names() if isinstance(configs.read(n)[1].get("model"), dict)]
 
 
 def model_names() -> list[str]:
-    return sorted(LOGIC_TREE_NETS) + sorted(PRESETS)
+    return sorted(LOGIC_TREE_NETS) + preset_names()
 
 
 def get_model_config(name: str) -> dict:
+    """A paper size's config, or a recipe's model with the recipe's training options that a
+    model config may carry as its ``train`` defaults."""
     if name in LOGIC_TREE_NETS:
         return logic_tree_net_config(name)
-    if name in PRESETS:
-        return copy.deepcopy(PRESETS[name])
+    if name in preset_names():
+        _, recipe = configs.read(name)
+        config = copy.deepcopy(recipe["model"])
+        train = {k: v for k, v in recipe.get("train", {}).items() if k in TRAIN_KEYS}
+        return {**config, "train": train} if train else config
     raise ValueError(f"unknown model {name!r}; available: {', '.join(model_names())}")
 
 
@@ -258,44 +284,3 @@ def LogicTreeNet(size: str = "s", dataset: str = "cifar10") -> LogicNet:
     """``LogicTreeNet("s", "cifar10")`` = ``get_model("cifar10-s")``."""
     dataset = "mnist" if dataset in ("mnist", "fashion-mnist") else dataset
     return get_model(f"{dataset}-{size.lower()}")
-
-
-register_preset({
-    "name": "mnist-tiny",
-    "input_shape": [1, 28, 28], "num_classes": 10, "init": "residual",
-    "layers": [{"type": "thresholds", "thresholds": [0.25, 0.5, 0.75]},
-               _conv(16, 5, 0, 1), _conv(48, 3, 1, 2), _conv(144, 3, 1, 2),
-               *_head(8, 1, 10, 10)],
-    "train": {"lr": 0.02, "weight_decay": 0.0, "batch_size": 128},
-})
-
-#: The README's main job (benches/main_job.sh): Fashion-MNIST on 2 CPU cores in < 10 minutes.
-#: Chosen by measured runs (benches/RESULTS.md): 15 input thresholds (grey levels matter on
-#: Fashion-MNIST; 7 gave 0.1-0.4% less), three tree-conv blocks with OR pooling (conv gates
-#: are shared over positions, so they are cheap per parameter), a two-layer dense head with
-#: many output gates per class (it beat one wide layer by ~0.7% test accuracy), batch 64 (beat
-#: 128 by ~0.4% at equal epochs); residual logit 2.5 instead of 5 lets gates leave the
-#: pass-through init within a few epochs; lr 0.05 beat 0.1 by 0.2%; the last 20% of the steps
-#: train straight-through (the hard network itself; +0.3-0.5% hard test accuracy, 0.8 beat
-#: 0.5, 0.65 and 0.9); input-wise gates (4 truth-table entries per gate instead of 16 gate
-#: logits) beat the softmax over the 16 gates by 0.9% hard validation and 1.15% hard test on
-#: three seeds (88.83%), and step 5-12% faster.  14 epochs fill ~6 of the 10 minutes (16 did
-#: not help, with softmax gates); tau 30 beat 20 (also with straight-through) and 45; twice
-#: the head, 1.5x the conv channels, a third dense layer, augmentation, annealed gate
-#: sharpening, a CNN teacher and 55,000 or 60,000 instead of 50,000 training images did not
-#: help (all measured).
-register_preset({
-    "name": "fmnist-small",
-    "input_shape": [1, 28, 28], "num_classes": 10, "init": "residual",
-    "parametrization": "input_wise",
-    "layers": [{"type": "thresholds", "thresholds": [(i + 1) / 16 for i in range(15)]},
-               {**_conv(64, 5, 0, 1), "residual_logit": 2.5},
-               {**_conv(192, 3, 1, 8), "residual_logit": 2.5},
-               {**_conv(576, 3, 1, 8), "residual_logit": 2.5},
-               {"type": "flatten"},
-               {"type": "dense", "out_features": 40960, "residual_logit": 2.5},
-               {"type": "dense", "out_features": 20480, "residual_logit": 2.5},
-               {"type": "group_sum", "k": 10, "tau": 30}],
-    "train": {"lr": 0.05, "weight_decay": 0.0, "batch_size": 64, "epochs": 14,
-              "schedule": "cosine", "eval_every": 2000, "ste_from": 0.8},
-})

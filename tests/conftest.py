@@ -135,3 +135,18 @@ def random_input(model, n: int, seed: int = 0) -> torch.Tensor:
     if not any(isinstance(m, dl.Thresholds) for m in model):
         x = (x > 0.5).float()
     return x
+
+
+# ----------------------------------------------------------------------------- file writing
+def disk_full_at(monkeypatch, call: int) -> list:
+    """Make the ``call``-th ``os.replace`` fail with ENOSPC (a full disk mid-export); returns
+    the destinations replaced so far, in order."""
+    real, seen = os.replace, []
+
+    def replace(src, dst):
+        seen.append(dst)
+        if len(seen) == call:
+            raise OSError(28, "No space left on device")
+        return real(src, dst)
+    monkeypatch.setattr(os, "replace", replace)
+    return seen

@@ -466,11 +466,13 @@ def _reference_flip_crop(img, flip, dy, dx, pad):
 def test_augment_is_flip_and_crop():
     rng = np.random.default_rng(0)
     x = rng.integers(1, 256, (40, 3, 6, 6), dtype=np.uint8)     # nonzero: padding is visible
-    out, flipped = data._flip_crop(x, np.random.default_rng(3), 2)
+    flipped, dy0, dx0 = data.flip_crop_params(np.random.default_rng(3), 40, 2)
+    out = data.flip_crop(x, flipped, dy0, dx0, 2)
     assert out.shape == x.shape and out.dtype == np.uint8
     g = np.random.default_rng(3)
     flip, dy, dx = g.random(40) < 0.5, g.integers(0, 5, 40), g.integers(0, 5, 40)
     np.testing.assert_array_equal(flipped, flip)
+    np.testing.assert_array_equal(dy0, dy)
     for i in range(40):
         np.testing.assert_array_equal(out[i], _reference_flip_crop(x[i], flip[i], dy[i], dx[i], 2))
     assert flip.any() and (~flip).any() and len(set(zip(dy, dx))) > 5

@@ -248,41 +248,6 @@ def test_gumbel_straight_through_forward_is_a_sampled_hard_network():
             dl.set_gumbel_noise(net, bad)
 
 
-def test_logit_scale_is_the_softmax_of_scaled_logits_in_training_only():
-    """set_logit_scale(B): a train-mode forward (and its gradient, float64 gradcheck) is that of
-    the same network with every logit multiplied by B; straight-through forwards and eval()
-    (the argmax gates) do not change; bad factors are refused."""
-    torch.manual_seed(5)
-    net = dl.get_model("mnist-tiny", init="gaussian").double()
-    x = torch.rand(3, 1, 28, 28, dtype=torch.float64)
-    twin = copy.deepcopy(net)
-    with torch.no_grad():
-        for m in twin.modules():
-            if hasattr(m, "logit_scale"):
-                m.weight *= 2.5
-        hard = net.eval()(x)
-    dl.set_logit_scale(net, 2.5)
-    net.train(), twin.train()
-    out = net(x)
-    assert torch.allclose(out, twin(x), rtol=1e-12, atol=1e-12)
-    assert not torch.allclose(out, dl.get_model("mnist-tiny", init="gaussian").double().train()(x))
-    with torch.no_grad():
-        assert torch.equal(net.eval()(x), hard)
-        dl.set_straight_through(net, True)
-        # (eval's class scores are float32: compare to its rounding)
-        assert torch.allclose(net.train()(x), hard.to(out.dtype), atol=1e-5)
-    dl.set_straight_through(net, False)
-    layer = dl.LogicDense(6, 4, init="gaussian").double().train()
-    layer.logit_scale = 3.0
-    xin = torch.rand(2, 6, dtype=torch.float64, requires_grad=True)
-    w = layer.weight
-    assert torch.autograd.gradcheck(lambda xi, wi: torch.func.functional_call(layer, {"weight": wi}, (xi,)),
-                                    (xin, w.detach().clone().requires_grad_()))
-    for bad in (0.0, -1.0, float("inf"), "x"):
-        with pytest.raises((ValueError, TypeError), match="logit scale"):
-            dl.set_logit_scale(net, bad)
-
-
 def test_layer_config_straight_through_is_part_of_the_architecture(tmp_path):
     """A config's ``"straight_through": true`` on a gate layer makes that layer always train
     straight-through (the run-phase switch does not turn it off), survives a checkpoint, and

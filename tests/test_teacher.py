@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from difflogic import data, teacher
+from difflogic import data
 from difflogic.cli import main
-from difflogic.train import TrainOptions, distillation_loss, train
+from difflogic.training import TrainOptions, distillation_loss, train
+from difflogic.training import teacher
 
 from conftest import TINY, run_metrics, run_state
 
@@ -186,71 +187,6 @@ def test_teacher_trains_on_gpu(cifar, tmp_path):
     logits, meta = teacher.load_teacher(out, dataset="cifar10", labels=_labels(root), val_size=20)
     assert logits.shape == (120, 2, 10) and np.isfinite(logits).all()
     assert meta["device"] == "cuda" and 0 <= meta["test_acc"] <= 1
-
-
-def test_cifar10_cpu_recipe_script_runs_end_to_end(tmp_path):
-    """benches/cifar10_cpu.sh (the best CPU recipe of RESULTS.md): its model config is the
-    preset with the two measured changes (and the gate parametrization asked for), its weight
-    decay, augmentation and polish reach the trainer, and teacher -> distilled training runs
-    through; with the defaults (no validation split) it trains on every image, then polishes a
-    copy of the run with the annealed rate; a teacher without a validation split is refused,
-    and so is a second run into a folder that holds one."""
-    import os
-    import re
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    import difflogic
-
-    repo = Path(__file__).resolve().parents[1]
-    data.write_fake_cifar10(tmp_path / "data", n_train_per_batch=60, n_test=20)
-    run = tmp_path / "run"
-    env = dict(os.environ, EPOCHS="1", TEACHER="1", TEACHER_EPOCHS="1", POLISH_STEPS="4",
-               VAL_SIZE="50", FINAL_POLISH_STEPS="0", PARAMETRIZATION="input_wise",
-               PYTHON=sys.executable,
-               DIFFLOGIC=f"{sys.executable} -m difflogic",
-               PYTHONPATH=str(Path(difflogic.__file__).resolve().parents[1]))
-    proc = subprocess.run(["bash", str(repo / "benches" / "cifar10_cpu.sh"), str(tmp_path / "data"),
-                           str(run)], env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    cfg = json.loads((run / "model.json").read_text())
-    assert cfg["layers"][0] == {"type": "thresholds", "num": 15}
-    assert [layer.get("straight_through") for layer in cfg["layers"] if layer["type"] == "conv"] \
-        == [0.3, None, None, None]
-    assert cfg["parametrization"] == "input_wise" and cfg["name"].endswith("-input_wise")
-    assert "distilled from" in proc.stderr and "test accuracy" in proc.stderr
-    assert "batch 32, lr 0.02, wd 0.0015" in proc.stderr  # the recipe's batch and decay reached it
-    assert "augmentation (flips, crops padded by 2)" in proc.stderr  # and its augmentation
-    assert "then 4 straight-through polish steps at lr 0.002" in proc.stderr  # and its polish
-    assert (run / "teacher.npz").is_file() and (run / "net" / "model.pt").is_file()
-    assert "(250 train / 50 val" in proc.stderr and not (run / "net_polish").exists()
-
-    def script(**kw):
-        return subprocess.run(["bash", str(repo / "benches" / "cifar10_cpu.sh"),
-                               str(tmp_path / "data"), str(tmp_path / "run2")],
-                              env={**env, **kw}, capture_output=True, text=True, timeout=600)
-
-    proc = script(VAL_SIZE="0")
-    assert proc.returncode == 2 and "TEACHER=1 needs a validation split" in proc.stderr
-    assert not (tmp_path / "run2").exists()
-    for key in ("TEACHER", "VAL_SIZE", "FINAL_POLISH_STEPS", "PARAMETRIZATION"):
-        env.pop(key)  # the defaults
-    proc = script(FINAL_POLISH_STEPS="8")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "(300 train / 0 val" in proc.stderr and "-input_wise" in proc.stderr
-    # the run's 4 polish steps, then the copy polished on to 8 at the annealed rate
-    ends = [int(n) for n in re.findall(r"final model \(step (\d+), no validation\)", proc.stderr)]
-    assert len(ends) == 2 and ends[1] == ends[0] + 4, proc.stderr
-    assert f"then 8 straight-through polish steps at lr 0.002 (cosine) without augmentation, " \
-        f"resuming at step {ends[0]}" in proc.stderr
-    assert (tmp_path / "run2" / "net_polish" / "model.pt").is_file()
-    # run again into the same folder: refused before anything is trained or replaced
-    kept = (tmp_path / "run2" / "net" / "last.pt").read_bytes()
-    proc = script()
-    assert proc.returncode == 2 and "run2/net already holds a training run" in proc.stderr
-    assert "difflogic train --resume" in proc.stderr and "==== train" not in proc.stdout
-    assert (tmp_path / "run2" / "net" / "last.pt").read_bytes() == kept
 
 
 @pytest.mark.parametrize("command", ["teacher", "train"])

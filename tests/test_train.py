@@ -9,7 +9,7 @@ import torch
 from difflogic import data
 from difflogic.checkpoint import CheckpointError, load_checkpoint, load_model
 from difflogic.cli import main
-from difflogic.train import TrainOptions, keep_freed_memory, lr_at, make_optimizer, train
+from difflogic.training import TrainOptions, keep_freed_memory, lr_at, make_optimizer, train
 
 from conftest import TINY, run_metrics, run_state
 
@@ -89,8 +89,6 @@ def test_cli_train_eval_info_end_to_end(fake_mnist, tiny_json, tmp_path, capsys)
     ("cosine", 200, 70, 60, {"gumbel": 1.0, "ste_from": 0.0}),
     # stopped inside the straight-through polish that follows the schedule
     ("cosine", 200, 215, 60, {"polish_steps": 40}),
-    # the logit average: stopped between evaluations, then handed over and polished
-    ("cosine", 200, 70, 60, {"ema": 0.9, "polish_steps": 20}),
 ])
 def test_resume_is_bit_exact(fake_mnist, tmp_path, schedule, steps, stop_at, eval_every, extra):
     common = dict(dataset="mnist", data_dir=str(fake_mnist), model_config=TINY, steps=steps,
@@ -114,9 +112,6 @@ def test_resume_is_bit_exact(fake_mnist, tmp_path, schedule, steps, stop_at, eva
         for key in ("exp_avg", "exp_avg_sq", "step"):
             assert torch.equal(sa[key], sb[key]), key
     assert a["loader"] == b["loader"]
-    assert ("ema" in a) == ("ema" in b) == bool(extra.get("ema"))
-    for k in a.get("ema", {}):
-        assert torch.equal(a["ema"][k], b["ema"][k]), k
     ma, mb = load_model(full / "model.pt"), load_model(part / "model.pt")
     x = torch.rand(32, 1, 28, 28)
     with torch.no_grad():
@@ -167,14 +162,14 @@ def test_extending_a_finished_run(fake_mnist, tmp_path, capsys):
 def test_length_note_names_every_moved_straight_through_start(capsys):
     """Shortening a run can move a layer's start to before the resume step (it switches on at
     once); starts that do not move and a constant lr are not mentioned."""
-    from difflogic.train import _note_new_length
-    _note_new_length({"steps": 100}, 50, 10, step=40, lr=0.02, schedule="constant",
+    from difflogic.training.schedule import note_new_length
+    note_new_length({"steps": 100}, 50, 10, step=40, lr=0.02, schedule="constant",
                      ste_fracs=[("layer 1", 0.6), ("layer 3", 0.0)])
     err = capsys.readouterr().err
     assert ("run length changed from 100 to 50 steps: layer 1 straight-through from step 30 "
             "instead of 60, i.e. from this resume on") in err, err
     assert "layer 3" not in err and "learning rate" not in err
-    _note_new_length({"epochs": 2.0}, 20, 10, step=5, lr=0.02, schedule="constant", ste_fracs=[])
+    note_new_length({"epochs": 2.0}, 20, 10, step=5, lr=0.02, schedule="constant", ste_fracs=[])
     assert "run length changed" not in capsys.readouterr().err  # 2 epochs x 10 = 20: no change
 
 
@@ -330,7 +325,7 @@ def test_sigint_saves_last_checkpoint_and_resume_continues(fake_mnist, tmp_path,
     """Ctrl-C finishes the current step, writes last.pt and stops (exit 130 from the CLI)."""
     import signal
 
-    import difflogic.train as T
+    import difflogic.training.loop as T
     real_lr_at = T.lr_at
 
     def lr_at_with_ctrl_c(step, *args):
@@ -354,7 +349,7 @@ def test_straight_through_from_a_fraction_of_the_run(fake_mnist, tmp_path, monke
     """``ste_from`` switches the gate layers to straight-through at that fraction of the run
     (and not before), is taken from the model config's ``train`` entry, is fixed on resume,
     and a bad value is a clear error."""
-    import difflogic.train as T
+    import difflogic.training.loop as T
     seen = []
     orig = T.set_straight_through
     monkeypatch.setattr(T, "set_straight_through",
@@ -372,8 +367,7 @@ def test_straight_through_from_a_fraction_of_the_run(fake_mnist, tmp_path, monke
     for key, bad in (("ste_from", float("nan")), ("ste_from", True), ("val_size", -1),
                      ("gumbel", -1.0), ("gumbel", float("inf")), ("gumbel", "1"),
                      ("label_smoothing", 1.0), ("label_smoothing", -0.1),
-                     ("label_smoothing", "0.1"), ("ema", 1.0), ("ema", -0.5), ("ema", "0.9"),
-                     ("sharpen", 0.5), ("sharpen", float("inf")), ("sharpen", "2"),
+                     ("label_smoothing", "0.1"),
                      # the older training defaults get their CLI twins' checks too
                      ("batch_size", 1.5), ("batch_size", 0), ("lr", "0.1"), ("lr", True),
                      ("weight_decay", -1.0), ("eval_every", 0), ("epochs", float("nan")),
@@ -383,6 +377,10 @@ def test_straight_through_from_a_fraction_of_the_run(fake_mnist, tmp_path, monke
                  if not (key in ("steps", "epochs", "eval_every") and k in ("steps", "eval_every"))}
         with pytest.raises(ValueError, match=f"train.{key}"):
             train(TrainOptions(model_config=cfg_bad, out=str(tmp_path / "bad"), **given))
+    for removed in ("sharpen", "ema", "sharpness"):  # options that are gone, and typos
+        cfg_bad = {**TINY, "train": {**TINY["train"], removed: 2.0}}
+        with pytest.raises(ValueError, match=f"unknown key '{removed}' in 'train'; accepted: lr"):
+            train(TrainOptions(model_config=cfg_bad, out=str(tmp_path / "bad"), **common))
     cfg_both = {**TINY, "train": {**TINY["train"], "steps": 4, "epochs": 1}}
     with pytest.raises(ValueError, match="both steps and epochs"):
         train(TrainOptions(model_config=cfg_both, dataset="mnist", data_dir=str(fake_mnist),
@@ -394,7 +392,7 @@ def test_label_smoothing_reaches_the_loss_and_is_fixed_on_resume(fake_mnist, tmp
     """``label_smoothing`` (option, else the config's ``train.label_smoothing``, else 0) is the
     ``label_smoothing`` of every training step's cross-entropy, is kept by a resume, and a
     resume that changes it, or a value outside [0, 1), is a clear error."""
-    import difflogic.train as T
+    import difflogic.training.loop as T
     seen = []
     ce = torch.nn.functional.cross_entropy
 
@@ -423,128 +421,12 @@ def test_label_smoothing_reaches_the_loss_and_is_fixed_on_resume(fake_mnist, tmp
                            out=str(tmp_path / "bad"), **common))
 
 
-def test_sharpen_anneals_the_logit_scale_geometrically_and_is_fixed_on_resume(
-        fake_mnist, tmp_path, monkeypatch, capsys):
-    """``sharpen`` B: the forward of step s+1 runs with the gate logits scaled by
-    B ** (s / total), the polish keeps B, the logged relaxed accuracies are those of the scaled
-    mixture (``logit_scale`` in metrics.jsonl), a resume replays it bit-exactly and may not
-    change it, and a factor below 1 is refused."""
-    import difflogic.train as T
-    assert T.logit_scale_at(0, 8, 4.0) == 1.0 and T.logit_scale_at(8, 8, 4.0) == 4.0
-    assert T.logit_scale_at(4, 8, 4.0) == pytest.approx(2.0)
-    assert T.logit_scale_at(12, 8, 4.0) == 4.0 and T.logit_scale_at(5, 8, 1.0) == 1.0
-    seen = []
-    real = T.set_logit_scale
-
-    def spy(model, scale):
-        seen.append(scale)
-        return real(model, scale)
-
-    monkeypatch.setattr(T, "set_logit_scale", spy)
-    common = dict(dataset="mnist", data_dir=str(fake_mnist), eval_every=4, progress="lines",
-                  test=False)
-    run, whole = tmp_path / "run", tmp_path / "whole"
-    train(TrainOptions(model_config=TINY, sharpen=4.0, steps=8, polish_steps=2, out=str(whole),
-                       **common))
-    assert "gate logits sharpened x1 -> x4" in capsys.readouterr().err
-    assert seen == pytest.approx([4.0 ** (s / 8) for s in range(8)] + [4.0, 4.0])
-    recs = [json.loads(line) for line in (whole / "metrics.jsonl").read_text().splitlines()]
-    assert [r["logit_scale"] for r in recs] == pytest.approx([4.0 ** (3 / 8), 4.0 ** (7 / 8), 4.0, 4.0])
-    train(TrainOptions(model_config=TINY, sharpen=4.0, steps=8, polish_steps=2, stop_after=5,
-                       out=str(run), **common))
-    train(TrainOptions(resume=str(run), progress="none", test=False))
-    assert (run / "metrics.jsonl").read_text().count("\n") == 4
-    for a, b in zip((run / "metrics.jsonl").read_text().splitlines(),
-                    (whole / "metrics.jsonl").read_text().splitlines()):
-        a, b = json.loads(a), json.loads(b)
-        for k in ("loss", "train_acc", "val_acc", "val_hard_acc", "logit_scale"):
-            assert a[k] == b[k], k
-    with pytest.raises(ValueError, match="--sharpen 1.0 differs from the run"):
-        train(TrainOptions(resume=str(run), sharpen=1.0, steps=12, progress="none"))
-    with pytest.raises(ValueError, match=r"--sharpen .* >= 1 \(1 = off\), got 0.5"):
-        train(TrainOptions(model_config=TINY, sharpen=0.5, steps=2, out=str(tmp_path / "bad"),
-                           **common))
-    seen.clear()  # off: every step at factor 1, no logit_scale in the records
-    train(TrainOptions(model_config=TINY, steps=4, out=str(tmp_path / "plain"), **common))
-    assert seen == [1.0] * 4
-    assert "logit_scale" not in (tmp_path / "plain" / "metrics.jsonl").read_text()
-
-
-def test_ema_averages_the_logits_evaluates_them_and_keeps_them_at_the_end(fake_mnist, tmp_path,
-                                                                         monkeypatch, capsys):
-    """With ``ema`` the training trajectory is unchanged (bit for bit), every evaluation and
-    ``model.pt`` use the warmed-up exponential average of the logits after the optimizer steps
-    so far, the run ends holding that average, and the option is checked and fixed on resume."""
-    import difflogic.train as T
-    trails = []
-    make = T.make_optimizer
-
-    def recording_optimizer(model, lr, wd):
-        opt = make(model, lr, wd)
-        trail = [{n: p.detach().clone() for n, p in model.named_parameters()}]
-        trails.append(trail)
-        inner = opt.step
-
-        def step(*a, **kw):
-            out = inner(*a, **kw)
-            trail.append({n: p.detach().clone() for n, p in model.named_parameters()})
-            return out
-
-        opt.step = step
-        return opt
-
-    monkeypatch.setattr(T, "make_optimizer", recording_optimizer)
-    common = dict(dataset="mnist", data_dir=str(fake_mnist), model_config=TINY, steps=6,
-                  eval_every=3, seed=3, schedule="cosine", progress="lines", test=False)
-    decay = 0.8
-    train(TrainOptions(out=str(tmp_path / "ema"), ema=decay, **common))
-    assert "logit EMA (decay 0.8)" in capsys.readouterr().err
-    train(TrainOptions(out=str(tmp_path / "plain"), **common))
-    live, plain = trails
-    assert len(live) == len(plain) == 7
-    for a, b in zip(live, plain):  # averaging does not touch the trajectory
-        for k in a:
-            assert torch.equal(a[k], b[k]), k
-
-    def average(upto):  # the reference recurrence, written out
-        avg = {k: v.double() for k, v in live[0].items()}
-        for t in range(1, upto + 1):
-            d = min(decay, (1 + t) / (10 + t))
-            avg = {k: d * avg[k] + (1 - d) * live[t][k].double() for k in avg}
-        return avg
-
-    final = run_state(tmp_path / "ema")
-    for k, v in average(6).items():
-        torch.testing.assert_close(final["state_dict"][k].double(), v, rtol=0, atol=1e-6)
-        torch.testing.assert_close(final["ema"][k].double(), v, rtol=0, atol=1e-6)
-    assert any(not torch.equal(final["state_dict"][k], live[6][k]) for k in live[6])
-    best = load_checkpoint(tmp_path / "ema" / "model.pt")
-    best_step = json.loads(best["meta"])["step"]
-    for k, v in average(best_step).items():
-        torch.testing.assert_close(best["state_dict"][k].double(), v, rtol=0, atol=1e-6)
-    # the step-3 evaluation measured the average: its hard val accuracy is the average's
-    model, at3 = load_model(tmp_path / "ema" / "model.pt"), average(3)
-    with torch.no_grad():
-        for k, p in model.named_parameters():
-            p.copy_(at3[k])
-    x, y = data.load_dataset("mnist", str(fake_mnist), "train")
-    _, val_idx = data.train_val_split(len(y), data.DATASET_INFO["mnist"].val_size_for(len(y)),
-                                      seed=data.SPLIT_SEED)
-    rec3 = run_metrics(tmp_path / "ema")[0]
-    assert rec3["step"] == 3
-    assert rec3["val_hard_acc"] == T.accuracy(model, x, y, hard=True, indices=val_idx)
-    with pytest.raises(ValueError, match="--ema 0.5 differs from the run"):
-        train(TrainOptions(resume=str(tmp_path / "ema"), ema=0.5, steps=8, progress="none"))
-    with pytest.raises(ValueError, match=r"--ema .* must be a decay in \[0, 1\)"):
-        train(TrainOptions(out=str(tmp_path / "bad"), ema=1.0, **common))
-
-
 def test_polish_steps_follow_the_run_straight_through(fake_mnist, tmp_path, monkeypatch, capsys):
     """``polish_steps`` appends that many all-layer straight-through steps at the constant
     ``polish_lr`` (default lr / 10) after the run's schedule, evaluates every polish_steps // 4
     of them, and on resume of a finished run polishes it: the same network, bit for bit, as
     polishing in the first place."""
-    import difflogic.train as T
+    import difflogic.training.loop as T
     seen = []
     orig = T.set_straight_through
     monkeypatch.setattr(T, "set_straight_through",
@@ -680,7 +562,7 @@ def test_relaxed_accuracy_ignores_and_restores_gumbel_and_straight_through(monke
     mid-way through a Gumbel straight-through run or in a layer its config makes always
     straight-through, and gives each layer its settings back."""
     from difflogic import LogicNet, layers as layers_mod, set_gumbel_noise, set_straight_through
-    from difflogic.train import accuracy
+    from difflogic.evaluate import accuracy
     torch.manual_seed(0)
     model = LogicNet(TINY)
     rng = np.random.default_rng(0)
@@ -742,13 +624,13 @@ def _cuda_kernels():
     if not torch.cuda.is_available():
         return False
     try:
-        import difflogic._cuda  # noqa: F401
+        import difflogic.kernels.cuda  # noqa: F401
         return True
     except Exception:  # noqa: BLE001
         return False
 
 
-@pytest.mark.skipif(not _cuda_kernels(), reason="needs an NVIDIA GPU with CuPy (difflogic._cuda)")
+@pytest.mark.skipif(not _cuda_kernels(), reason="needs an NVIDIA GPU with CuPy (difflogic.kernels.cuda)")
 def test_train_on_gpu_resumes_and_loads_on_cpu(fake_mnist, tmp_path):
     """--device cuda: the same loop on the GPU (Gumbel noise from the GPU's RNG, which last.pt
     keeps); an interrupted + resumed run matches an uninterrupted one and the checkpoints are

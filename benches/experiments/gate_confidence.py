@@ -12,7 +12,7 @@ import sys
 import torch
 
 from difflogic.layers import GateLayer
-from difflogic.train import accuracy
+from difflogic.evaluate import accuracy
 from run_args import load_run
 
 torch.set_num_threads(1)

@@ -16,7 +16,7 @@ import torch
 
 from difflogic import data, gates
 from difflogic.layers import GateLayer
-from difflogic.train import accuracy
+from difflogic.evaluate import accuracy
 from run_args import load_run
 
 torch.set_num_threads(2)

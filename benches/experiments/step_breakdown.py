@@ -21,7 +21,7 @@ import torch
 
 import difflogic as dl
 from difflogic.models import LogicNet
-from difflogic.train import keep_freed_memory, make_optimizer
+from difflogic.training import keep_freed_memory, make_optimizer
 
 ap = argparse.ArgumentParser()
 ap.add_argument("model", nargs="?", default="cifar10-s")

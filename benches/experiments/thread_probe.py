@@ -15,7 +15,7 @@ import sys
 import torch
 
 from difflogic.models import LogicNet
-from difflogic.train import resolve_model_config
+from difflogic.training.plan import resolve_model_config
 
 
 def one_step(name: str, threads: int) -> dict[str, torch.Tensor]:

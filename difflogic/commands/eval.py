@@ -11,8 +11,8 @@ def add_parser(subparsers):
                     "accuracy and the hard accuracy of the discretised network, which is what "
                     "the exported C / Verilog computes.")
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="RUN/model.pt (or RUN/last.pt, or RUN)")
-    p.add_argument("--dataset", choices=("cifar10", "fashion-mnist", "mnist"),
-                   help="dataset (default: the one the checkpoint was trained on)")
+    p.add_argument("--dataset", help="dataset: cifar10, fashion-mnist or mnist (default: the "
+                   "one the checkpoint was trained on)")
     p.add_argument("--data-dir", help="folder holding the dataset files")
     p.add_argument("--split", choices=("test", "train"), default="test", help="split to evaluate")
     p.add_argument("--batch-size", type=int, default=1000, help="evaluation batch size")
@@ -47,8 +47,8 @@ def run(args) -> int:
     import torch
 
     from .. import checkpoint, data
-    from .._run import resolve_device
-    from ..train import accuracy
+    from ..device import resolve_device
+    from ..evaluate import accuracy
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")

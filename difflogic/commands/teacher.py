@@ -2,8 +2,6 @@
 (``difflogic train --teacher FILE``; see :mod:`difflogic.teacher`)."""
 from __future__ import annotations
 
-from .train import DATASETS
-
 
 def add_parser(subparsers):
     p = subparsers.add_parser(
@@ -14,7 +12,7 @@ def add_parser(subparsers):
                     "--teacher FILE` then distils from them, as the paper trains LogicTreeNet-B/L/G "
                     "with a class-score teacher.",
         epilog="example: difflogic teacher --dataset cifar10 --data-dir DIR --out teacher.npz")
-    p.add_argument("--dataset", choices=DATASETS, required=True, help="dataset to train on")
+    p.add_argument("--dataset", required=True, help="dataset to train on (cifar10, fashion-mnist, mnist)")
     p.add_argument("--data-dir", help="folder holding the dataset files (as for `difflogic train`)")
     p.add_argument("--epochs", type=int, default=10, help="training epochs")
     p.add_argument("--batch-size", type=int, default=256, help="mini-batch size")
@@ -33,7 +31,7 @@ def add_parser(subparsers):
 
 
 def run(args) -> int:
-    from ..teacher import TeacherOptions, train_teacher
+    from ..training.teacher import TeacherOptions, train_teacher
 
     train_teacher(TeacherOptions(dataset=args.dataset, out=args.out, data_dir=args.data_dir,
                                  epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,

@@ -34,8 +34,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import __version__, _checks, checkpoint as ckpt, data
-from ._run import Progress, check_positive, log, resolve_device, where
+from .. import __version__, _checks, checkpoint as ckpt, data
+from .runtime import Progress, check_positive, log, resolve_device, where
 
 FORMAT = "difflogic-teacher-1"
 #: Channel widths of the teacher's four stages.  (24, 48, 96, 192) measured on CIFAR-10 (JPEG
@@ -144,7 +144,7 @@ def _accuracy(model: nn.Module, images: np.ndarray, labels: np.ndarray) -> float
 def train_teacher(opts: TeacherOptions) -> dict:
     """Train a :class:`TeacherCNN` on the training split and write its scores to ``opts.out``.
 
-    Recipe (measured, benches/RESULTS.md): SGD with Nesterov momentum 0.9 and weight decay
+    Recipe: SGD with Nesterov momentum 0.9 and weight decay
     5e-4, one-cycle learning rate (linear warm-up over 15% of the steps to ``lr``, linear decay
     to 0), label smoothing 0.1, random flips and shifted crops (``difflogic train --augment``'s
     loader).  Returns a summary (validation / test accuracy, time)."""
@@ -198,6 +198,7 @@ def train_teacher(opts: TeacherOptions) -> dict:
             model.train()
             for g in optimizer.param_groups:
                 g["lr"] = lr_at(step)
+            t_step = time.perf_counter()
             scores = model(xb)
             loss = nn.functional.cross_entropy(scores, yb, label_smoothing=0.1)
             optimizer.zero_grad(set_to_none=True)
@@ -207,7 +208,7 @@ def train_teacher(opts: TeacherOptions) -> dict:
             if not math.isfinite(last_loss):
                 raise RuntimeError(f"teacher training diverged at step {step + 1}; lower --lr")
             progress.update(step + 1, last_loss, float((scores.argmax(1) == yb).float().mean()),
-                            (step + 1) * bs / (time.perf_counter() - t0), "teacher, augmented batch")
+                            time.perf_counter() - t_step, len(yb), "teacher, augmented batch")
             if (step + 1) % len(loader) == 0 or step + 1 == total:
                 val_acc = _accuracy(model, x[val_idx], y[val_idx])
                 progress.write(f"[teacher epoch {(step + 1) / len(loader):.0f}] loss {last_loss:.4f}"
