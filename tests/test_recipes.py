@@ -157,3 +157,10 @@ def test_cifar10_cpu_script_is_the_recipe(tmp_path):
     assert json.loads(run_state(tmp_path / "run")["train_options"])["seed"] == 4
     proc = script("--steps", "3")
     assert proc.returncode == 2 and "already holds a training run" in proc.stderr
+
+
+def test_info_lists_the_shipped_recipes(capsys):
+    assert main(["info", "--configs"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in out] == configs.names()
+    assert any(line.startswith("cifar10-s-cpu") and "60.48%" in line for line in out)

@@ -20,6 +20,8 @@ def add_parser(subparsers):
                    help="RUN/model.pt, RUN/last.pt or RUN")
     p.add_argument("--model", help="describe a named model (fresh, untrained) instead")
     p.add_argument("--models", action="store_true", help="list the available model names")
+    p.add_argument("--configs", action="store_true",
+                   help="list the shipped training recipes (`difflogic train --config NAME`)")
     p.add_argument("--plot", metavar="PNG", nargs="?", const=True,
                    help="write the gate-type histogram as a bar chart to PNG (default: "
                         "gates.png beside the checkpoint, or NAME_gates.png for --model NAME)")
@@ -102,6 +104,12 @@ def run(args) -> int:
     from .. import checkpoint, gates
     from ..models import get_model, model_names
 
+    if args.configs:
+        from .. import configs
+        for name in configs.names():
+            _, recipe = configs.read(name)
+            print(f"{name:16s} {recipe.get('dataset', '?'):14s} {recipe.get('result', '')}")
+        return 0
     if args.models:
         from ..models import get_model_config
         for name in model_names():
@@ -116,7 +124,8 @@ def run(args) -> int:
                          f"PNG file: put the checkpoint first (`difflogic info CHECKPOINT "
                          f"--plot`) or give --plot a .png path")
     if bool(args.checkpoint) == bool(args.model):
-        raise ValueError("give a CHECKPOINT or --model NAME (or --models to list names)")
+        raise ValueError("give a CHECKPOINT or --model NAME (or --models / --configs to list "
+                         "names)")
     if args.model:
         import torch
         with torch.random.fork_rng(devices=[]):
