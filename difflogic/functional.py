@@ -51,13 +51,49 @@ def gate_coefficients(logits: torch.Tensor, hard: bool = False,
         return m[logits.argmax(-1)]
     p = torch.softmax(logits, -1).reshape(-1, gates.NUM_GATES)
     # (4, 16) @ (16, G) rather than (G, 16) @ (16, 4): the same products, but BLAS handles the
-    # long-and-thin shape this way round 4-5x faster (measured on 40,960 gates, one core).
-    soft = (m.t() @ p.t()).t().reshape(*logits.shape[:-1], 4)
+    # long-and-thin shape this way round several times faster
+    soft = _coeff_product(m.t(), p.t()).t().reshape(*logits.shape[:-1], 4)
     if straight_through:
         # hard + (soft - soft): exactly the hard rows (x - x == 0 in IEEE arithmetic, where
         # soft + (hard - soft) would round), with the relaxed rows' gradient
         return m[logits.detach().argmax(-1)] + (soft - soft.detach())
     return soft
+
+
+class _OneThreadProduct(torch.autograd.Function):
+    """``m @ p`` and its gradient on one CPU thread.  BLAS splits a product differently for
+    different thread counts and so rounds differently; on one thread a run's numbers do not
+    depend on how many threads it trains with (the product is small next to the kernels)."""
+
+    @staticmethod
+    def forward(ctx, m, p):
+        ctx.save_for_backward(m)
+        with _one_thread():
+            return m @ p
+
+    @staticmethod
+    def backward(ctx, grad):
+        (m,) = ctx.saved_tensors
+        with _one_thread():
+            return None, m.t() @ grad
+
+
+class _one_thread:
+    def __enter__(self):
+        self.old = torch.get_num_threads()
+        if self.old != 1:
+            torch.set_num_threads(1)
+
+    def __exit__(self, *exc):
+        if self.old != 1:
+            torch.set_num_threads(self.old)
+
+
+def _coeff_product(m: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """``m @ p`` (constant ``m``), thread-count invariant on the CPU."""
+    if p.device.type != "cpu":
+        return m @ p
+    return _OneThreadProduct.apply(m, p)
 
 
 _TRUTH_CACHE: dict[tuple[torch.device, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}

@@ -121,8 +121,9 @@ def test_dense_feature_major_chain_and_layouts():
 @native
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_dense_results_do_not_depend_on_thread_count(monkeypatch, dtype):
-    """The backward splits the batch into per-thread column blocks (>= 64 samples each);
-    batch 200 with 1, 2 and 3 threads covers one, two and three blocks with a ragged tail."""
+    """The backward splits batch 200 into three column blocks (>= 64 samples each, a ragged
+    tail) whatever the thread count: 1, 2 and 3 threads give the same bits, and the
+    reference's values."""
     monkeypatch.setattr(kernels, "SERIAL_WORK", 0)
     gen = torch.Generator().manual_seed(4)
     N, n_in, n_out = 200, 96, 150
@@ -133,13 +134,47 @@ def test_dense_results_do_not_depend_on_thread_count(monkeypatch, dtype):
     ref = grads(lambda x, c: F.dense_reference(x, a, b, c), x, c, gy)
     old = torch.get_num_threads()
     try:
+        runs = []
         for nt in (1, 2, 3):
             torch.set_num_threads(nt)
             got = grads(lambda x, c: kernels.dense(x, a, b, c, backend="native"), x, c, gy)
             for g, r, name in zip(got, ref, ("y", "grad_x", "grad_coeffs")):
                 torch.testing.assert_close(g, r, **TOL[dtype], msg=lambda m: f"{nt} threads, {name}: {m}")
+            runs.append(got)
     finally:
         torch.set_num_threads(old)
+    for got in runs[1:]:
+        assert all(torch.equal(g, r) for g, r in zip(got, runs[0]))
+
+
+@native
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("N", [1, 16, 32, 64, 100])
+def test_small_batch_dense_backward_is_bit_identical_on_any_thread_count(monkeypatch, dtype, N):
+    """A batch too small for two column blocks is split by gates on several threads (per-gate
+    sums, then each input's gradient gathered in gate order): bit for bit the one-thread
+    result, which is what lets a run change its thread count without changing its numbers."""
+    monkeypatch.setattr(kernels, "SERIAL_WORK", 0)
+    gen = torch.Generator().manual_seed(N)
+    n_in, n_out = 300, 2000
+    x = torch.rand(N, n_in, generator=gen, dtype=torch.float64).to(dtype)
+    a, b = rand_wiring(n_in, n_out, gen, same_every=5)
+    c = relaxed_coeffs((n_out,), dtype, gen)
+    gy = torch.randn(N, n_out, generator=gen, dtype=torch.float64).to(dtype)
+    old = torch.get_num_threads()
+    try:
+        runs = []
+        for nt in (1, 2, 3):
+            torch.set_num_threads(nt)
+            runs.append(grads(lambda x, c: kernels.dense(x, a, b, c, backend="native"), x, c, gy))
+    finally:
+        torch.set_num_threads(old)
+    for got in runs[1:]:
+        for g, r, name in zip(got, runs[0], ("y", "grad_x", "grad_coeffs")):
+            assert torch.equal(g, r), name
+    ref = grads(lambda x, c: F.dense_reference(x, a, b, c), x, c, gy)
+    for g, r in zip(runs[1], ref):
+        torch.testing.assert_close(g, r, **TOL[dtype])
 
 
 # ----------------------------------------------------------------------------- tree conv + pool

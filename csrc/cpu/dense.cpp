@@ -5,14 +5,20 @@
 //    feature-major tensors without any transpose (difflogic/kernels/__init__.py returns (N, out)
 //    tensors with strides (1, N)).  Transposing (N, 40960) batches in and out cost more than the gates.
 //  * rows picked by the random wiring are prefetched a few gates ahead.
-//  * backward splits the *batch* into one column block per thread (>= 64 samples each): every
-//    thread owns its columns of gxt (no atomics, no races); per-gate coefficient sums are
-//    per-block partials, summed in double across blocks at the end.
+//  * backward splits the *batch* into column blocks of >= 64 samples, as many as the batch
+//    allows (up to kMaxBlocks), whatever the thread count: every thread owns its blocks'
+//    columns of gxt (no atomics, no races); per-gate coefficient sums are per-block partials,
+//    summed in double in block order at the end.  A batch too small to split (< 128) is split
+//    by gates instead, in two passes: the per-gate sums, then each input's gradient gathered
+//    from its consumers in gate order, which adds exactly what the one-thread pass adds, in
+//    the same order.  So no result depends on the number of threads.
 //  * the hard (uint8) forward keeps the (N, in) -> (N, out) layout of the eval path: it
 //    transposes once and evaluates tiles of gates x samples.
 #include "dense.h"
 
 #include "common.h"
+
+#include <vector>
 
 namespace dl {
 
@@ -59,6 +65,7 @@ DL_INLINE void prefetch_row(const T* p, int64_t n) {
 }
 
 constexpr int64_t kPrefetchGates = 4;  // gates ahead whose input rows are prefetched
+constexpr int64_t kMaxBlocks = 16;     // column blocks of a backward (fewer on small batches)
 
 template <typename T>
 void dense_forward(const T* xt, const int32_t* a, const int32_t* b, const T* coeffs, T* yt,
@@ -80,6 +87,78 @@ void dense_forward(const T* xt, const int32_t* a, const int32_t* b, const T* coe
     }
 }
 
+// The gates reading each input, in gate order, as CSR: entry = 2 * gate + side (0 = a, 1 = b);
+// a gate reading one input twice appears once, with side 0.
+static void consumers_of(const int32_t* a, const int32_t* b, int64_t in, int64_t out,
+                         std::vector<int64_t>& start, std::vector<int64_t>& entry) {
+    start.assign(size_t(in + 1), 0);
+    for (int64_t j = 0; j < out; ++j) {
+        start[size_t(a[j]) + 1]++;
+        if (b[j] != a[j]) start[size_t(b[j]) + 1]++;
+    }
+    for (int64_t r = 0; r < in; ++r) start[size_t(r) + 1] += start[size_t(r)];
+    entry.resize(size_t(start[size_t(in)]));
+    std::vector<int64_t> fill(start.begin(), start.end() - 1);
+    for (int64_t j = 0; j < out; ++j) {
+        entry[size_t(fill[size_t(a[j])]++)] = 2 * j;
+        if (b[j] != a[j]) entry[size_t(fill[size_t(b[j])]++)] = 2 * j + 1;
+    }
+}
+
+// Backward of a batch too small for column blocks, parallel over gates and then over inputs.
+template <typename T>
+static void dense_backward_by_gates(const T* xt, const int32_t* a, const int32_t* b,
+                                    const T* coeffs, const T* gyt, T* gxt, T* grad_coeffs,
+                                    int64_t N, int64_t in, int64_t out, int nt) {
+#pragma omp parallel for num_threads(DL_OMP_THREADS(nt)) schedule(static)
+    for (int64_t j = 0; j < out; ++j) {  // pass 1: the per-gate sums
+        const T* DL_RESTRICT g = gyt + j * N;
+        const T* xa = xt + int64_t(a[j]) * N;
+        const T* xb = xt + int64_t(b[j]) * N;
+        T s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        if (a[j] != b[j]) {
+            DL_SIMD_REDUCE(s0, s1, s2, s3)
+            for (int64_t i = 0; i < N; ++i) {
+                const T gv = g[i], A = xa[i], B = xb[i];
+                s0 += gv; s1 += gv * A; s2 += gv * B; s3 += gv * A * B;
+            }
+        } else {
+            DL_SIMD_REDUCE(s0, s1, s2, s3)
+            for (int64_t i = 0; i < N; ++i) {
+                const T gv = g[i], A = xa[i];
+                s0 += gv; s1 += gv * A; s2 += gv * A; s3 += gv * A * A;
+            }
+        }
+        grad_coeffs[4 * j] = s0; grad_coeffs[4 * j + 1] = s1;
+        grad_coeffs[4 * j + 2] = s2; grad_coeffs[4 * j + 3] = s3;
+    }
+    if (!gxt) return;
+    std::vector<int64_t> start, entry;
+    consumers_of(a, b, in, out, start, entry);
+#pragma omp parallel for num_threads(DL_OMP_THREADS(nt)) schedule(dynamic, 64)
+    for (int64_t r = 0; r < in; ++r) {  // pass 2: each input's gradient, in gate order
+        T* DL_RESTRICT gr = gxt + r * N;
+        std::memset(static_cast<void*>(gr), 0, size_t(N) * sizeof(T));
+        for (int64_t e = start[size_t(r)]; e < start[size_t(r) + 1]; ++e) {
+            const int64_t j = entry[size_t(e)] >> 1;
+            const T c1 = coeffs[4 * j + 1], c2 = coeffs[4 * j + 2], c3 = coeffs[4 * j + 3];
+            const T* DL_RESTRICT g = gyt + j * N;
+            const T* xa = xt + int64_t(a[j]) * N;
+            const T* xb = xt + int64_t(b[j]) * N;
+            if (a[j] == b[j]) {
+                DL_SIMD
+                for (int64_t i = 0; i < N; ++i) gr[i] += g[i] * (c1 + c2 + T(2) * c3 * xa[i]);
+            } else if ((entry[size_t(e)] & 1) == 0) {
+                DL_SIMD
+                for (int64_t i = 0; i < N; ++i) gr[i] += g[i] * (c1 + c3 * xb[i]);
+            } else {
+                DL_SIMD
+                for (int64_t i = 0; i < N; ++i) gr[i] += g[i] * (c2 + c3 * xa[i]);
+            }
+        }
+    }
+}
+
 template <typename T>
 void dense_backward(const T* xt, const int32_t* a, const int32_t* b, const T* coeffs,
                     const T* gyt, T* gxt, T* grad_coeffs, int64_t N, int64_t in, int64_t out,
@@ -90,14 +169,19 @@ void dense_backward(const T* xt, const int32_t* a, const int32_t* b, const T* co
         return;
     }
     const int nt = std::max(1, nthreads);
-    // column blocks of the batch, one per thread: a thread owns its columns of grad_xt (no
-    // atomics); blocks are multiples of 16 elements (no shared cache lines) and at least 64
-    // long, so the per-gate set-up and the four reductions stay small next to the row work.
+    // column blocks of the batch: a thread owns its blocks' columns of grad_xt (no atomics);
+    // blocks are multiples of 16 elements (no shared cache lines) and at least 64 long, so the
+    // per-gate set-up and the four reductions stay small next to the row work.  Their number
+    // depends on the batch alone, never on the threads, and so do the sums.
     const int64_t units = (N + 15) / 16;
-    const int64_t nblk = std::max<int64_t>(1, std::min<int64_t>(nt, units / 4));
+    const int64_t nblk = std::max<int64_t>(1, std::min<int64_t>(kMaxBlocks, units / 4));
+    if (nt > 1 && nblk == 1) {  // a batch too small to split: split by gates
+        dense_backward_by_gates(xt, a, b, coeffs, gyt, gxt, grad_coeffs, N, in, out, nt);
+        return;
+    }
     const int64_t chunk = ((units + nblk - 1) / nblk) * 16;
     Scratch<double> acc(nblk > 1 ? size_t(nblk * out * 4) : 1);
-#pragma omp parallel for num_threads(DL_OMP_THREADS(int(nblk))) schedule(static, 1)
+#pragma omp parallel for num_threads(DL_OMP_THREADS(int(std::min<int64_t>(nt, nblk)))) schedule(static, 1)
     for (int64_t blk = 0; blk < nblk; ++blk) {
         const int64_t n0 = blk * chunk, n1 = std::min(N, n0 + chunk), nn = std::max<int64_t>(0, n1 - n0);
         if (gxt && nn == N) {

@@ -14,9 +14,10 @@ Run folder (``plan.out``)::
 Why resume is bit-exact: nothing in a step depends on history outside ``last.pt``.  The
 batches are a pure function of (seed, epoch, batch) (:class:`difflogic.data.BatchLoader`),
 the learning rate a pure function of the step, evaluation consumes no randomness, and the
-parameters, AdamW moments and torch RNG are restored byte for byte.  (Same machine, same
-thread count: kernels reduce in a fixed order for a fixed thread count.  On a GPU, resume
-matches to rounding only: the CUDA tree-conv backward sums with float atomics.)
+parameters, AdamW moments and torch RNG are restored byte for byte.  (On one CPU model,
+with any thread count: the kernels reduce in an order that does not depend on the threads.
+On a GPU, resume matches to rounding only: the CUDA tree-conv backward sums with float
+atomics.)
 
 A run has two parts: ``total`` steps of the schedule, then ``polish_steps`` steps in which
 every gate layer trains straight-through at ``polish_lr`` (each evaluated network competes
@@ -40,8 +41,9 @@ from ..models import LogicNet, resolve_quantile_thresholds
 from ..platform import cpu_count
 from . import distributed, history, teacher as teacher_mod
 from .options import TrainOptions
-from .plan import RunPlan, make_plan
+from .plan import RunPlan, make_plan, own_data_options
 from .runtime import Progress, StopSignal, log, where
+from .threads import ThreadTuner
 from .schedule import lr_at, make_optimizer, note_new_length, run_length
 from .losses import training_loss
 
@@ -72,12 +74,14 @@ class Run:
     title: str                         # "<model> on <dataset>", for the curves
     ste_start: int | None = None       # step from which every layer trains straight-through
     layer_ste: list = dataclasses.field(default_factory=list)  # (index, layer, first step)
+    tuner: ThreadTuner | None = None   # picks the step's CPU threads (--threads not given)
     step: int = 0
     elapsed: float = 0.0
     best: dict = dataclasses.field(default_factory=lambda: {"val_hard_acc": -1.0, "step": 0})
     running: dict = dataclasses.field(default_factory=lambda: {"loss": 0.0, "correct": 0, "seen": 0})
     window: list = dataclasses.field(default_factory=lambda: [0.0, 0])  # seconds, images since eval
     records: list = dataclasses.field(default_factory=list)
+    dataset: data.Dataset | None = None  # what x_train came from (its test split, its title)
 
     @property
     def end(self) -> int:
@@ -106,9 +110,13 @@ def train(opts: TrainOptions | RunPlan) -> dict:
             batches = run.loader.steps(None)
             while run.step < run.end:
                 # ---- step: one optimizer step on the next batch
+                if run.tuner is not None:
+                    run.tuner.before_step()
                 t0 = time.perf_counter()
                 loss, n, kind = train_step(run, batches)
                 dt = time.perf_counter() - t0
+                if run.tuner is not None:
+                    run.tuner.after_step(dt, n)
                 run.elapsed += dt
                 run.window[0] += dt
                 run.window[1] += n
@@ -147,8 +155,9 @@ def train(opts: TrainOptions | RunPlan) -> dict:
 def setup(plan: RunPlan) -> Run:
     """Join the job's ranks, load the data, build (or restore) the model, optimizer, loader."""
     world, device = _join_world(plan)
-    x_train, y_train = data.load_dataset(plan.dataset, plan.data_dir, "train")
-    info = data.DATASET_INFO[plan.dataset]
+    dataset = data.open_dataset(plan.dataset, plan.data_dir, **own_data_options(plan))
+    x_train, y_train = dataset.load("train")
+    info = dataset.info
     val_size = info.val_size_for(len(y_train)) if plan.val_size is None else plan.val_size
     train_idx, val_idx = data.train_val_split(len(y_train), val_size, seed=data.SPLIT_SEED)
     config = plan.model_config
@@ -174,7 +183,11 @@ def setup(plan: RunPlan) -> Run:
               f"{config.get('name')} on {info.title}",
               ste_start=None if plan.ste_from is None else int(round(plan.ste_from * total)),
               layer_ste=[(i, m, int(round(m.ste_from * total))) for i, m in enumerate(model)
-                         if isinstance(m, GateLayer) and m.ste_from is not None])
+                         if isinstance(m, GateLayer) and m.ste_from is not None],
+              dataset=dataset)
+    if plan.threads is None and device.type == "cpu" and not world.active \
+            and torch.get_num_threads() > 1:
+        run.tuner = ThreadTuner(torch.get_num_threads(), log=log)
     if plan.checkpoint is not None:
         _restore(run, plan.checkpoint)
     run.records = history.read_metrics(plan.out / "metrics.jsonl", run.step)
@@ -280,10 +293,11 @@ def describe(run: Run) -> str:
                   + (" without augmentation" if p.augment and not p.polish_augment else ""))
     parts = [
         f"difflogic train: {run.title.split(' on ')[0]} ({m.gate_count():,} gates) on "
-        f"{data.DATASET_INFO[p.dataset].title} ({run.loader.num_samples:,} train / "
+        f"{run.dataset.info.title} ({run.loader.num_samples:,} train / "
         f"{len(run.val_idx):,} val), batch {p.batch_size}, lr {p.lr}, wd {p.weight_decay}, "
         f"{p.schedule} schedule, {run.total:,} steps ({run.total / run.per_epoch:.2f} epochs), "
-        f"eval every {run.eval_every}, " + where(run.device),
+        f"eval every {run.eval_every}, " + where(run.device)
+        + (" (or 1 while that measures faster)" if run.tuner is not None else ""),
         (", augmentation (flips only)" if not p.crop_padding else
          f", augmentation (flips, crops padded by {p.crop_padding})") if p.augment else "",
         f", straight-through gates from step {run.ste_start:,}" if run.ste_start is not None else "",
@@ -445,7 +459,7 @@ def test_accuracy(run: Run) -> dict:
     """Hard and relaxed test accuracy of the kept network (model.pt)."""
     plan = run.plan
     model = ckpt.load_model(plan.out / "model.pt").to(run.device)
-    x_test, y_test = data.load_dataset(plan.dataset, plan.data_dir, "test")
+    x_test, y_test = run.dataset.load("test")
     t0 = time.perf_counter()
     every = np.arange(len(y_test))
     hard = _accuracy(run, True, every, x_test, y_test, model)
@@ -455,6 +469,7 @@ def test_accuracy(run: Run) -> dict:
              if run.validate else f"final model (step {best['step']}, no validation)")
     if run.world.is_main:
         log(f"{which}: test accuracy {100 * hard:.2f}% hard, {100 * relaxed:.2f}% relaxed "
-            f"({data.DATASET_INFO[plan.dataset].title}, {len(y_test):,} images)")
+            f"({run.dataset.info.title}, {len(y_test):,} "
+            f"{'images' if run.dataset.info.kind == 'image' else 'rows'})")
     return {"test_hard_acc": hard, "test_acc": relaxed,
             "test_eval_s": round(time.perf_counter() - t0, 2)}
