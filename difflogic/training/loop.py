@@ -132,7 +132,7 @@ def train(opts: TrainOptions | RunPlan) -> dict:
                     progress.write(eval_line(run, rec, kind, improved, time.perf_counter() - t_eval))
                 # ---- stop on Ctrl-C / SIGTERM (or --stop-after), every rank at the same step
                 asked = plan.stop_after is not None and run.step - start >= plan.stop_after
-                if run.world.any(stop.hit or asked):
+                if stop_agreed(run, stop.hit, asked):
                     run.running = dict(zip(run.running, run.world.sum(list(run.running.values()))))
                     save_last(run)
                     stopped, interrupted = True, not asked
@@ -345,6 +345,19 @@ def train_step(run: Run, batches) -> tuple[float, int, str]:
         "straight-through polish" if polishing else "straight-through" if ste else
         f"relaxed, {len(late)} layer(s) straight-through" if late else "relaxed")
     return value, len(y), kind
+
+
+#: Under torchrun the ranks agree on a stop request every this many steps (one collective
+#: each time; a request is honoured within that many steps).
+STOP_CHECK_EVERY = 10
+
+
+def stop_agreed(run: Run, hit: bool, asked: bool) -> bool:
+    """Whether to stop after this step: ``asked`` (the same on every rank) at once, a signal
+    (``hit``, seen by some ranks) once the ranks have compared notes."""
+    if asked or not run.world.active:
+        return asked or hit
+    return run.step % STOP_CHECK_EVERY == 0 and run.world.any(hit)
 
 
 # --------------------------------------------------------------------------- evaluation
