@@ -81,6 +81,16 @@ def atomic_write(path, write) -> None:
     _fsync_dir(folder)
 
 
+def save_png(path, fig, dpi: int = 100) -> None:
+    """Write the matplotlib figure ``fig`` to ``path`` as a PNG with :func:`atomic_write`, then
+    close it (also on failure: an open figure holds its memory until the process ends)."""
+    import matplotlib.pyplot as plt
+    try:
+        atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=dpi))
+    finally:
+        plt.close(fig)
+
+
 # --------------------------------------------------------------------------- a set of files
 def _check_names(names) -> None:
     bad = [n for n in names if not n or n in (".", "..") or "/" in n or "\\" in n or "\0" in n]
