@@ -1,5 +1,6 @@
 """Datasets for training and evaluation: CIFAR-10, MNIST and Fashion-MNIST, read from the files
-their publishers distribute, plus a resumable batch loader.
+their publishers distribute; own data (.npz arrays, image folders, CSV tables); and a resumable
+batch loader.  :func:`open_dataset` is the one entry the trainer and the commands use.
 
 Why it looks like this:
 
@@ -18,21 +19,37 @@ Why it looks like this:
   functions of ``(seed, e, b)``, so a loader restored from :meth:`BatchLoader.state_dict` yields
   exactly the batches an uninterrupted run would have seen.
 
+* **Own data is decoded once.** An .npz file, an image folder (Pillow: one mode, one size) or
+  a CSV table (numeric columns, text columns one-hot, a label column) becomes uint8 images or
+  float32 features in a memory-mapped copy under :func:`own_data_cache`, so a set larger than
+  memory trains from disk.  What the model needs to read such input again (shape, classes,
+  the CSV's columns and levels) is the dataset's ``input`` spec, kept in the model's config.
+  Bad input is refused in one line naming the file, the line / row / key, and the fix.
+
 Validation splits follow Petersen et al. 2024: 45,000 / 5,000 for CIFAR-10 and 50,000 / 10,000
-for the MNIST-like sets (``DATASET_INFO[name].val_size``), drawn by :func:`train_val_split`.
+for the MNIST-like sets (``DATASET_INFO[name].val_size``), drawn by :func:`train_val_split`;
+own data holds out :data:`VAL_FRACTION` of its training split, and without a test part of its
+own :data:`TEST_FRACTION` of each class as the test split (:func:`holdout_split`).
 """
 from __future__ import annotations
 
+import csv
 import gzip
+import hashlib
 import importlib
 import io
+import itertools
+import json
 import math
 import os
 import pickle
+import shutil
 import struct
 import tarfile
+import zipfile
 import zlib
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -40,11 +57,14 @@ import torch
 from numpy.lib.stride_tricks import sliding_window_view
 
 from . import functional as F
+from .files import atomic_write
 
 __all__ = [
     "DatasetError", "DatasetNotFoundError", "DatasetInfo", "DATASET_INFO", "dataset_names",
     "canonical_name", "default_data_dirs", "locate_dataset", "load_dataset", "train_val_split",
     "BatchLoader", "make_loader", "write_fake_cifar10", "write_fake_idx", "write_idx",
+    "Dataset", "open_dataset", "dataset_spec", "own_data_cache", "holdout_split", "read_rows",
+    "to_unit_float", "SPLIT_SEED",
 ]
 
 
@@ -76,11 +96,14 @@ class DatasetInfo:
     val_size: int                        # validation images held out of train (paper's split)
     layout: str                          # expected on-disk layout (for error messages)
     fix: str                             # how to obtain the files (for error messages)
+    kind: str = "image"                  # "image": uint8 (C, H, W); "table": float32 (F,)
 
     @property
     def crop_padding(self) -> int:
         """Default zero padding of the random crops of ``augment``: the usual 4 pixels on
-        32x32 images (CIFAR-10), 2 on the smaller MNIST-like ones."""
+        32x32 images (CIFAR-10), 2 on the smaller MNIST-like ones; 0 for a table."""
+        if self.kind != "image":
+            return 0
         return 4 if self.shape[1] >= 32 else 2
 
     def val_size_for(self, n: int) -> int:
@@ -454,7 +477,11 @@ def to_unit_float(images: np.ndarray, device=None) -> torch.Tensor:
     conversion every loader and evaluation loop uses, so all of them feed the encoder the
     same values.  On the CPU numpy's float32 division (exact-rounded like torch's, without
     thread-pool overhead on a small tensor); elsewhere the uint8 array is moved (4x fewer bytes
-    than float32) and converted on the device."""
+    than float32) and converted on the device.  A float32 table (N, F) of features passes
+    unchanged: its encoder's thresholds are in the features' own units."""
+    if images.dtype == np.float32:
+        x = torch.from_numpy(np.ascontiguousarray(images))
+        return x if device is None else x.to(device)
     if device is None or torch.device(device).type == "cpu":
         return torch.from_numpy(np.divide(images, np.float32(255.0), dtype=np.float32))
     return F.exact_div(torch.from_numpy(images).to(device), 255.0)  # see functional.exact_div
@@ -492,11 +519,12 @@ _CONFIG_KEYS = ("seed", "batch_size", "shuffle", "drop_last", "augment", "crop_p
 
 
 class BatchLoader:
-    """Deterministic, resumable mini-batch iterator over uint8 numpy images.
+    """Deterministic, resumable mini-batch iterator over uint8 numpy images (or float32 tables).
 
     Yields ``(x, y)``: ``x`` float32 ``(B, C, H, W)`` equal to ``images / 255`` (so in [0, 1]),
     ``y`` int64 ``(B,)``, both on ``device`` (CPU tensors when None; the uint8 batch is moved
-    first, so the float conversion happens on the device).
+    first, so the float conversion happens on the device).  A float32 table ``(N, F)`` (own
+    data's features) is handed out as it is, without scaling or augmentation.
 
     The loader is a cursor ``(epoch, step)``: ``for x, y in loader`` yields the *remaining*
     batches of the current epoch and advances the cursor *before* yielding each batch, so
@@ -531,10 +559,16 @@ class BatchLoader:
     def __init__(self, images, labels, batch_size: int, shuffle: bool = True, seed: int = 0, *,
                  augment: bool = False, drop_last: bool | None = None, indices=None,
                  device=None, crop_padding: int = 4, soft_targets=None):
-        if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4:
-            raise TypeError("images must be a uint8 numpy array of shape (N, C, H, W), got "
+        table = isinstance(images, np.ndarray) and images.dtype == np.float32 and images.ndim == 2
+        if not table and (not isinstance(images, np.ndarray) or images.dtype != np.uint8
+                          or images.ndim != 4):
+            raise TypeError("images must be a uint8 numpy array of shape (N, C, H, W) (or a "
+                            "float32 table (N, F)), got "
                             + (f"{images.dtype} {images.shape}" if isinstance(images, np.ndarray)
                                else type(images).__name__))
+        if table and augment:
+            raise ValueError("augment flips and crops images; a table (N, F) of features has "
+                             "nothing to flip: pass augment=False")
         labels = np.asarray(labels)
         if labels.ndim != 1 or labels.dtype.kind not in "iu" or len(labels) != len(images):
             raise ValueError(f"labels must be a 1-D integer array with one label per image "
@@ -727,6 +761,879 @@ def flip_crop(xb: np.ndarray, flip, dy, dx, pad: int) -> np.ndarray:
     out = sliding_window_view(padded, (h, w), axis=(2, 3))[np.arange(n), :, dy, dx]
     out[flip] = out[flip, :, :, ::-1]
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# one entry for every dataset: the built-in names and own data
+# ---------------------------------------------------------------------------------------------
+
+#: What ``--dataset`` accepts besides the built-in names.
+OWN_FORMS = ("a .npz file (x, y, optionally x_test, y_test), a .csv table, or a folder with "
+             "one subfolder of PNG/JPEG images per class")
+#: Share of each class held out as the test split when own data brings no test part.
+TEST_FRACTION = 0.2
+#: Share of the training split held out for validation in own data (``--val-size`` overrides).
+VAL_FRACTION = 0.1
+#: Splits :meth:`Dataset.load` returns ("all" = train then test).
+SPLITS = ("train", "test", "all")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+IMAGE_MODES = ("RGB", "L")
+#: Label columns a CSV table is searched for (in this order, any case) without --label-column.
+LABEL_COLUMNS = ("label", "class", "target", "y")
+#: Most distinct values a text column may hold (more looks like an identifier, not categories).
+MAX_LEVELS = 256
+#: CSV cells that mean "no value" (compared in lower case, stripped).
+MISSING = ("", "nan", "na", "n/a", "null", "?")
+_CACHE_VERSION = 1
+_OWN_LAYOUT = {
+    "npz": "numpy.savez(FILE, x=..., y=...) with x float features (N, F) or uint8 images "
+           "(N, C, H, W) / (N, H, W), y integer labels 0..C-1; optionally x_test, y_test, "
+           "classes, feature_names",
+    "csv": "a header row naming the columns, then one row per example: numeric or text "
+           "feature columns and a label column",
+    "folder": "FOLDER/<class>/*.png|jpg (or FOLDER/train/<class>/... and FOLDER/test/<class>/...)",
+}
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A dataset opened by :func:`open_dataset`: its facts and its splits.
+
+    ``name`` is what a run records (a built-in name, or own data's absolute path); ``input``
+    (own data only) is the input spec a model keeps in its config (``config["input"]``) so
+    that ``eval`` and the exports rebuild the input pipeline without the training data: the
+    kind ("image": uint8 (C, H, W), "table": float32 (F,)), the shape, the class names, the
+    options the data was opened with, and for a CSV table its columns and categorical levels."""
+
+    name: str
+    info: DatasetInfo
+    input: dict | None
+    read: Callable = field(repr=False)
+
+    def load(self, split: str = "train"):
+        """``(x, y)``: uint8 (N, C, H, W) images or float32 (N, F) features, int64 labels;
+        memory-mapped for own data.  ``split``: "train", "test" or "all" (train, then test)."""
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+        if split != "all":
+            return self.read(split)
+        (x, y), (xt, yt) = self.read("train"), self.read("test")
+        return np.concatenate([x, xt]), np.concatenate([y, yt])
+
+
+def dataset_spec(spec) -> str:
+    """The name a run records for ``--dataset``: a built-in dataset's canonical name, or own
+    data's absolute path (a .npz or .csv file, or a folder; relative to the current folder).
+    A built-in name wins over a folder of the same name (write ``./mnist`` for the folder)."""
+    if not isinstance(spec, (str, os.PathLike)):
+        raise TypeError(f"dataset must be a name or a path, got {type(spec).__name__}")
+    text = str(spec)
+    try:
+        return canonical_name(text)
+    except ValueError:
+        pass
+    path = Path(text).expanduser()
+    if not (path.suffix.lower() in (".npz", ".csv") or path.is_dir()):
+        raise ValueError(f"unknown dataset {text!r}" + ("" if path.exists() else
+                         " (no such file or folder)") + f"; expected one of "
+                         f"{', '.join(dataset_names())}, or {OWN_FORMS}")
+    if not path.exists():
+        raise DatasetNotFoundError(f"{text}: no such file; give the path of {OWN_FORMS}")
+    return str(path.resolve())
+
+
+def open_dataset(spec, data_dir=None, *, image_size=None, image_mode=None, label_column=None,
+                 categorical=None, input_spec: dict | None = None) -> Dataset:
+    """Open a built-in dataset (``data_dir`` as in :func:`load_dataset`) or own data.
+
+    Own data is decoded once into a memory-mapped copy under :func:`own_data_cache` (images
+    to uint8, tables to float32 features with categorical columns one-hot), so data larger
+    than memory trains from disk and a second open costs a file listing.  Options (own data
+    only): ``image_size`` "HxW" and ``image_mode`` "RGB" / "L" for image folders,
+    ``label_column`` and ``categorical`` (columns to one-hot although numeric) for CSV tables.
+    ``input_spec``: a model's ``config["input"]``; its options are used, and the data is
+    encoded exactly as the model was trained (same columns, levels and class order)."""
+    name = dataset_spec(spec)
+    given = {"image_size": image_size, "image_mode": image_mode, "label_column": label_column,
+             "categorical": categorical}
+    if name in DATASET_INFO:
+        for key, value in given.items():
+            if value is not None:
+                raise ValueError(f"--{key.replace('_', '-')} applies to own data (an image "
+                                 f"folder or a CSV table), not to the built-in {name}")
+        return Dataset(name, DATASET_INFO[name], None,
+                       lambda split: load_dataset(name, data_dir, split))
+    path = Path(name)
+    fmt = own_format(path)
+    if input_spec is not None:
+        given = _options_from_spec(path, given, input_spec)
+    return _open_own(path, fmt, own_options(path, fmt, **given), input_spec)
+
+
+def own_format(path: Path) -> str:
+    """"npz", "csv" or "folder" for an own-data path."""
+    if path.is_dir():
+        return "folder"
+    return {".npz": "npz", ".csv": "csv"}[path.suffix.lower()]
+
+
+def own_data_cache() -> Path:
+    """Where own data's decoded copies live: ``$DIFFLOGIC_DATA/own-data-cache`` if that
+    variable is set, else ``~/.cache/difflogic/own-data-cache`` (one folder per source and
+    options; safe to delete, it is rebuilt on the next use)."""
+    env = os.environ.get("DIFFLOGIC_DATA")
+    base = Path(env).expanduser() if env else Path.home() / ".cache" / "difflogic"
+    return base / "own-data-cache"
+
+
+def _options_from_spec(path: Path, given: dict, spec: dict) -> dict:
+    """A model's recorded options; a differing explicit option is refused."""
+    saved = dict(spec.get("options", {}))
+    for key, value in given.items():
+        if value is not None and own_options(path, spec["format"], **{key: value})[key] != \
+                saved.get(key):
+            raise ValueError(f"--{key.replace('_', '-')} {value} differs from the model's "
+                             f"({saved.get(key)}); the model reads its input as it was trained")
+    return {k: saved.get(k) for k in given}
+
+
+def own_options(path: Path, fmt: str, image_size=None, image_mode=None, label_column=None,
+                categorical=None) -> dict:
+    """The options of ``fmt`` in a canonical form (they key the decoded copy); an option that
+    does not apply to the format is refused."""
+    applies = {"folder": ("image_size", "image_mode"), "csv": ("label_column", "categorical"),
+               "npz": ()}[fmt]
+    for key, value in (("image_size", image_size), ("image_mode", image_mode),
+                       ("label_column", label_column), ("categorical", categorical)):
+        if value is not None and key not in applies:
+            kind = {"image_size": "image folders", "image_mode": "image folders"}.get(
+                key, "CSV tables")
+            raise ValueError(f"--{key.replace('_', '-')} applies to {kind}, not to {path.name}")
+    if fmt == "folder":
+        return {"image_size": parse_image_size(image_size), "image_mode": _image_mode(image_mode)}
+    if fmt == "csv":
+        names = categorical.split(",") if isinstance(categorical, str) else categorical or []
+        return {"label_column": label_column,
+                "categorical": sorted({str(c).strip() for c in names if str(c).strip()})}
+    return {}
+
+
+def parse_image_size(size) -> list[int] | None:
+    """"HxW" (or "N" for N x N, or a pair) -> [H, W]; None stays None."""
+    if size is None:
+        return None
+    parts = size.lower().split("x") if isinstance(size, str) else list(size)
+    try:
+        hw = [int(p) for p in parts] * (2 if len(parts) == 1 else 1)
+    except (TypeError, ValueError):
+        hw = []
+    if len(hw) != 2 or min(hw) < 1:
+        raise ValueError(f"--image-size must be HxW in pixels (e.g. 32x32) or one number for a "
+                         f"square, got {size!r}")
+    return hw
+
+
+def _image_mode(mode) -> str | None:
+    if mode is not None and mode not in IMAGE_MODES:
+        raise ValueError(f"--image-mode must be RGB (3 channels) or L (grey, 1 channel), "
+                         f"got {mode!r}")
+    return mode
+
+
+# ---------------------------------------------------------------------------------------------
+# own data: the decoded copy
+# ---------------------------------------------------------------------------------------------
+
+def _open_own(path: Path, fmt: str, options: dict, spec: dict | None) -> Dataset:
+    """The cached copy of ``path`` (built when missing): the plain one, or with ``spec`` the
+    plain one when its schema is the model's, else one encoded by the model's schema."""
+    if fmt == "csv" and options["label_column"] is None and spec is None:
+        options = {**options, "label_column": find_label_column(path, _csv_header(path))}
+    key = {"version": _CACHE_VERSION, "source": str(path), "id": _source_identity(path, fmt),
+           "options": options}
+    plain = _cache_folder(path, key)
+    folder = plain
+    if spec is not None:
+        folder = _cache_folder(path, {**key, "schema": schema_of(spec)})
+        if not _complete(folder) and _complete(plain) and \
+                schema_of(_read_meta(plain)["input"]) == schema_of(spec):
+            folder = plain
+    if not _complete(folder):
+        _build_cache(folder, lambda out: _BUILDERS[fmt](path, options, spec, out))
+    meta = _read_meta(folder)
+    inp = meta["input"]
+    n = meta["train_size"]
+    info = DatasetInfo(name=str(path), title=path.name, shape=tuple(inp["shape"]),
+                       num_classes=len(inp["classes"]), classes=tuple(inp["classes"]),
+                       train_size=n, test_size=meta["test_size"],
+                       val_size=max(1, int(VAL_FRACTION * n + 0.5)), layout=_OWN_LAYOUT[fmt],
+                       fix=f"write {path.name} in that layout", kind=inp["kind"])
+    return Dataset(str(path), info, inp, lambda split: _read_split(folder, split))
+
+
+def schema_of(spec: dict) -> dict:
+    """The parts of an input spec that fix how data is encoded (not where it came from)."""
+    keys = ("kind", "format", "shape", "classes", "mode", "columns", "features", "label",
+            "options")
+    return {k: spec.get(k) for k in keys}
+
+
+def _source_identity(path: Path, fmt: str) -> list:
+    """Size and modification time of the file, or of every image in the folder."""
+    if fmt != "folder":
+        st = path.stat()
+        return [st.st_size, st.st_mtime_ns]
+    h = hashlib.sha256()
+    for root, dirs, files in os.walk(path):
+        dirs.sort()
+        for f in sorted(files):
+            if f.lower().endswith(IMAGE_SUFFIXES):
+                st = os.stat(os.path.join(root, f))
+                h.update(f"{os.path.relpath(os.path.join(root, f), path)}|{st.st_size}|"
+                         f"{st.st_mtime_ns}\n".encode())
+    return [h.hexdigest()]
+
+
+def _cache_folder(path: Path, key: dict) -> Path:
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+    return own_data_cache() / f"{path.stem[:40]}-{digest}"
+
+
+def _complete(folder: Path) -> bool:
+    return (folder / "meta.json").is_file()
+
+
+def _read_meta(folder: Path) -> dict:
+    return json.loads((folder / "meta.json").read_text())
+
+
+def _build_cache(folder: Path, build) -> None:
+    """Decode into a temporary folder beside ``folder`` and rename it into place once
+    complete (``meta.json`` last), so a copy is whole or absent; a process that loses a race
+    with another one building the same copy keeps the other's."""
+    tmp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    except OSError as e:
+        raise DatasetError(f"cannot write the decoded copy of own data to {folder.parent} "
+                           f"({e.strerror or e}); set DIFFLOGIC_DATA to a writable "
+                           "folder") from None
+    try:
+        meta = build(tmp)
+        atomic_write(tmp / "meta.json", lambda fh: fh.write(json.dumps(meta).encode()))
+        try:
+            os.replace(tmp, folder)
+        except OSError:
+            if not _complete(folder):
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _read_split(folder: Path, split: str):
+    x = np.load(folder / f"{split}_x.npy", mmap_mode="r")
+    return x, np.load(folder / f"{split}_y.npy")
+
+
+def _new_rows(out: Path, split: str, dtype, shape) -> np.ndarray:
+    """A memory-mapped ``{split}_x.npy`` of ``shape`` in the copy being built."""
+    return np.lib.format.open_memmap(out / f"{split}_x.npy", "w+", dtype, tuple(shape))
+
+
+def _save_labels(out: Path, split: str, labels) -> None:
+    np.save(out / f"{split}_y.npy", np.asarray(labels, dtype=np.int64))
+
+
+def holdout_split(labels: np.ndarray, fraction: float = TEST_FRACTION,
+                  seed: int = SPLIT_SEED) -> np.ndarray:
+    """Which rows form the test split of own data without one: ``round(fraction * n_c)`` rows
+    of each class c, drawn by a fixed permutation (so every run and ``eval`` see the same
+    split).  Returns a bool mask."""
+    labels = np.asarray(labels)
+    perm = np.random.default_rng([seed, 0x7E57]).permutation(len(labels))
+    is_test = np.zeros(len(labels), dtype=bool)
+    for c in np.unique(labels):
+        rows = perm[labels[perm] == c]
+        is_test[rows[:int(fraction * len(rows) + 0.5)]] = True
+    return is_test
+
+
+def _split_or_refuse(path: Path, labels: np.ndarray, spec: dict | None) -> np.ndarray:
+    """The held-out test rows; training needs some (a model's own reading, ``spec``, not)."""
+    is_test = holdout_split(labels)
+    if spec is None and not is_test.any():
+        raise DatasetError(f"{path}: too few examples ({len(labels)}) to hold out a test split "
+                           f"({TEST_FRACTION:.0%} of each class); add examples, or bring a test "
+                           "part (npz x_test/y_test, a folder's test/ subfolder)")
+    return is_test
+
+
+def _classes_present(path: Path, labels: np.ndarray, classes, where: str) -> None:
+    """Every class needs training examples: a class without any cannot be learnt."""
+    counts = np.bincount(labels, minlength=len(classes))
+    if (counts == 0).any():
+        c = int(np.argmin(counts))
+        raise DatasetError(f"{path}: class {c} ({classes[c]!r}) has no examples in {where}; "
+                           f"labels must be 0..{len(classes) - 1} with every class present "
+                           "(relabel the classes, or drop the empty one)")
+
+
+# ---------------------------------------------------------------------------------------------
+# own data: .npz arrays
+# ---------------------------------------------------------------------------------------------
+
+def npz_arrays(path: Path) -> dict:
+    """The arrays of an .npz file by name: members stored uncompressed (``numpy.savez``) are
+    memory-mapped in place, compressed ones (``savez_compressed``) read into memory."""
+    fix = f"write it with numpy.savez({path.name!r}, x=..., y=...)"
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = [i for i in zf.infolist() if i.filename.endswith(".npy")]
+        return {i.filename[:-4]: _npz_member(path, i) for i in infos}
+    except DatasetError:
+        raise
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+        raise DatasetError(f"{path} is not a readable .npz file ({e}); {fix}") from None
+
+
+def _npz_member(path: Path, info: zipfile.ZipInfo) -> np.ndarray:
+    name = info.filename[:-4]
+    if info.compress_type != zipfile.ZIP_STORED:
+        with np.load(path, allow_pickle=False) as z:
+            return z[name]
+    with open(path, "rb") as fh:
+        fh.seek(info.header_offset)
+        local = fh.read(30)
+        if len(local) < 30 or local[:4] != b"PK\x03\x04":
+            raise ValueError(f"damaged zip entry {info.filename}")
+        name_len, extra_len = struct.unpack("<HH", local[26:30])
+        fh.seek(info.header_offset + 30 + name_len + extra_len)
+        major, _ = np.lib.format.read_magic(fh)
+        read = (np.lib.format.read_array_header_1_0 if major == 1
+                else np.lib.format.read_array_header_2_0)
+        shape, fortran, dtype = read(fh)
+        offset = fh.tell()
+    if dtype.hasobject:
+        raise DatasetError(f"{path}: array {name!r} holds Python objects; save plain numeric "
+                           "arrays (numpy.savez with numbers and strings only)")
+    if not math.prod(shape):
+        return np.zeros(shape, dtype)
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape,
+                     order="F" if fortran else "C")
+
+
+def _npz_kind(path: Path, key: str, x: np.ndarray) -> tuple[str, tuple]:
+    """("table", (F,)) for 2-D numbers, ("image", (C, H, W)) for uint8 3-D / 4-D arrays."""
+    if x.ndim == 2 and x.dtype.kind in "fiub":
+        return "table", (x.shape[1],)
+    if x.ndim == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
+        raise DatasetError(f"{path}: {key} looks channels-last {x.shape}; store images as "
+                           f"(N, C, H, W): {key}.transpose(0, 3, 1, 2)")
+    if x.ndim in (3, 4) and x.dtype == np.uint8:
+        return "image", ((1,) + x.shape[1:] if x.ndim == 3 else x.shape[1:])
+    if x.ndim in (3, 4):
+        raise DatasetError(f"{path}: {key} holds {x.dtype} images; images must be uint8 0..255 "
+                           f"of shape (N, C, H, W) or (N, H, W), e.g. "
+                           f"({key} * 255).round().astype(numpy.uint8)")
+    raise DatasetError(f"{path}: {key} has shape {x.shape} and dtype {x.dtype}; expected float "
+                       "features (N, F) or uint8 images (N, C, H, W) / (N, H, W)")
+
+
+def _npz_labels(path: Path, key: str, y: np.ndarray, n: int, num_classes=None) -> np.ndarray:
+    """1-D integer labels 0..C-1, one per row of x."""
+    if y.ndim != 1 or len(y) != n:
+        raise DatasetError(f"{path}: {key} has shape {y.shape}, expected ({n},): one label per "
+                           f"row of {key.replace('y', 'x', 1)}")
+    if y.dtype.kind not in "iu":
+        raise DatasetError(f"{path}: {key} holds {y.dtype}; labels must be integers 0..C-1 "
+                           f"(e.g. {key}.astype(numpy.int64), or map class names to 0..C-1)")
+    y = np.asarray(y, dtype=np.int64)
+    top = num_classes if num_classes is not None else None
+    bad = (y < 0) if top is None else (y < 0) | (y >= top)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise DatasetError(f"{path}: {key}[{i}] = {int(y[i])} is not a class 0.."
+                           f"{'C-1' if top is None else top - 1}; labels must be integers "
+                           "0..C-1 (relabel them)")
+    return y
+
+
+def _npz_names(path: Path, arrays: dict, key: str, n: int, default) -> list[str]:
+    if key not in arrays:
+        return default
+    names = [str(v) for v in np.asarray(arrays[key]).reshape(-1).tolist()]
+    if len(names) != n:
+        raise DatasetError(f"{path}: {key} names {len(names)} entries, expected {n}")
+    return names
+
+
+def _npz_classes(path: Path, arrays: dict, parts: dict, spec: dict | None) -> tuple:
+    """({split: labels}, class names): the model's classes, else ``classes`` or 0..C-1 with
+    every class among the training labels."""
+    names = (spec or {}).get("classes")
+    ys = {s: _npz_labels(path, ky, y, len(x), None if names is None else len(names))
+          for s, (x, y, _, ky) in parts.items()}
+    if names is None:
+        count = 1 + max(int(y.max(initial=-1)) for y in ys.values())
+        names = _npz_names(path, arrays, "classes", count, [str(c) for c in range(count)])
+        _classes_present(path, ys["train"], names, "y")
+    return ys, names
+
+
+def _build_npz(path: Path, options: dict, spec: dict | None, out: Path) -> dict:
+    a = npz_arrays(path)
+    for key in ("x", "y"):
+        if key not in a:
+            raise DatasetError(f"{path} has no array {key!r} (it holds "
+                               f"{', '.join(sorted(a)) or 'no arrays'}); "
+                               f"save it with numpy.savez({path.name!r}, x=features_or_images, "
+                               "y=labels)")
+    if ("x_test" in a) != ("y_test" in a):
+        raise DatasetError(f"{path} holds only one of x_test / y_test; give both or neither "
+                           f"(without them {TEST_FRACTION:.0%} of each class is the test split)")
+    kind, shape = _npz_kind(path, "x", a["x"])
+    parts = {"train": (a["x"], a["y"], "x", "y")}
+    if "x_test" in a:
+        parts["test"] = (a["x_test"], a["y_test"], "x_test", "y_test")
+    ys, names = _npz_classes(path, a, parts, spec)
+    for s, (x, _, kx, _) in parts.items():
+        if _npz_kind(path, kx, x) != (kind, shape) or (spec and list(shape) != spec["shape"]):
+            want = spec["shape"] if spec else list(shape)
+            raise DatasetError(f"{path}: {kx} has rows of shape {x.shape[1:]}, expected "
+                               f"{tuple(want)} (as x / as the model was trained)")
+    rows = {s: np.arange(len(y)) for s, y in ys.items()}
+    if "test" not in parts:
+        is_test = _split_or_refuse(path, ys["train"], spec)
+        rows = {"train": np.flatnonzero(~is_test), "test": np.flatnonzero(is_test)}
+        parts["test"] = parts["train"]
+        ys["test"] = ys["train"]
+    for s in ("train", "test"):
+        _copy_rows(path, parts[s][2], parts[s][0], rows[s], kind, shape, out, s)
+        _save_labels(out, s, ys[s][rows[s]])
+    features = _npz_names(path, a, "feature_names", shape[0], [f"x{i}" for i in range(shape[0])]) \
+        if kind == "table" else None
+    inp = {"kind": kind, "format": "npz", "source": path.name, "shape": list(shape),
+           "classes": names, "options": options}
+    if kind == "table":
+        inp.update(columns=[{"name": f} for f in features], features=features, label=None)
+    return {"input": inp, "train_size": len(rows["train"]), "test_size": len(rows["test"])}
+
+
+def _copy_rows(path: Path, key: str, x: np.ndarray, rows: np.ndarray, kind: str, shape,
+               out: Path, split: str, chunk: int = 4096) -> None:
+    """x[rows] into the copy, a chunk at a time (x may be larger than memory); features to
+    float32, checked finite."""
+    dest = _new_rows(out, split, np.float32 if kind == "table" else np.uint8,
+                     (len(rows), *shape))
+    for i in range(0, len(rows), chunk):
+        sel = rows[i:i + chunk]
+        block = np.asarray(x[sel])
+        if kind == "table":
+            block = block.astype(np.float32)
+            bad = ~np.isfinite(block).all(1)
+            if bad.any():
+                j = int(sel[np.argmax(bad)])
+                raise DatasetError(f"{path}: {key}[{j}] holds NaN or inf (or a number too large "
+                                   "for float32); fill in or drop that row")
+        dest[i:i + len(sel)] = block.reshape(len(sel), *shape)
+    dest.flush()
+    del dest
+
+
+# ---------------------------------------------------------------------------------------------
+# own data: CSV tables
+# ---------------------------------------------------------------------------------------------
+
+def _csv_rows(path: Path):
+    """``(line number, cells)`` of every row that is not blank, header first; one-line errors
+    for text that is not UTF-8 or not CSV."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh)
+            for row in reader:
+                if any(c.strip() for c in row):
+                    yield reader.line_num, row
+    except UnicodeDecodeError as e:
+        raise DatasetError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); save the "
+                           "table as UTF-8 CSV") from None
+    except csv.Error as e:
+        raise DatasetError(f"{path}: not a readable CSV file ({e}); save it as plain "
+                           "comma-separated text") from None
+
+
+def _csv_header(path: Path) -> list[str]:
+    """The column names of the first row, checked: named, unique, and not data."""
+    first = next(_csv_rows(path), None)
+    if first is None:
+        raise DatasetError(f"{path} is empty; expected a header row naming the columns, then "
+                           "one row per example")
+    names = [c.strip() for c in first[1]]
+    if all(_number(c) is not None for c in names):
+        raise DatasetError(f"{path}: the first row holds numbers ({', '.join(names[:4])}...), "
+                           "not column names; add a header row with one name per column")
+    for i, name in enumerate(names):
+        if not name:
+            raise DatasetError(f"{path}: column {i + 1} of the header has no name; name every "
+                               "column")
+        if name in names[:i]:
+            raise DatasetError(f"{path}: two columns are named {name!r}; rename one")
+    return names
+
+
+def find_label_column(path: Path, header: list[str], label_column=None) -> str:
+    """``label_column`` if the header has it, else the first of :data:`LABEL_COLUMNS`."""
+    if label_column is not None:
+        if label_column not in header:
+            raise DatasetError(f"{path}: no column {label_column!r} for --label-column; the "
+                               f"header names {', '.join(header)}")
+        return label_column
+    lower = {h.lower(): h for h in header}
+    for name in LABEL_COLUMNS:
+        if name in lower:
+            return lower[name]
+    raise DatasetError(f"{path}: no label column (none of {', '.join(LABEL_COLUMNS)} in the "
+                       f"header {', '.join(header)}); name it with --label-column NAME")
+
+
+def _number(cell: str):
+    """The cell as a float, or None when it is not a number."""
+    try:
+        return float(cell)
+    except ValueError:
+        return None
+
+
+def _missing(cell: str) -> bool:
+    return cell.strip().lower() in MISSING
+
+
+def _check_width(path: Path, line: int, cells: list, n: int) -> None:
+    if len(cells) != n:
+        raise DatasetError(f"{path} line {line}: {len(cells)} cells, but the header has {n} "
+                           "columns; give every row one cell per column (check for a missing "
+                           "or extra comma, or a comma inside an unquoted text)")
+
+
+class _ColumnScan:
+    """What one pass learns about a feature column: numbers or text, and its text values."""
+
+    def __init__(self):
+        self.numbers, self.texts = 0, 0
+        self.first_text = None
+        self.levels: set = set()
+
+    def add(self, line: int, cell: str) -> None:
+        if len(self.levels) <= MAX_LEVELS:
+            self.levels.add(cell.strip())
+        if _number(cell) is None:
+            self.texts += 1
+            self.first_text = self.first_text or (line, cell)
+        else:
+            self.numbers += 1
+
+
+def _scan_csv(path: Path, header: list[str], label: str | None, scan_columns: bool):
+    """Pass 1: row widths, labels (``label``: the label column, or None when the file has
+    none) and, with ``scan_columns``, missing cells and what each feature column holds ->
+    (labels as text, the rows' line numbers, {column: _ColumnScan})."""
+    li = None if label is None else header.index(label)
+    scans = {name: _ColumnScan() for name in header if name != label} if scan_columns else {}
+    where = [(i, scans[name]) for i, name in enumerate(header) if name in scans]
+    labels, lines = [], []
+    for line, cells in itertools.islice(_csv_rows(path), 1, None):
+        _check_width(path, line, cells, len(header))
+        lines.append(line)
+        if li is not None:
+            if _missing(cells[li]):
+                raise DatasetError(f"{path} line {line}: no label in column {label!r}; give "
+                                   "every row a label or drop the row")
+            labels.append(cells[li].strip())
+        for i, scan in where:
+            if _missing(cells[i]):
+                raise DatasetError(f"{path} line {line}, column {header[i]!r}: no value "
+                                   f"({cells[i].strip() or 'empty'}); fill it in or drop the row")
+            scan.add(line, cells[i])
+    return labels, lines, scans
+
+
+def _column_plan(path: Path, scans: dict, categorical: list) -> list[dict]:
+    """Numeric or categorical per column: text columns (and ``categorical`` ones) one-hot over
+    their sorted values; a column mixing numbers and text is refused."""
+    unknown = [c for c in categorical if c not in scans]
+    if unknown:
+        raise DatasetError(f"{path}: --categorical names {', '.join(unknown)}, which the table "
+                           f"has no feature column for (columns: {', '.join(scans)})")
+    columns = []
+    for name, s in scans.items():
+        if name in categorical or (s.texts and not s.numbers):
+            if len(s.levels) > MAX_LEVELS:
+                raise DatasetError(f"{path}: column {name!r} holds more than {MAX_LEVELS} "
+                                   "different values; an identifier or free text is not a "
+                                   "feature: drop the column, or map it to numbers")
+            columns.append({"name": name, "levels": sorted(s.levels)})
+        elif s.texts:
+            line, cell = s.first_text
+            raise DatasetError(f"{path} line {line}, column {name!r}: {cell.strip()!r} is not a "
+                               f"number, but {s.numbers} other cells of the column are; fix the "
+                               f"cell, or one-hot the column with --categorical {name}")
+        else:
+            columns.append({"name": name})
+    return columns
+
+
+def _features(columns: list[dict]) -> list[str]:
+    """Feature names in input order: a numeric column, or ``column=level`` per level."""
+    out = []
+    for c in columns:
+        out += [f"{c['name']}={v}" for v in c["levels"]] if "levels" in c else [c["name"]]
+    return out
+
+
+def _csv_classes(path: Path, labels: list, lines: list, classes=None) -> tuple:
+    """(int64 codes, class names): integer labels must be 0..C-1 with every class present;
+    text labels name the classes (sorted); with ``classes`` (a model's) each must be one."""
+    if classes is None:
+        values = sorted(set(labels))
+        nums = [_number(v) for v in values]
+        if all(v is not None for v in nums):
+            bad = [v for v, f in zip(values, nums) if not f.is_integer() or f < 0]
+            if bad:
+                line = lines[labels.index(bad[0])]
+                raise DatasetError(f"{path} line {line}: label {bad[0]!r} is not a class "
+                                   "number 0..C-1; number the classes 0..C-1 or name them")
+            ints = sorted({int(f) for f in nums})
+            if ints != list(range(len(ints))):
+                gap = next(c for c in range(len(ints) + 1) if c not in ints)
+                raise DatasetError(f"{path}: class {gap} has no rows (the labels run "
+                                   f"0..{ints[-1]}); labels must be 0..C-1 with every class "
+                                   "present (relabel them, or drop the empty class)")
+            classes = [str(c) for c in ints]
+            labels = [str(int(float(v))) for v in labels]
+        else:
+            classes = values
+    index = {c: i for i, c in enumerate(classes)}
+    codes = np.empty(len(labels), dtype=np.int64)
+    for k, v in enumerate(labels):
+        f = _number(v)
+        if v not in index and f is not None and f.is_integer() and str(int(f)) in index:
+            v = str(int(f))   # 1.0 for class "1"
+        if v not in index:
+            raise DatasetError(f"{path} line {lines[k]}: label {v!r} is not one of the model's "
+                               f"classes ({', '.join(classes)})")
+        codes[k] = index[v]
+    return codes, list(classes)
+
+
+def _encode_csv(path: Path, header: list[str], columns: list[dict], dest) -> None:
+    """Pass 2: every row's features into ``dest(k)`` (the k-th row's target row array),
+    numeric cells as float32 (finite), categorical cells one-hot."""
+    plan, offset = [], 0
+    for c in columns:
+        if c["name"] not in header:
+            raise DatasetError(f"{path}: no column {c['name']!r}, which the model reads; the "
+                               f"header names {', '.join(header)}")
+        levels = {v: offset + j for j, v in enumerate(c["levels"])} if "levels" in c else None
+        plan.append((header.index(c["name"]), c["name"], offset, levels))
+        offset += len(levels) if levels is not None else 1
+    for k, (line, cells) in enumerate(itertools.islice(_csv_rows(path), 1, None)):
+        _check_width(path, line, cells, len(header))
+        row = dest(k)
+        row[:] = 0
+        for i, name, at, levels in plan:
+            cell = cells[i].strip()
+            if levels is not None:
+                if cell not in levels:
+                    raise DatasetError(f"{path} line {line}, column {name!r}: {cell!r} is not one "
+                                       f"of the values the model knows ({', '.join(levels)})")
+                row[levels[cell]] = 1
+                continue
+            value = _number(cell)
+            if value is None or not math.isfinite(np.float32(value)):
+                raise DatasetError(f"{path} line {line}, column {name!r}: {cell!r} is not a "
+                                   "finite number; fix the cell or drop the row")
+            row[at] = value
+
+
+def _build_csv(path: Path, options: dict, spec: dict | None, out: Path) -> dict:
+    header = _csv_header(path)
+    want = (spec or {}).get("label") or options["label_column"]
+    if spec and want is not None and want not in header:
+        raise DatasetError(f"{path} has no label column {want!r} to score the model against; "
+                           "classify its rows with difflogic eval MODEL --rows FILE")
+    label = find_label_column(path, header, want)
+    labels, lines, scans = _scan_csv(path, header, label, spec is None)
+    if not labels:
+        raise DatasetError(f"{path} has a header but no rows; add one row per example")
+    columns = spec["columns"] if spec else _column_plan(path, scans, options["categorical"])
+    if not columns:
+        raise DatasetError(f"{path}: no feature columns besides the label {label!r}")
+    y, classes = _csv_classes(path, labels, lines, (spec or {}).get("classes"))
+    if spec is None:
+        _classes_present(path, y, classes, f"column {label!r}")
+    is_test = _split_or_refuse(path, y, spec)
+    features = _features(columns)
+    where = np.where(is_test, np.cumsum(is_test) - 1, np.cumsum(~is_test) - 1)
+    dests = {s: _new_rows(out, s, np.float32, (int(n), len(features)))
+             for s, n in (("train", (~is_test).sum()), ("test", is_test.sum()))}
+    _encode_csv(path, header, columns,
+                lambda k: dests["test" if is_test[k] else "train"][where[k]])
+    for s, mask in (("train", ~is_test), ("test", is_test)):
+        dests[s].flush()
+        _save_labels(out, s, y[mask])
+    inp = {"kind": "table", "format": "csv", "source": path.name, "shape": [len(features)],
+           "classes": classes, "label": label, "columns": columns, "features": features,
+           "options": {**options, "label_column": label}}
+    return {"input": inp, "train_size": int((~is_test).sum()), "test_size": int(is_test.sum())}
+
+
+def read_rows(path, input_spec: dict):
+    """The rows of a CSV file as a table model reads them: ``(features float32 (N, F), labels
+    int64 (N,) or None, line numbers)``, encoded by the model's ``config["input"]`` (its
+    columns found by name, extra columns ignored); labels when the file has the label column.
+    For ``difflogic eval --rows`` and for feeding the compiled C the rows of a CSV file."""
+    path = Path(path)
+    if not input_spec or input_spec.get("kind") != "table":
+        raise ValueError(f"{path}: rows of a CSV table need a model trained on a table (its "
+                         "checkpoint records the columns); this model takes images")
+    if path.suffix.lower() != ".csv" or not path.is_file():
+        raise DatasetNotFoundError(f"{path}: no such CSV file (give a .csv table with a header)")
+    header = _csv_header(path)
+    label = input_spec.get("label")
+    if label is None:   # a table from an .npz file: any usual label column
+        label = next((h for h in header if h.lower() in LABEL_COLUMNS), None)
+    labels, lines, _ = _scan_csv(path, header, label if label in header else None, False)
+    if not lines:
+        raise DatasetError(f"{path} has a header but no rows; add one row per example")
+    x = np.zeros((len(lines), len(input_spec["features"])), dtype=np.float32)
+    _encode_csv(path, header, input_spec["columns"], lambda k: x[k])
+    y = _csv_classes(path, labels, lines, input_spec["classes"])[0] if labels else None
+    return x, y, np.asarray(lines, dtype=np.int64)
+
+
+# ---------------------------------------------------------------------------------------------
+# own data: image folders
+# ---------------------------------------------------------------------------------------------
+
+def _class_files(root: Path) -> dict[str, list[Path]]:
+    """{class name: its images, sorted} of a folder with one subfolder per class."""
+    loose = [p.name for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+    subs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if loose or not subs:
+        raise DatasetError(f"{root}: " + (f"images such as {loose[0]} lie outside a class folder"
+                                          if loose else "no class folders") +
+                           "; expected one subfolder per class holding its PNG/JPEG images "
+                           f"(e.g. {root}/cat/0001.png)")
+    out = {}
+    for sub in subs:
+        files = sorted(p for p in sub.rglob("*") if p.is_file()
+                       and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+        if not files:
+            raise DatasetError(f"{sub}: no PNG or JPEG images in this class folder; a class "
+                               "needs examples: add images or remove the folder")
+        out[sub.name] = files
+    return out
+
+
+def _folder_parts(path: Path) -> dict[str, dict]:
+    """{"train": {class: files}, "test": ...} with train/ and test/ subfolders, else
+    {"all": {class: files}}."""
+    if (path / "train").is_dir() and (path / "test").is_dir():
+        parts = {s: _class_files(path / s) for s in ("train", "test")}
+        extra = sorted(set(parts["test"]) - set(parts["train"]))
+        if extra:
+            raise DatasetError(f"{path}: class {extra[0]!r} has test images but no training "
+                               f"images (no {path / 'train' / extra[0]}); add some or remove it")
+        return parts
+    return {"all": _class_files(path)}
+
+
+def _open_image(path: Path):
+    from PIL import Image
+    try:
+        return Image.open(path)
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
+        raise DatasetError(f"{path}: not a readable PNG/JPEG image ({e}); replace or remove "
+                           "it") from None
+
+
+def _image_format(files: list[Path], size, mode) -> tuple[str, list[int]]:
+    """(mode, [H, W]) of the images: as given, else what every image shares (mixed sizes or
+    modes are refused, naming two files that differ)."""
+    first = {}
+    for f in files if size is None or mode is None else ():
+        with _open_image(f) as im:
+            seen = {"size": [im.height, im.width], "mode": im.mode}
+        for key, given in (("size", size), ("mode", mode)):
+            if given is not None:
+                continue
+            other = first.setdefault(key, (f, seen[key]))
+            if other[1] != seen[key]:
+                what = {"size": lambda v: f"{v[0]}x{v[1]}", "mode": str}[key]
+                fix = ("--image-size HxW to resize them all" if key == "size"
+                       else "--image-mode RGB or L to convert them all")
+                raise DatasetError(f"images of mixed {key}s: {other[0]} is {what(other[1])}, {f} "
+                                   f"is {what(seen[key])}; give {fix}")
+    mode = mode or first["mode"][1]
+    if mode not in IMAGE_MODES:
+        raise DatasetError(f"{first['mode'][0]} has image mode {mode}, not RGB or L; give "
+                           "--image-mode RGB or L to convert the images")
+    return mode, size or first["size"][1]
+
+
+def _decode_images(files: list[Path], mode: str, size, dest: np.ndarray) -> None:
+    """Each image converted to ``mode``, resized (bilinear) to ``size`` [H, W] when it differs,
+    into ``dest[i]`` as (C, H, W) uint8."""
+    from PIL import Image
+    h, w = size
+    for i, f in enumerate(files):
+        with _open_image(f) as im:
+            try:
+                im = im.convert(mode) if im.mode != mode else im
+                if (im.height, im.width) != (h, w):
+                    im = im.resize((w, h), Image.Resampling.BILINEAR)
+                a = np.asarray(im, dtype=np.uint8)
+            except (OSError, ValueError) as e:
+                raise DatasetError(f"{f}: cannot decode this image ({e}); replace or remove "
+                                   "it") from None
+        dest[i] = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+
+
+def _build_folder(path: Path, options: dict, spec: dict | None, out: Path) -> dict:
+    parts = _folder_parts(path)
+    classes = spec["classes"] if spec else sorted(next(iter(parts.values())))
+    index = {c: i for i, c in enumerate(classes)}
+    lists = {}
+    for part, by_class in parts.items():
+        unknown = sorted(set(by_class) - set(index))
+        if unknown:
+            raise DatasetError(f"{path}: class folder {unknown[0]!r} is not one of the model's "
+                               f"classes ({', '.join(classes)})")
+        files = [(f, index[c]) for c in sorted(by_class) for f in by_class[c]]
+        lists[part] = ([f for f, _ in files], np.array([c for _, c in files], dtype=np.int64))
+    size, mode = options["image_size"], options["image_mode"]
+    if spec:
+        size, mode = size or spec["shape"][1:], mode or spec["mode"]
+    mode, size = _image_format([f for files, _ in lists.values() for f in files], size, mode)
+    if "all" in lists:
+        files, y = lists.pop("all")
+        is_test = _split_or_refuse(path, y, spec)
+        lists = {s: ([f for f, t in zip(files, is_test) if t == want], y[is_test == want])
+                 for s, want in (("train", False), ("test", True))}
+    shape = [1 if mode == "L" else 3, *size]
+    for s, (files, y) in lists.items():
+        dest = _new_rows(out, s, np.uint8, (len(files), *shape))
+        _decode_images(files, mode, size, dest)
+        dest.flush()
+        del dest
+        _save_labels(out, s, y)
+    inp = {"kind": "image", "format": "folder", "source": path.name, "shape": shape,
+           "mode": mode, "classes": classes, "options": options}
+    return {"input": inp, "train_size": len(lists["train"][0]),
+            "test_size": len(lists["test"][0])}
+
+
+_BUILDERS = {"npz": _build_npz, "csv": _build_csv, "folder": _build_folder}
 
 
 # ---------------------------------------------------------------------------------------------

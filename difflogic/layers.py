@@ -72,6 +72,18 @@ def _check_backend(backend: str) -> str:
     return backend
 
 
+def is_packed_bits(x) -> bool:
+    """Whether ``x`` is a :class:`difflogic.upstream.PackBitsTensor` (batch-packed bits; it
+    marks itself, so the layers need not import it)."""
+    return bool(getattr(type(x), "packed_bits", False))
+
+
+def _refuse_packed_in_training(module: nn.Module) -> None:
+    if module.training:
+        raise TypeError(f"{type(module).__name__}: a PackBitsTensor runs the hard network only; "
+                           "call model.eval() first")
+
+
 class GateLayer(nn.Module):
     """Shared logic of the learnable layers: logits -> (relaxed | hard) coefficients."""
 
@@ -209,11 +221,16 @@ def random_pairs(n_in: int, n_out: int, generator=None) -> tuple[torch.Tensor, t
 
 
 class LogicLayer(LogicDense):
-    """Upstream-compatible alias: ``LogicLayer(in_dim, out_dim, device='cuda', grad_factor=1.0,
+    """Upstream-compatible layer: ``LogicLayer(in_dim, out_dim, device='cuda', grad_factor=1.0,
     implementation=None, connections='random')`` as in difflogic 0.1 (NeurIPS 2022).
 
     Defaults follow upstream (Gaussian init).  ``device='cuda'`` on a machine without a GPU
-    falls back to the CPU with a warning so old scripts still run.
+    falls back to the CPU with a warning so old scripts still run.  ``implementation``
+    ``'python'`` runs the PyTorch reference, ``'cuda'`` / None the native kernels (CPU or CUDA).
+    ``connections='unique'``: no two gates read the same pair of inputs (any ``out_dim`` up to
+    ``in_dim * (in_dim - 1) / 2``).  ``grad_factor`` scales the gradient into the layer's input.
+    In eval mode a :class:`~difflogic.upstream.PackBitsTensor` input gives one back.
+    Upstream's attribute names ``weights``, ``indices``, ``in_dim``, ``out_dim`` are kept.
     """
 
     def __init__(self, in_dim: int, out_dim: int, device="cuda", grad_factor: float = 1.0,
@@ -232,11 +249,54 @@ class LogicLayer(LogicDense):
         super().__init__(in_dim, out_dim, init=init, residual_logit=residual_logit,
                          backend="torch" if implementation == "python" else "auto", device=device)
         self.grad_factor = _checks.finite_number("grad_factor", grad_factor)
+        self.implementation, self.connections = implementation, connections
+        self.in_dim, self.out_dim = self.in_features, self.out_features
+        if connections == "unique":
+            a, b = unique_pairs(in_dim, out_dim)
+            self.wire_a.copy_(a)
+            self.wire_b.copy_(b)
+
+    @property
+    def weights(self) -> nn.Parameter:
+        """Upstream's name of the (out_dim, 16) gate logits."""
+        return self.weight
+
+    @property
+    def indices(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Upstream's name of the wiring: the (a, b) input indices of every gate."""
+        return self.wire_a, self.wire_b
 
     def forward(self, x):
+        if is_packed_bits(x):
+            _refuse_packed_in_training(self)
+            return x.gates(self.wire_a, self.wire_b, self.ops())
         if self.grad_factor != 1.0 and torch.is_grad_enabled() and x.requires_grad:
             x = _GradFactor.apply(x, self.grad_factor)
         return super().forward(x)
+
+
+def unique_pairs(n_in: int, n_out: int, generator=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(a, b) input indices of n_out gates, no two gates on the same unordered pair, every input
+    used about equally: pairs ``(i, i + d mod n_in)`` for offsets d = 1, 2, ... (each offset
+    uses every input twice; a random part of the last one), inputs relabelled at random."""
+    capacity = n_in * (n_in - 1) // 2
+    if n_out > capacity:
+        raise ValueError(f"connections='unique': {n_in} inputs give only {capacity} distinct pairs, "
+                         f"fewer than out_dim={n_out}; use connections='random' or more inputs")
+    parts, got, d = [], 0, 1
+    while got < n_out:
+        i = torch.arange(n_in // 2 if 2 * d == n_in else n_in)
+        take = min(len(i), n_out - got)
+        if take < len(i):
+            i = i[torch.randperm(len(i), generator=generator)[:take]]
+        parts.append(torch.stack([i, (i + d) % n_in]))
+        got, d = got + take, d + 1
+    pairs = torch.randperm(n_in, generator=generator)[torch.cat(parts, 1)]
+    pairs = pairs[:, torch.randperm(n_out, generator=generator)]
+    swap = torch.rand(n_out, generator=generator) < 0.5   # neither input is always "a"
+    a = torch.where(swap, pairs[1], pairs[0])
+    b = torch.where(swap, pairs[0], pairs[1])
+    return a.long(), b.long()
 
 
 class _GradFactor(torch.autograd.Function):
@@ -400,7 +460,9 @@ class GroupSum(nn.Module):
     """Class scores: the outputs split into ``k`` consecutive groups, each summed, divided by tau.
 
     Signature compatible with upstream ``GroupSum(k, tau=1., device='cuda')`` (device ignored).
-    Accepts (N, F) or (N, C, H, W) (flattened in C, H, W order).
+    Accepts (N, F) or (N, C, H, W) (flattened in C, H, W order); given a
+    :class:`~difflogic.upstream.PackBitsTensor` in eval mode it returns the int32 counts (no tau),
+    as upstream does.
     """
 
     def __init__(self, k: int, tau: float = 1.0, device=None):
@@ -411,6 +473,9 @@ class GroupSum(nn.Module):
             raise ValueError(f"tau must be > 0, got {tau}")
 
     def forward(self, x):
+        if is_packed_bits(x):   # upstream: integer counts of a PackBitsTensor, no tau
+            _refuse_packed_in_training(self)
+            return x.group_sum(self.k)
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"GroupSum: expected a torch.Tensor input, got {type(x).__name__}")
         x = x.flatten(1) if x.dim() > 2 else x
@@ -435,7 +500,8 @@ class GroupSum(nn.Module):
 
 def quantile_thresholds(images, num_thresholds: int, indices=None) -> list[list[float]]:
     """Per-channel thresholds at the (i+1)/(T+1) quantiles of uint8 ``images`` (N, C, ...), or
-    of ``images[indices]`` (read one channel at a time: no copy of the whole set).
+    of ``images[indices]`` (read one channel at a time: no copy of the whole set).  A float
+    table (N, F) gets per-feature thresholds instead (:func:`feature_thresholds`).
 
     Why: uniform thresholds spend bit-planes on grey levels few pixels have; at the quantiles
     each of the T+1 intervals holds about the same share of the pixels ("distributive"
@@ -446,6 +512,8 @@ def quantile_thresholds(images, num_thresholds: int, indices=None) -> list[list[
     the T thresholds are always distinct and increasing."""
     T = _checks.positive_int("num_thresholds", num_thresholds)
     x = images.numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
+    if x.dtype.kind == "f" and x.ndim == 2:
+        return feature_thresholds(x, T, indices)
     idx = None if indices is None else np.asarray(indices, dtype=np.int64)
     if x.dtype != np.uint8 or x.ndim < 2 or x.shape[0] == 0 or (idx is not None and not len(idx)):
         raise TypeError(f"quantile thresholds need uint8 images (N, C, ...) with N >= 1 (the "
@@ -468,16 +536,62 @@ def quantile_thresholds(images, num_thresholds: int, indices=None) -> list[list[
     return rows
 
 
+def feature_thresholds(table, num_thresholds: int, indices=None,
+                       block_bytes: int = 1 << 28) -> list[list[float]]:
+    """Per-feature thresholds of a float table (N, F) -- the rows at ``indices`` if given,
+    read a block of columns at a time (the table may be memory-mapped) -- at the
+    (i+1)/(T+1) quantiles of each feature.
+
+    Each threshold lies half-way between the quantile's value and the next larger value the
+    feature takes (in float32, never equal to the larger one), so ``x > t`` splits the
+    training values exactly there and no bit is constant on them: at the top value the
+    threshold falls in the last gap.  A feature with fewer distinct values than T+1 (a
+    one-hot column, a small count) repeats thresholds; a constant feature gets its value
+    (a bit that is always 0)."""
+    T = _checks.positive_int("num_thresholds", num_thresholds)
+    x = table.numpy() if isinstance(table, torch.Tensor) else table
+    idx = None if indices is None else np.asarray(indices, dtype=np.int64)
+    if x.dtype.kind != "f" or x.ndim != 2 or x.shape[0] == 0 or (idx is not None and not len(idx)):
+        raise TypeError(f"feature thresholds need a float table (N, F) with N >= 1, got "
+                        f"{x.dtype} of shape {tuple(x.shape)}")
+    n = x.shape[0] if idx is None else len(idx)
+    step = max(1, block_bytes // (4 * n))
+    rows = []
+    for f0 in range(0, x.shape[1], step):
+        block = np.asarray(x[:, f0:f0 + step] if idx is None else x[:, f0:f0 + step][idx],
+                           dtype=np.float32)
+        rows += [_feature_cuts(np.sort(block[:, j]), T) for j in range(block.shape[1])]
+    return rows
+
+
+def _feature_cuts(v: np.ndarray, T: int) -> list[float]:
+    """T thresholds of one feature's sorted values ``v`` (see :func:`feature_thresholds`)."""
+    if not np.isfinite(v).all():
+        raise ValueError("feature thresholds: the table holds NaN or inf; inputs must be finite")
+    u = np.unique(v)
+    if len(u) == 1:
+        return [float(u[0])] * T
+    out = []
+    for i in range(T):
+        k = max(0, math.ceil((i + 1) / (T + 1) * len(v)) - 1)   # the (i+1)/(T+1) quantile
+        j = min(int(np.searchsorted(u, v[k], side="right")), len(u) - 1)
+        lo, hi = u[j - 1], u[j]
+        t = np.float32((np.float64(lo) + np.float64(hi)) / 2)
+        out.append(float(lo if t >= hi else t))
+    return out
+
+
 class Thresholds(nn.Module):
     """Fixed thermometer input encoding: each channel compared with T thresholds.
 
     (N, C, ...) in [0, 1] -> (N, C*T, ...) with output channel ``c*T + t`` = ``x[:, c] > thr[c, t]``.
     ``thresholds``: a sequence of T floats (shared) or a (C, T) nested sequence / tensor.
     In training the output is float 0/1; in eval it is uint8 so the whole network downstream
-    runs the integer hard kernels.  Not learnable.
+    runs the integer hard kernels.  Not learnable.  ``unit_range=False`` is for a table's raw
+    features (N, F): each feature's thresholds are then any finite values, in its own units.
     """
 
-    def __init__(self, thresholds, channels: int | None = None):
+    def __init__(self, thresholds, channels: int | None = None, *, unit_range: bool = True):
         super().__init__()
         if channels is not None:
             _checks.positive_int("channels", channels)
@@ -492,8 +606,10 @@ class Thresholds(nn.Module):
             raise ValueError(f"thresholds must be a non-empty list or a (channels, T) array, got shape {tuple(t.shape)}")
         if channels is not None and t.shape[0] != channels:
             raise ValueError(f"thresholds have {t.shape[0]} rows but channels={channels}")
-        if not bool(torch.isfinite(t).all()) or bool((t < 0).any()) or bool((t >= 1).any()):
-            raise ValueError(f"thresholds must be finite and in [0, 1) (inputs are scaled to [0, 1]), got {t.tolist()}")
+        finite = bool(torch.isfinite(t).all())
+        if not finite or unit_range and (bool((t < 0).any()) or bool((t >= 1).any())):
+            raise ValueError(f"thresholds must be finite{' and in [0, 1) (inputs are scaled to [0, 1])' if unit_range else ''}, got {t.tolist()}")
+        self.unit_range = bool(unit_range)
         self.register_buffer("thresholds", t)
 
     @classmethod

@@ -9,6 +9,10 @@ A config is JSON-able::
 
 ``"parametrization": "input_wise"`` (top level or per gate layer; default ``"softmax"``) learns
 4 truth-table entries per neuron instead of 16 gate logits (:mod:`difflogic.functional`).
+``"input"`` (set by the trainer for own data, :func:`difflogic.data.open_dataset`) records how
+raw input becomes the network's input -- image shape and mode, or a CSV table's columns,
+categorical levels and classes -- so ``eval`` and the exports take the same raw input.  A
+flat ``input_shape`` [F] is a table of raw float features: its thresholds are in their units.
 
 Input sizes of each layer (``in_channels`` / ``in_features``) are inferred from the shapes,
 so the layer list reads like the paper's architecture tables.  :func:`get_model` builds the
@@ -18,6 +22,7 @@ presets that train in minutes on a CPU.
 from __future__ import annotations
 
 import copy
+import json
 import warnings
 
 import torch
@@ -25,7 +30,7 @@ from torch import nn
 
 from . import _checks, configs
 from .layers import (Flatten, GroupSum, LogicConv2d, LogicDense, OrPool2d, Thresholds,
-                     quantile_thresholds)
+                     is_packed_bits, quantile_thresholds)
 
 
 class LogicNet(nn.Sequential):
@@ -63,6 +68,11 @@ class LogicNet(nn.Sequential):
         return int(self.shapes[-1][0])
 
     def forward(self, x):
+        if is_packed_bits(x):   # upstream's PackBitsTensor: the int32 class counts
+            if self.training:
+                raise TypeError("LogicNet: a PackBitsTensor runs the hard network only; call "
+                                   "model.eval() first")
+            return x.run_model(self)
         if isinstance(x, torch.Tensor) and x.dim() == len(self.input_shape) + 1 \
                 and tuple(x.shape[1:]) != self.input_shape:
             raise ValueError(f"{self.config.get('name', 'LogicNet')}: expected input of shape "
@@ -120,8 +130,8 @@ def _build_layer(spec: dict, shape, init: str, parametrization: str = "softmax")
         if spacing not in THRESHOLD_SPACINGS:
             raise ValueError(f"thresholds layer: 'spacing' must be one of {THRESHOLD_SPACINGS}, "
                              f"got {spacing!r}")
-        if "thresholds" in spec:
-            layer = Thresholds(spec["thresholds"], channels=shape[0])
+        if "thresholds" in spec:   # a flat input is a table's raw features: any finite values
+            layer = Thresholds(spec["thresholds"], channels=shape[0], unit_range=len(shape) != 1)
             if spec.get("num", layer.num_thresholds) != layer.num_thresholds:
                 raise ValueError(f"thresholds layer: \"num\": {spec['num']!r} but "
                                  f"{layer.num_thresholds} values per channel are given")
@@ -227,7 +237,7 @@ def logic_tree_net_config(name: str, num_classes: int = 10) -> dict:
 # --------------------------------------------------------------------------- presets
 #: Top-level keys of a model config (the module docstring says what each holds).
 CONFIG_KEYS = ("name", "description", "input_shape", "num_classes", "init", "parametrization",
-               "layers", "train")
+               "layers", "train", "input")
 #: Keys of a model config's ``train`` entry: the model's tuned training defaults.
 TRAIN_KEYS = ("lr", "weight_decay", "batch_size", "epochs", "steps", "schedule", "eval_every",
               "val_size", "ste_from", "gumbel", "label_smoothing")
@@ -251,6 +261,61 @@ def check_config_keys(config: dict, where: str = "model config") -> None:
                              f"{', '.join(TRAIN_KEYS)}")
 
 
+#: Dense presets whose input width and class count come from the data (``tabular-s``, ...):
+#: model configs without ``input_shape`` / ``num_classes`` / GroupSum ``k``, which the
+#: trainer fills from the dataset (:func:`fit_to_data`).  Kept beside the recipes, not among
+#: them: a recipe names its dataset, these fit any table (or small image set).
+TABULAR_FOLDER = configs.FOLDER / "tabular"
+
+
+def tabular_preset_names() -> list[str]:
+    """The data-shaped dense presets in ``difflogic/configs/tabular/``."""
+    return sorted(p.stem for p in TABULAR_FOLDER.glob("*.json"))
+
+
+def fit_to_data(config: dict, input_shape, num_classes: int) -> dict:
+    """A copy of ``config`` completed by the data: ``input_shape`` and ``num_classes`` where it
+    leaves them out, GroupSum's ``k`` where absent (then the last dense layer's width is
+    rounded up to a multiple of it, so each class gets as many outputs)."""
+    config = copy.deepcopy(config)
+    config.setdefault("input_shape", [int(s) for s in input_shape])
+    config.setdefault("num_classes", int(num_classes))
+    layers = config.get("layers", [])
+    for i, spec in enumerate(layers):
+        if spec.get("type") == "group_sum" and "k" not in spec:
+            spec["k"] = k = int(config["num_classes"])
+            dense = [s for s in layers[:i] if s.get("type") == "dense"]
+            if dense:
+                dense[-1]["out_features"] = -(-int(dense[-1]["out_features"]) // k) * k
+    return config
+
+
+def with_dense_widths(config: dict, widths) -> dict:
+    """A copy of ``config`` whose dense layers are replaced by one per width ("2000,2000" or a
+    list), each with the first dense layer's other settings."""
+    try:
+        ws = [int(w) for w in (widths.split(",") if isinstance(widths, str) else widths)]
+    except (TypeError, ValueError):
+        ws = []
+    if not ws or min(ws) < 1:
+        raise ValueError(f"--widths must be positive integers separated by commas (e.g. "
+                         f"2000,2000), got {widths!r}")
+    config = copy.deepcopy(config)
+    layers = config.get("layers", [])
+    at = [i for i, s in enumerate(layers) if s.get("type") == "dense"]
+    if not at:
+        raise ValueError(f"--widths: model {config.get('name')!r} has no dense layers to resize")
+    base = {k: v for k, v in layers[at[0]].items() if k != "out_features"}
+    new = [{**base, "out_features": w} for w in ws]
+    config["layers"] = [s for i, s in enumerate(layers) if i not in at[1:]]
+    config["layers"][at[0]:at[0] + 1] = new
+    k = next((s.get("k") for s in config["layers"] if s.get("type") == "group_sum"), None)
+    if k and ws[-1] % k:
+        raise ValueError(f"--widths: the last width {ws[-1]} must be a multiple of the model's "
+                         f"{k} classes (each class sums as many outputs)")
+    return config
+
+
 def preset_names() -> list[str]:
     """The recipes in ``difflogic/configs/`` whose model is a whole config (served as presets)."""
     return [n for n in configs.names() if isinstance(configs.read(n)[1].get("model"), dict)]
@@ -270,13 +335,28 @@ def get_model_config(name: str) -> dict:
         config = copy.deepcopy(recipe["model"])
         train = {k: v for k, v in recipe.get("train", {}).items() if k in TRAIN_KEYS}
         return {**config, "train": train} if train else config
-    raise ValueError(f"unknown model {name!r}; available: {', '.join(model_names())}")
+    if name in tabular_preset_names():
+        return json.loads((TABULAR_FOLDER / f"{name}.json").read_text())
+    raise ValueError(f"unknown model {name!r}; available: "
+                     f"{', '.join(model_names() + tabular_preset_names())}")
 
 
-def get_model(name: str, **overrides) -> LogicNet:
-    """Build a named model; ``overrides`` replace top-level config keys (e.g. ``init``)."""
+def get_model(name: str, data=None, **overrides) -> LogicNet:
+    """Build a named model; ``overrides`` replace top-level config keys (e.g. ``init``).  A
+    tabular preset takes its size and its quantile thresholds from the training rows
+    ``data`` (float32 (N, F), or uint8 images) and ``num_classes``:
+    ``get_model("tabular-s", data=x_train, num_classes=2)``."""
     config = get_model_config(name)
     config.update(overrides)
+    if data is not None:
+        config.setdefault("input_shape", list(data.shape[1:]))
+        config = resolve_quantile_thresholds(config, data)
+    if name in tabular_preset_names():
+        if "input_shape" not in config or "num_classes" not in config:
+            raise ValueError(f"model {name!r} takes its size from the data: pass data (the "
+                             "training rows) and num_classes (difflogic train fills them from "
+                             "--dataset)")
+        config = fit_to_data(config, config["input_shape"], config["num_classes"])
     return LogicNet(config)
 
 

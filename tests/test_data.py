@@ -562,3 +562,31 @@ def test_soft_targets_must_cover_every_image_and_both_views():
                 np.zeros((20, 2, 3), np.int64), [[0.0]] * 20):
         with pytest.raises(ValueError, match=r"soft_targets must be a float array of shape \(20, 2"):
             make_loader(x, y, 4, soft_targets=bad)
+
+
+# ---------------------------------------------------------------------------------------------
+# one entry for every dataset (own data itself: test_own_data.py)
+# ---------------------------------------------------------------------------------------------
+
+def test_open_dataset_serves_the_built_in_sets_unchanged(tmp_path, monkeypatch):
+    write_fake_idx(tmp_path, 30, 10)
+    ds = data.open_dataset("MNIST", tmp_path)
+    assert ds.name == "mnist" and ds.info is DATASET_INFO["mnist"] and ds.input is None
+    for split in ("train", "test"):
+        for got, want in zip(ds.load(split), load_dataset("mnist", tmp_path, split)):
+            np.testing.assert_array_equal(got, want)
+    assert len(ds.load("all")[1]) == 40
+    with pytest.raises(ValueError, match="split must be one of train, test, all"):
+        ds.load("val")
+    with pytest.raises(ValueError, match="--image-size applies to own data"):
+        data.open_dataset("mnist", tmp_path, image_size="8x8")
+    # a built-in name wins over a folder of that name; ./name is the folder
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mnist").mkdir()
+    assert data.dataset_spec("mnist") == "mnist"
+    assert data.dataset_spec("./mnist") == str(tmp_path / "mnist")
+    with pytest.raises(ValueError, match=r"unknown dataset 'imagenet' \(no such file or folder\); "
+                                         "expected one of cifar10, fashion-mnist, mnist, or a .npz"):
+        data.dataset_spec("imagenet")
+    with pytest.raises(DatasetNotFoundError, match="nope.npz: no such file"):
+        data.dataset_spec("nope.npz")

@@ -1,4 +1,5 @@
-"""``difflogic eval RUN/model.pt``: relaxed and hard test accuracy, and the gate count."""
+"""``difflogic eval RUN/model.pt``: relaxed and hard test accuracy, and the gate count; with
+``--rows FILE.csv`` the class of every row of a table (a model trained on a table)."""
 from __future__ import annotations
 
 import json
@@ -11,10 +12,16 @@ def add_parser(subparsers):
                     "accuracy and the hard accuracy of the discretised network, which is what "
                     "the exported C / Verilog computes.")
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="RUN/model.pt (or RUN/last.pt, or RUN)")
-    p.add_argument("--dataset", help="dataset: cifar10, fashion-mnist or mnist (default: the "
-                   "one the checkpoint was trained on)")
+    p.add_argument("--dataset", help="dataset: cifar10, fashion-mnist, mnist, or own data (an "
+                   ".npz file, a .csv table, an image folder), read as the model was trained "
+                   "(default: the one the checkpoint was trained on)")
     p.add_argument("--data-dir", help="folder holding the dataset files")
-    p.add_argument("--split", choices=("test", "train"), default="test", help="split to evaluate")
+    p.add_argument("--split", choices=("test", "train", "all"), default="test",
+                   help="split to evaluate (all: train and test, e.g. every row of another "
+                        "file than the training one)")
+    p.add_argument("--rows", metavar="FILE.csv", help="print the class of every row of this CSV "
+                   "table (columns by name, as in training; with its label column, also the "
+                   "accuracy)")
     p.add_argument("--batch-size", type=int, default=1000, help="evaluation batch size")
     p.add_argument("--threads", type=int, help="CPU threads (torch.set_num_threads)")
     p.add_argument("--device", default="cpu", metavar="DEV",
@@ -60,15 +67,18 @@ def run(args) -> int:
     path = resolve_checkpoint(args.checkpoint)
     ck = checkpoint.load_checkpoint(path)
     model = checkpoint.model_from_checkpoint(ck, path).to(device).eval()
+    if args.rows:
+        return classify_rows(model, args.rows, args.json, args.batch_size)
     dataset = args.dataset or checkpoint_meta(ck).get("dataset")
     if not dataset:
         raise ValueError(f"{path} does not record its dataset; pass --dataset")
-    dataset = data.canonical_name(dataset)
-    info = data.DATASET_INFO[dataset]
+    opened = data.open_dataset(dataset, args.data_dir, input_spec=model.config.get("input"))
+    dataset, info = opened.name, opened.info
     if tuple(model.input_shape) != tuple(info.shape):
         raise ValueError(f"{path}: the model expects inputs of shape {tuple(model.input_shape)}, "
-                         f"{info.title} images are {info.shape}")
-    x, y = data.load_dataset(dataset, args.data_dir, args.split)
+                         f"{info.title} {'images are' if info.kind == 'image' else 'rows have'} "
+                         f"{info.shape}")
+    x, y = opened.load(args.split)
     t0 = time.perf_counter()
     hard = accuracy(model, x, y, hard=True, batch_size=args.batch_size)
     t_hard = time.perf_counter() - t0
@@ -79,10 +89,39 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"{path}: {result['model']} on {info.title} {args.split} ({len(y):,} images)")
+        print(f"{path}: {result['model']} on {info.title} {args.split} ({len(y):,} "
+              f"{'images' if info.kind == 'image' else 'rows'})")
         print(f"  hard accuracy     {100 * hard:6.2f}%   (discretised gates: what export computes)")
         print(f"  relaxed accuracy  {100 * relaxed:6.2f}%")
         print(f"  gates             {result['gates']:,} (training count)")
         print(f"  hard inference    {result['hard_images_per_s']:,} images/s (PyTorch, "
               f"{torch.get_num_threads()} threads)")
+    return 0
+
+
+def classify_rows(model, rows: str, as_json: bool, batch_size: int) -> int:
+    """``--rows FILE.csv``: the hard network's class for every row (its line in the file and
+    the class name), and the accuracy when the file has the label column."""
+    import sys
+
+    import torch
+
+    from .. import data
+    x, y, lines = data.read_rows(rows, model.config.get("input"))
+    classes = model.config["input"]["classes"]
+    model.eval()
+    device = next(model.buffers()).device
+    with torch.no_grad():
+        pred = torch.cat([model(torch.from_numpy(x[i:i + batch_size]).to(device)).argmax(1)
+                          for i in range(0, len(x), batch_size)]).cpu().numpy()
+    acc = None if y is None else float((pred == y).mean())
+    if as_json:
+        print(json.dumps({"rows": str(rows), "lines": lines.tolist(),
+                          "classes": [classes[c] for c in pred], "accuracy": acc}))
+        return 0
+    print("line\tclass")
+    for line, c in zip(lines.tolist(), pred.tolist()):
+        print(f"{line}\t{classes[c]}")
+    if acc is not None:
+        print(f"accuracy {100 * acc:.2f}% on {len(y):,} rows (hard network)", file=sys.stderr)
     return 0

@@ -71,20 +71,23 @@ def check(model, net, opt, backend, x, opts) -> tuple[dict, dict]:
     return levels, times
 
 
-def input_sets(args, net) -> list:
-    """(label, uint8 inputs) to check: random inputs, and test images with ``--dataset``."""
+def input_sets(args, net, model_input: dict | None = None) -> list:
+    """(label, inputs) to check: random inputs, and with ``--dataset`` the test split (uint8
+    images, or a table's float32 rows read as the model was trained: ``model_input``)."""
     from ..compiler import random_inputs
     sets = []
     if args.samples:
         sets.append((f"{args.samples} random inputs", random_inputs(net, args.samples, args.seed)))
     if args.dataset:
-        from ..data import load_dataset
+        from ..data import open_dataset
         if net.encoder is None:
             raise ValueError("--dataset needs a model with a Thresholds input encoder")
-        images, _ = load_dataset(args.dataset, args.data_dir, "test")
+        opened = open_dataset(args.dataset, args.data_dir, input_spec=model_input)
+        images, _ = opened.load("test")
         if args.test_samples:
             images = images[:args.test_samples]
-        sets.append((f"{len(images)} {args.dataset} test images", images))
+        what = "images" if opened.info.kind == "image" else "rows"
+        sets.append((f"{len(images)} {opened.info.title} test {what}", np.array(images)))
     if not sets:
         raise ValueError("nothing to verify: give --samples > 0 and/or --dataset")
     return sets
@@ -100,7 +103,7 @@ def run(args) -> int:
     net = compile(model, optimize=False)
     opt = compile(net) if args.optimize else net
     backend.check(opt, "verify", **opts)   # fail fast: too large, a tool or library missing
-    sets = input_sets(args, net)
+    sets = input_sets(args, net, model.config.get("input"))
     print(f"verify {backend.describe(**opts)}: {net.gate_count():,} gates hardened, "
           f"{opt.gate_count():,} optimized")
     status = 0

@@ -37,8 +37,8 @@ class TrainOptions:
 
     # ---- what to train
     config: str | None = _opt("a recipe: a name in difflogic/configs/ or a JSON file (dataset, model, options, stages)", metavar="NAME|FILE")
-    dataset: str | None = _opt("dataset to train on", group="what")
-    model: str | None = _opt("a model name (`difflogic info --models`) or a JSON model-config file", group="what", metavar="NAME|FILE")
+    dataset: str | None = _opt("dataset: cifar10, fashion-mnist, mnist, or own data: a .npz file (x, y[, x_test, y_test]), a .csv table, a folder of class folders of PNG/JPEG images", group="what", metavar="NAME|PATH")
+    model: str | None = _opt("a model name (`difflogic info --models`; tabular-s / tabular-m take their size from the data) or a JSON model-config file", group="what", metavar="NAME|FILE")
     data_dir: str | None = _opt("folder holding the dataset files (default: the usual places, $DIFFLOGIC_DATA)", metavar="DIR")
     # ---- length and optimizer
     epochs: float | None = _opt("training length in epochs", float, group="what")
@@ -49,9 +49,14 @@ class TrainOptions:
     schedule: str | None = _opt("learning-rate schedule over the run", choices=SCHEDULES, group="what")
     seed: int | None = _opt("seed of the wiring, the initial logits and the batch order", int, group="what")
     # ---- data
-    val_size: int | None = _opt("validation images held out of the training split (default: the paper's); 0 = none, keep the final network", int, group="what")
+    val_size: int | None = _opt("validation images held out of the training split (default: the paper's; own data: a tenth); 0 = none, keep the final network", int, group="what")
     augment: bool | None = _opt("random horizontal flips and shifted crops of the training images", bool, group="what")
     crop_padding: int | None = _opt("with --augment: crops come from the image zero-padded by this many pixels; 0 = flips only", int, group="what", metavar="PX")
+    image_size: str | None = _opt("image folder: resize every image to HxW pixels (needed when the images differ in size)", group="what", metavar="HxW")
+    image_mode: str | None = _opt("image folder: convert every image to RGB (3 channels) or L (grey; needed when the images differ in mode)", choices=("RGB", "L"), group="what")
+    label_column: str | None = _opt("CSV table: the column of class labels (default: label, class, target or y)", group="what", metavar="NAME")
+    categorical: str | None = _opt("CSV table: columns to one-hot although they hold numbers, e.g. zip,grade (text columns always are)", group="what", metavar="COL,COL")
+    widths: str | None = _opt("widths of the dense layers, replacing the model's dense stack, e.g. 2000,2000 (the last is rounded up to a multiple of the classes when the model takes them from the data)", group="what", metavar="W,W,...")
     # ---- how the gates train
     ste_from: float | None = _opt("from this fraction of the run on, every gate layer trains straight-through (argmax forward)", float, group="what", metavar="FRAC")
     gumbel: float | None = _opt("scale of Gumbel noise on the gate logits in every training forward (softmax gates only)", float, group="what", metavar="SCALE")

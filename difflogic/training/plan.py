@@ -2,9 +2,10 @@
 run's saved options, the model config's training defaults and :data:`DEFAULTS` merged in that
 order of precedence (the command line first), and every value checked.
 
-Nothing here trains or writes: a plan that resolves is a run that can start.  What needs the
-dataset itself (the validation split's default size, the number of steps of an epoch) is
-derived when the run is set up (:mod:`difflogic.training.loop`).
+Nothing here trains or writes (except own data's decoded copy, made once when the dataset is
+first opened: its shape and classes complete a data-shaped model): a plan that resolves is a
+run that can start.  What needs the dataset itself (the validation split's default size, the
+number of steps of an epoch) is derived when the run is set up (:mod:`difflogic.training.loop`).
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import types
 from pathlib import Path
 
 from .. import _checks, checkpoint as ckpt, data
-from ..models import check_config_keys, get_model_config
+from ..models import check_config_keys, fit_to_data, get_model_config, with_dense_widths
 from .options import DEFAULTS, FIXED_ON_RESUME, PROGRESS, REMOVED, SCHEDULES, STAGE_KEYS, \
     TrainOptions
 from .distributed import env_world
@@ -68,7 +69,7 @@ def make_plan(opts: TrainOptions) -> RunPlan:
     check_config_keys(config, f"model {config.get('name')!r}")
     _apply_defaults(o, config.get("train", {}))
     _check_training_options(o)
-    _check_data_options(o, config)
+    config = _check_data_options(o, config, fresh=ck is None)
     _check_world(o)
     o.model = o.model or config.get("name")
     out = Path(o.out)
@@ -144,8 +145,9 @@ def _check_run_options(o: TrainOptions) -> None:
     if o.seed is None:
         o.seed = DEFAULTS["seed"]
     if not o.dataset:
-        raise ValueError("--dataset is required (one of " + ", ".join(data.dataset_names()) + ")")
-    o.dataset = data.canonical_name(o.dataset)
+        raise ValueError("--dataset is required (one of " + ", ".join(data.dataset_names()) +
+                         ", or " + data.OWN_FORMS + ")")
+    o.dataset = data.dataset_spec(o.dataset)
     if not o.out:
         raise ValueError("--out RUN is required (the folder for model.pt, metrics, curves)")
     o.progress = o.progress or DEFAULTS["progress"]
@@ -231,9 +233,16 @@ def _check_training_options(o: TrainOptions) -> None:
     check_positive("--kd-temperature", o.kd_temperature, float)
 
 
-def _check_data_options(o: TrainOptions, config: dict) -> None:
-    info = data.DATASET_INFO[o.dataset]
+def _check_data_options(o: TrainOptions, config: dict, fresh: bool) -> dict:
+    """Open the dataset (own data is scanned and decoded once here) and fit the model to it:
+    ``--widths``, and the input shape / classes a data-shaped preset leaves out (a fresh run
+    only: a resumed run keeps its network).  Returns the model config to build."""
+    ds = data.open_dataset(o.dataset, o.data_dir, **own_data_options(o))
+    info = ds.info
     o.augment = bool(o.augment)
+    if o.augment and info.kind != "image":
+        raise ValueError(f"--augment flips and crops images; {info.title} is a table of "
+                         "features: drop --augment")
     if o.crop_padding is not None:
         if not o.augment:
             raise ValueError(f"--crop-padding {o.crop_padding} only applies with --augment; "
@@ -246,9 +255,35 @@ def _check_data_options(o: TrainOptions, config: dict) -> None:
     elif o.polish_augment and not o.augment:
         raise ValueError("--polish-augment only applies with --augment (the run's own "
                          "augmentation); add --augment or drop --polish-augment")
+    if fresh:
+        config = _fit_model(o, config, ds)
+    elif ds.input is not None and data.schema_of(config.get("input") or {}) != \
+            data.schema_of(ds.input):
+        raise ValueError(f"{o.dataset} no longer reads as it did when the run started (its "
+                         "shape, classes or columns changed); a resumed run keeps its data")
     if tuple(config["input_shape"]) != tuple(info.shape):
         raise ValueError(f"model {config.get('name')!r} expects inputs of shape "
-                         f"{tuple(config['input_shape'])}, but {info.title} images are {info.shape}")
+                         f"{tuple(config['input_shape'])}, but {info.title} "
+                         f"{'images are' if info.kind == 'image' else 'rows have'} {info.shape}")
+    if ds.input is not None and config.get("num_classes", info.num_classes) != info.num_classes:
+        raise ValueError(f"model {config.get('name')!r} has {config['num_classes']} classes, "
+                         f"but {info.title} has {info.num_classes}")
+    return config
+
+
+def own_data_options(o) -> dict:
+    """The options of own data (image folders, CSV tables) among a run's options."""
+    return {k: getattr(o, k) for k in ("image_size", "image_mode", "label_column", "categorical")}
+
+
+def _fit_model(o: TrainOptions, config: dict, ds) -> dict:
+    """``--widths``, the data's shape and classes, and own data's input spec in the config."""
+    if o.widths is not None:
+        config = with_dense_widths(config, o.widths)
+    config = fit_to_data(config, ds.info.shape, ds.info.num_classes)
+    if ds.input is not None:
+        config["input"] = ds.input
+    return config
 
 
 def _check_world(o: TrainOptions) -> None:

@@ -49,7 +49,7 @@ def load_recipe(name_or_path) -> dict:
     for key in ("dataset", "model"):
         if key not in raw:
             raise ValueError(f"{where}: the recipe needs a {key!r} entry")
-    dataset = data.canonical_name(raw["dataset"])
+    dataset = data.dataset_spec(raw["dataset"])
     model = raw["model"]
     if isinstance(model, str):
         if model not in model_names():

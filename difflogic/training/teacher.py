@@ -149,8 +149,9 @@ def train_teacher(opts: TeacherOptions) -> dict:
     to 0), label smoothing 0.1, random flips and shifted crops (``difflogic train --augment``'s
     loader).  Returns a summary (validation / test accuracy, time)."""
     if not opts.dataset:
-        raise ValueError("--dataset is required (one of " + ", ".join(data.dataset_names()) + ")")
-    opts.dataset = data.canonical_name(opts.dataset)
+        raise ValueError("--dataset is required (one of " + ", ".join(data.dataset_names()) +
+                         ", or an .npz file or folder of images)")
+    opts.dataset = data.dataset_spec(opts.dataset)
     if not opts.out:
         raise ValueError("--out FILE is required (the teacher file to write, e.g. teacher.npz)")
     for name in ("epochs", "batch_size", "threads", "val_size"):
@@ -163,9 +164,12 @@ def train_teacher(opts: TeacherOptions) -> dict:
     if opts.threads:
         torch.set_num_threads(opts.threads)
 
-    info = data.DATASET_INFO[opts.dataset]
-    x, y = data.load_dataset(opts.dataset, opts.data_dir, "train")
-    x_test, y_test = data.load_dataset(opts.dataset, opts.data_dir, "test")
+    dataset = data.open_dataset(opts.dataset, opts.data_dir)
+    info = dataset.info
+    if info.kind != "image":
+        raise ValueError(f"the teacher is a CNN over images; {info.title} is a table of "
+                         "features (train the logic network without --teacher)")
+    (x, y), (x_test, y_test) = dataset.load("train"), dataset.load("test")
     n = len(y)
     val_size = info.val_size_for(n) if opts.val_size is None else opts.val_size
     train_idx, val_idx = data.train_val_split(n, val_size, seed=data.SPLIT_SEED)
