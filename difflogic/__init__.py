@@ -1,7 +1,9 @@
 """difflogic: differentiable logic gate networks, from training to bit-exact C and Verilog.
 
 Train networks of 2-input logic gates (Petersen et al., NeurIPS 2022 / 2024) with PyTorch,
-harden them into a netlist, and compile that netlist to bit-packed C or Verilog.
+harden them into a netlist, and compile that netlist to bit-packed C or Verilog.  Scripts
+written for the upstream package run unchanged: ``LogicLayer``, ``GroupSum``,
+``PackBitsTensor`` and ``CompiledLogicNet`` keep its signatures (:mod:`difflogic.upstream`).
 
 The public names below are imported on first use (PEP 562), so ``import difflogic`` and the
 command line's ``--help`` do not pay for importing torch.
@@ -21,6 +23,7 @@ _EXPORTS = {
                      "set_straight_through"), "layers"),
     **dict.fromkeys(("LogicNet", "LogicTreeNet", "get_model", "get_model_config",
                      "model_names"), "models"),
+    **dict.fromkeys(("CompiledLogicNet", "PackBitsTensor"), "upstream"),
 }
 
 __all__ = [*_EXPORTS, "__version__"]
@@ -30,6 +33,7 @@ if TYPE_CHECKING:  # what static tools see; at run time __getattr__ imports thes
     from .layers import (Flatten, GroupSum, LogicConv2d, LogicDense, LogicLayer, OrPool2d,
                          Thresholds, set_gumbel_noise, set_straight_through)
     from .models import LogicNet, LogicTreeNet, get_model, get_model_config, model_names
+    from .upstream import CompiledLogicNet, PackBitsTensor
 
 
 def __getattr__(name: str):

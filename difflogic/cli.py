@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
                "check torch == IR simulator == optimized IR == C/Verilog on class counts"),
     "synth": ("difflogic.commands.synth",
               "synthesize a Verilog export with yosys (LUT count, FFs, depth)"),
+    "bench": ("difflogic.commands.bench", "images/s and latency on every back end available here"),
 }
 EXIT_USAGE = 2
 

@@ -84,7 +84,7 @@ def plot_histogram(path, hist, title: str) -> None:
     import matplotlib.pyplot as plt
 
     from .. import gates
-    from ..files import atomic_write
+    from ..files import save_png
     fig, ax = plt.subplots(figsize=(10, 4))
     total = max(1, sum(hist))
     ax.bar(range(16), [100 * h / total for h in hist], color="tab:blue")
@@ -94,10 +94,7 @@ def plot_histogram(path, hist, title: str) -> None:
     ax.set_title(title)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    try:
-        atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=100))
-    finally:
-        plt.close(fig)
+    save_png(path, fig)
 
 
 def run(args) -> int:
@@ -111,12 +108,14 @@ def run(args) -> int:
             print(f"{name:16s} {recipe.get('dataset', '?'):14s} {recipe.get('result', '')}")
         return 0
     if args.models:
-        from ..models import get_model_config
+        from ..models import get_model_config, tabular_preset_names
         for name in model_names():
             cfg = get_model_config(name)
             t = cfg.get("train", {})
             print(f"{name:18s} input {tuple(cfg['input_shape'])}  lr {t.get('lr')}  "
                   f"batch {t.get('batch_size')}  wd {t.get('weight_decay')}")
+        for name in tabular_preset_names():
+            print(f"{name:18s} input and classes from the data (--dataset TABLE.csv / .npz)")
         return 0
     if isinstance(args.plot, str) and (args.plot.endswith(".pt") or Path(args.plot).is_dir()):
         # `info --plot RUN/model.pt`: argparse gave the checkpoint to --plot's optional PNG
