@@ -83,11 +83,15 @@ def ratios(bench_json: str, cnn_rates: dict) -> list[str]:
     lines = []
     for t in report["targets"]:
         for th, cr in cnn_rates.items():
-            ok = [r for r in t["rows"] if r["status"] == "ok" and r["threads"] in (th, None)]
+            ok = [r["images_per_s"] for r in t["rows"]
+                  if r["status"] == "ok" and r["threads"] in (th, None)]
             if ok:
-                best = max(r["images_per_s"]["median"] for r in ok)
+                best = max(r["median"] for r in ok)
+                cpu = max((r["cpu_time"] for r in ok if "cpu_time" in r), default=None)
+                by_cpu = (f"; from CPU time {cpu:,.0f} = {cpu / cr['cpu']:,.2f}x"
+                          if cpu and th == 1 else "")
                 lines.append(f"{t['target']} ({th} threads): {best:,.0f} images/s = "
-                             f"{best / cr['median']:,.2f}x the float CNN")
+                             f"{best / cr['median']:,.2f}x the float CNN{by_cpu}")
     return lines
 
 

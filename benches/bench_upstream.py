@@ -9,7 +9,8 @@ compile time grows to a 5M-gate network.
   GroupSum 10; upstream's Gaussian init, untrained: its argmax gates are uniformly random), used
   exactly as upstream's README says: ``CompiledLogicNet(model, num_bits=64)``,
   ``compile(opt_level=...)`` (cache bypassed: a fresh cache folder), ``forward`` on a bool NumPy
-  array of 65,536 samples, one thread.  Upstream measured 71 s to compile at -O1 and 615k
+  array of 65,536 samples, one thread; then the same library built with ``-mno-avx512f``
+  (AVX2 code).  Upstream measured 71 s to compile at -O1 and 615k
   images/s on a 2-core AVX2 machine (its README / issue figures, see the dated note).
 * ``big``: a dense net of LAYERS x WIDTH gates over 95,232 inputs (upstream's CIFAR-10 31
   thresholds), timed stage by stage: build, harden, optimize, C generation, C compiler; then
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import tempfile
 import time
@@ -33,7 +35,7 @@ os.environ.setdefault("DIFFLOGIC_CACHE_DIR", tempfile.mkdtemp(prefix="difflogic-
 
 import difflogic as dl
 from difflogic import platform
-from difflogic.backends.c import build_shared, generate
+from difflogic.backends.c import CompiledNet, build_shared, generate
 from difflogic.compiler import hard_counts, harden, optimize, simulate
 
 
@@ -52,6 +54,12 @@ def rates(call, n: int, repeats: int) -> str:
             f"{n / statistics.median(cpu):,.0f}")
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and its finished children (the C compiler)."""
+    me, kids = (resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def upstream_net(seed: int = 0) -> torch.nn.Sequential:
     torch.manual_seed(seed)
     layers = [dl.LogicLayer(400 if i == 0 else 8000, 8000, device="cpu") for i in range(6)]
@@ -63,17 +71,26 @@ def part_upstream(opt_levels, repeats: int) -> None:
     x = np.random.default_rng(0).integers(0, 2, (65536, 400)).astype(bool)
     ref = hard_counts(model, x[:4096].astype(np.uint8))
     for level in opt_levels:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), cpu_seconds()
         cm = dl.CompiledLogicNet(model, num_bits=64, cpu_compiler="gcc")
-        t_net = time.perf_counter() - t0
-        t0 = time.perf_counter()
+        t_net, c_net = time.perf_counter() - t0, cpu_seconds() - c0
+        t0, c0 = time.perf_counter(), cpu_seconds()
         cm.compile(opt_level=level)
-        t_cc = time.perf_counter() - t0
+        t_cc, c_cc = time.perf_counter() - t0, cpu_seconds() - c0
         assert np.array_equal(cm(x[:4096]).numpy(), ref), "compiled counts differ from torch"
-        print(f"upstream 6 x 8,000 (400 inputs): -O{level}: netlist {t_net:.2f} s "
-              f"({cm.netlist.gate_count():,} gates after optimization), generate + cc "
-              f"{t_cc:.2f} s; 1 thread: {rates(lambda c=cm: c(x), len(x), repeats)}; "
-              f"bit-exact on 4,096 samples", flush=True)
+        print(f"upstream 6 x 8,000 (400 inputs): -O{level}: netlist {t_net:.2f} s (CPU "
+              f"{c_net:.2f} s; {cm.netlist.gate_count():,} gates after optimization), generate "
+              f"+ cc {t_cc:.2f} s (CPU {c_cc:.2f} s, this process and the compiler); 1 thread: "
+              f"{rates(lambda c=cm: c(x), len(x), repeats)}; bit-exact on 4,096 samples; "
+              f"load {os.getloadavg()[0]:.1f}", flush=True)
+    # the same library built as AVX2 code (upstream's machine had no AVX-512)
+    t0, c0 = time.perf_counter(), cpu_seconds()
+    avx2 = CompiledNet(cm.netlist, opt_level=opt_levels[0], cc="gcc", extra_flags=("-mno-avx512f",))
+    t_cc, c_cc = time.perf_counter() - t0, cpu_seconds() - c0
+    assert np.array_equal(avx2.counts(x[:4096]), ref), "AVX2 build differs from torch"
+    print(f"the same, -O{opt_levels[0]} -mno-avx512f (AVX2 code): generate + cc {t_cc:.2f} s "
+          f"(CPU {c_cc:.2f} s); 1 thread: {rates(lambda: avx2.counts(x), len(x), repeats)}; "
+          f"bit-exact on 4,096 samples; load {os.getloadavg()[0]:.1f}", flush=True)
 
 
 def part_big(layers: int, width: int, repeats: int, opt_level: int) -> None:
@@ -113,7 +130,8 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=5)
     a = p.parse_args()
     torch.set_num_threads(1)
-    print(f"{platform.describe()}; gcc -march=native; {time.strftime('%Y-%m-%d')}", flush=True)
+    print(f"{platform.describe()}; gcc -march=native; {time.strftime('%Y-%m-%d %H:%M')}; load "
+          f"{os.getloadavg()[0]:.1f}", flush=True)
     if a.part in ("upstream", "all"):
         part_upstream([int(v) for v in a.opt_levels.split(",")], a.repeats)
     if a.part in ("big", "all"):

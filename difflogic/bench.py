@@ -23,6 +23,7 @@ not dropped; asked for by name, it is an error instead.
 from __future__ import annotations
 
 import contextlib
+import os
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
@@ -46,6 +47,9 @@ ALIASES = {"verilator": ("verilog", {"simulator": "verilator"}),
 #: back ends whose runner does not use CPU threads (names starting with these): measured once
 #: per batch size
 NO_THREADS = ("cuda-packed", "verilog")
+#: back ends whose runner builds its simulator inside each call (the testbench is sized to the
+#: vectors): their run times include that build, and the report says so
+BUILDS_PER_CALL = ("verilog",)
 DISTINCT = 4093           # distinct samples (prime: repeats shift the bit lanes)
 MAX_BATCH = 65536         # largest automatic batch
 MAX_BITS_BYTES = 256 << 20   # largest automatic batch of encoded bits (uint8 per bit)
@@ -204,7 +208,8 @@ def make_inputs(model, netlist, data=None, seed: int = 0, distinct: int = DISTIN
 # --------------------------------------------------------------------------- measuring
 @dataclass
 class Row:
-    """One measured run: ``seconds`` per timed call; ``status`` ok / mismatch / failed."""
+    """One measured run: ``seconds`` (wall-clock) and ``cpu_seconds`` (this process's CPU
+    time, all its threads) per timed call; ``status`` ok / mismatch / failed."""
     target: str
     threads: int | None
     batch: int
@@ -212,13 +217,17 @@ class Row:
     status: str = "ok"
     reason: str = ""
     seconds: list = field(default_factory=list)
+    cpu_seconds: list = field(default_factory=list)
 
     def images_per_s(self) -> dict:
         """{"median", "min", "max"} images/s over the timed calls (empty when not timed)."""
         if not self.seconds:
             return {}
         rates = [self.batch / max(s, 1e-12) for s in self.seconds]
-        return {"median": statistics.median(rates), "min": min(rates), "max": max(rates)}
+        out = {"median": statistics.median(rates), "min": min(rates), "max": max(rates)}
+        if self.threads == 1 and self.cpu_seconds:   # robust to other load on shared cores
+            out["cpu_time"] = self.batch / max(statistics.median(self.cpu_seconds), 1e-12)
+        return out
 
     def latency(self) -> dict:
         """{"median", "min", "max"} seconds per call of ``batch`` samples."""
@@ -237,19 +246,21 @@ class TargetResult:
     reason: str = ""
     compile_seconds: float | None = None
     input: str = ""
+    builds_per_call: bool = False
     rows: list = field(default_factory=list)
 
 
-def timed_calls(call, warmup: int, repeats: int) -> list[float]:
-    """Seconds of ``repeats`` calls after ``warmup`` untimed ones."""
+def timed_calls(call, warmup: int, repeats: int) -> tuple[list, list]:
+    """(wall-clock seconds, CPU seconds) of ``repeats`` calls after ``warmup`` untimed ones."""
     for _ in range(warmup):
         call()
-    out = []
+    wall, cpu = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         call()
-        out.append(time.perf_counter() - t0)
-    return out
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return wall, cpu
 
 
 def first_mismatch(got, expected) -> str | None:
@@ -278,7 +289,7 @@ def measure(count, inputs: Inputs, kind: str, label: str, threads, batch: int,
     if bad:
         row.status, row.reason = "mismatch", bad
         return row
-    row.seconds = timed_calls(lambda: count(x, threads), warmup, repeats)
+    row.seconds, row.cpu_seconds = timed_calls(lambda: count(x, threads), warmup, repeats)
     return row
 
 
@@ -313,7 +324,8 @@ def counter(runner, inputs: Inputs) -> tuple:
 def run_target(target: Target, model, netlist, inputs: Inputs, threads: list, batches,
                warmup: int, repeats: int, log=print, compiling=None) -> TargetResult:
     """Load (compile) ``target`` and measure it at each thread count and batch size."""
-    res = TargetResult(target.label, target.backend)
+    res = TargetResult(target.label, target.backend,
+                       builds_per_call=target.backend.startswith(BUILDS_PER_CALL))
     why = unavailable(target)
     if why:
         res.status, res.reason = "unavailable", why
@@ -351,15 +363,18 @@ def check_targets(targets: list, explicit: bool) -> None:
 
 
 def machine() -> dict:
-    """The facts a timing needs: CPU, SIMD width, cores, torch, native kernels, date."""
+    """The facts a timing needs: CPU, SIMD width, cores, torch, native kernels, date, and the
+    1-minute load average (other work on the cores makes wall-clock figures low)."""
     return {"cpu": platform.cpu_model(), "simd": platform.simd(), "cores": platform.cpu_count(),
             "torch": torch.__version__, "native_kernels": platform.native_kernels()[0],
-            "date": time.strftime("%Y-%m-%d")}
+            "date": time.strftime("%Y-%m-%d"), "load": round(os.getloadavg()[0], 2)}
 
 
 def run_bench(model, netlist, inputs: Inputs, targets: list, threads: list, batches=None,
               warmup: int = 1, repeats: int = 5, log=print, compiling=None) -> dict:
-    """Every target measured; returns the JSON-able report (see :func:`format_report`)."""
+    """Every target measured; returns the JSON-able report: the machine, the settings, and per
+    target its status, compile time, input kind and rows (:class:`Row` fields plus
+    ``images_per_s`` and ``latency_s``)."""
     if warmup < 0 or repeats < 1:
         raise ValueError(f"warmup must be >= 0 and repeats >= 1, got {warmup} and {repeats}")
     results = [run_target(t, model, netlist, inputs, threads, batches, warmup, repeats, log,
@@ -401,8 +416,9 @@ def format_row(row) -> str:
     if r["status"] != "ok":
         return f"{head} {r['status'].upper()}: {r['reason']}"
     ips, lat = r["images_per_s"], r["latency_s"]
+    cpu = f"  {ips['cpu_time']:,.0f}" if "cpu_time" in ips else ""
     return (f"{head} {ips['median']:>14,.0f} ({ips['min']:,.0f}-{ips['max']:,.0f})"
-            f"  {_si_time(lat['median'])}")
+            f"  {_si_time(lat['median'])}{cpu}")
 
 
 def best_rates(report: dict) -> dict:
@@ -424,20 +440,24 @@ def header_lines(source: str, model, netlist, threads: list, warmup: int, repeat
             f"{netlist.gate_count():,} after optimization",
             f"machine: {m['cpu']} ({m['simd'] or 'SIMD unknown'}), {m['cores']} cores; threads "
             f"{', '.join(map(str, threads))}; torch {m['torch']}"
-            f"{'' if m['native_kernels'] else ' WITHOUT the native kernels'}; {m['date']}",
+            f"{'' if m['native_kernels'] else ' WITHOUT the native kernels'}; {m['date']}; "
+            f"load {m['load']:.1f}",
             f"runs: {warmup} warm-up + {repeats} timed calls each, median (min-max); {distinct:,} "
             "distinct samples repeated to the batch; each run's first call checked bit-exact "
             "against the PyTorch hard forward",
             f"  {'target':12s} {'threads':>7s} {'batch':>9s} {'input':7s} "
-            f"{'images/s median (min-max)':>27s}  latency (per call)"]
+            f"{'images/s median (min-max)':>27s}  latency (per call)  [1 thread: images/s "
+            "from CPU time]"]
 
 
 def target_line(t: dict) -> str:
     """A target's state: ready (compile / load time, input kind), unavailable or failed."""
     if t["status"] == "ok":
         kind = "uint8 images" if t["input"] == "images" else "encoded bits"
-        return (f"  {t['target']}: ready in {t['compile_seconds']:.2f} s (compile / load, not in "
-                f"the run times); input: {kind}")
+        apart = ("; its simulator builds the RTL inside each call: the run times include that "
+                 "build" if t.get("builds_per_call") else ", not in the run times")
+        return (f"  {t['target']}: ready in {t['compile_seconds']:.2f} s (compile / load{apart}); "
+                f"input: {kind}")
     return f"  {t['target']}: {t['status']}: {t['reason']}"
 
 
@@ -453,17 +473,6 @@ def summary_lines(report: dict) -> list[str]:
         lines.append(f"best {name}: {rate:,.0f} images/s ({r['threads'] or '-'} threads, batch "
                      f"{r['batch']:,}){vs}")
     return lines
-
-
-def format_report(report: dict, source: str = "") -> list[str]:
-    """The whole text report of a finished run (e.g. of a saved JSON report)."""
-    m = report["machine"]
-    lines = [f"{source or report.get('checkpoint', '')}: {report['model']}, "
-             f"{report['gates_optimized']:,} gates after optimization",
-             f"machine: {m['cpu']} ({m['simd']}), {m['cores']} cores; {m['date']}"]
-    for t in report["targets"]:
-        lines += [target_line(t), *(format_row(r) for r in t["rows"])]
-    return lines + summary_lines(report)
 
 
 def plot(report: dict, path) -> None:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import difflogic as dl
-from conftest import TINY
+from conftest import TINY, need
 from difflogic import bench, cli, platform
 from difflogic.backends import base
 from difflogic.compiler import compile
@@ -72,8 +72,10 @@ def test_every_run_is_checked_and_timed(tiny):
     rows = [r for t in report["targets"] for r in t["rows"]]
     assert [(r["target"], r["threads"], r["batch"]) for r in rows] == \
         [(t, th, b) for t in ("torch", "c") for th in (1, 2) for b in (1, 300)]
-    assert all(len(r["seconds"]) == 2 and r["images_per_s"]["min"] <= r["images_per_s"]["median"]
+    assert all(len(r["seconds"]) == len(r["cpu_seconds"]) == 2
+               and r["images_per_s"]["min"] <= r["images_per_s"]["median"]
                <= r["images_per_s"]["max"] for r in rows)
+    assert all(("cpu_time" in r["images_per_s"]) == (r["threads"] == 1) for r in rows)
     c = report["targets"][1]
     assert c["compile_seconds"] > 0 and c["input"] in ("images", "bits")
     assert report["targets"][0]["input"] == "images"   # the torch row takes raw images
@@ -173,6 +175,17 @@ def test_the_command_writes_json_and_a_plot(tmp_path, capsys):
     assert [len(t["rows"]) for t in report["targets"]] == [2, 2]
     assert (tmp_path / "b.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "machine: " in out and "best c: " in out and "compiling c" in err
+
+
+def test_an_rtl_simulator_row_is_checked_and_says_it_builds_per_call(tmp_path, capsys):
+    need("iverilog")
+    rc, out, err = run_cli(capsys, "bench", GOLDEN, "--targets", "iverilog", "--batch", "70",
+                           "--repeats", "1", "--warmup", "0", "--samples", "70",
+                           "--json", tmp_path / "b.json")
+    assert rc == 0, err
+    (t,) = json.loads((tmp_path / "b.json").read_text())["targets"]
+    assert t["builds_per_call"] and [(r["status"], r["threads"]) for r in t["rows"]] == [("ok", None)]
+    assert "builds the RTL inside each call" in out
 
 
 @pytest.mark.parametrize("argv, status, match", [

@@ -49,9 +49,10 @@ def add_parser(subparsers):
 
 
 @contextlib.contextmanager
-def ticker(what: str, out=sys.stderr, every: float = 1.0):
-    """Shows ``what`` while it runs: the elapsed seconds in place on a terminal, a line every
-    15 s elsewhere, and the total when done."""
+def ticker(what: str, out=None, every: float = 1.0):
+    """Shows ``what`` while it runs on ``out`` (default: the current sys.stderr): the elapsed
+    seconds in place on a terminal, a line every 15 s elsewhere, and the total when done."""
+    out = out or sys.stderr
     live = out.isatty()
     out.write(f"{what} ..." + ("" if live else "\n"))
     out.flush()
