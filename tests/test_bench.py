@@ -192,6 +192,7 @@ def test_an_rtl_simulator_row_is_checked_and_says_it_builds_per_call(tmp_path, c
     (["--threads", "999"], 2, r"--threads 999 is above the \d+ cores"),
     (["--targets", "torch,nosuch"], 2, r"unknown target 'nosuch'"),
     (["--json", "."], 2, r"--json \. is a directory"),
+    (["--dataset", "cifar10"], 2, r"takes images of shape \(1, 28, 28\), not CIFAR-10 images"),
 ])
 def test_command_bad_input(argv, status, match, capsys):
     rc, _, err = run_cli(capsys, "bench", GOLDEN, *argv)

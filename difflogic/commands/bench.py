@@ -85,20 +85,24 @@ def _check_out(path, flag: str) -> None:
         raise IsADirectoryError(f"{flag} {path} is a directory; give a file name")
 
 
-def inputs_for(args, model, net):
-    """The benchmark's samples: test images of --dataset, else random ones."""
-    from .. import bench, data
-    images = None
-    if args.dataset:
-        name = data.canonical_name(args.dataset)
-        shape = tuple(net.encoder.in_shape) if net.encoder is not None else None
-        if shape != tuple(data.DATASET_INFO[name].shape):
-            raise ValueError(f"--dataset {args.dataset}: the model takes inputs of shape "
-                             f"{shape or tuple(net.input_shape)} (bits), not "
-                             f"{data.DATASET_INFO[name].title} images")
-        images, _ = data.load_dataset(name, args.data_dir, "test")
-    with ticker(f"reference counts: PyTorch hard forward on {args.samples:,} samples"):
-        return bench.make_inputs(model, net, images, args.seed, args.samples)
+def dataset_images(args, model):
+    """The test images of --dataset (None without it), checked against the model's input
+    before any work: a model with an input encoder takes images of its input shape."""
+    from .. import data
+    from ..layers import Thresholds
+    if not args.dataset:
+        return None
+    name = data.canonical_name(args.dataset)
+    want = tuple(data.DATASET_INFO[name].shape)
+    mods = list(model) if hasattr(model, "__iter__") else []
+    shape = getattr(model, "input_shape", None)
+    if not (mods and isinstance(mods[0], Thresholds)) or tuple(shape or ()) != want:
+        takes = (f"images of shape {tuple(shape)}" if mods and isinstance(mods[0], Thresholds)
+                 else "encoded bits (it has no input encoder)")
+        raise ValueError(f"--dataset {args.dataset}: the model takes {takes}, not "
+                         f"{data.DATASET_INFO[name].title} images; leave --dataset out for "
+                         "random inputs")
+    return data.load_dataset(name, args.data_dir, "test")[0]
 
 
 def run(args) -> int:
@@ -115,9 +119,11 @@ def run(args) -> int:
     _check_out(args.plot, "--plot")
     bench.check_targets(targets, explicit)
     model = load_model(args.checkpoint)
+    images = dataset_images(args, model)
     with ticker("compiling the netlist (harden + optimize)"):
         net = compile(model, optimize=args.optimize)
-    inputs = inputs_for(args, model, net)
+    with ticker(f"reference counts: PyTorch hard forward on {args.samples:,} samples"):
+        inputs = bench.make_inputs(model, net, images, args.seed, args.samples)
     text = sys.stderr if args.json == "-" else sys.stdout
     print("\n".join(bench.header_lines(str(args.checkpoint), model, net, threads, args.warmup,
                                        args.repeats, len(inputs.distinct))), file=text, flush=True)
