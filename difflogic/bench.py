@@ -470,7 +470,8 @@ def summary_lines(report: dict) -> list[str]:
         x = rate / ref if ref else 0
         vs = f", {x:,.1f}x" if x >= 1 else f", {x:.2g}x"
         vs = f"{vs} the PyTorch hard forward" if ref and name != TORCH else ""
-        lines.append(f"best {name}: {rate:,.0f} images/s ({r['threads'] or '-'} threads, batch "
+        th = {None: "no CPU threads", 1: "1 thread"}.get(r["threads"], f"{r['threads']} threads")
+        lines.append(f"best {name}: {rate:,.0f} images/s ({th}, batch "
                      f"{r['batch']:,}){vs}")
     return lines
 
@@ -501,7 +502,8 @@ def plot(report: dict, path) -> None:
     ax.set_yscale("log")
     ax.set_ylabel("images/s (median, largest batch)")
     m = report["machine"]
-    ax.set_title(f"{report['model']}: {m['cpu']} ({m['simd']}), {m['date']}", fontsize=9)
+    ax.set_title(f"{report['model']}: {m['cpu']} ({m['simd']}), {m['cores']} cores, load "
+                 f"{m.get('load', '?')}, {m['date']}", fontsize=9)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     save_png(path, fig)
