@@ -13,7 +13,7 @@ import difflogic as dl
 from difflogic import gates
 from difflogic.compiler import (encode_input, hard_counts, harden, ir, lower_to_flat, optimize,
                                 predict, simulate, u8_cutoffs)
-from difflogic.compiler.passes import PASSES, apply_pass
+from difflogic.compiler.passes import DEFAULT, apply_pass
 from conftest import random_input, random_model
 
 
@@ -34,7 +34,7 @@ def test_random_architectures_all_levels_agree(seed):
     assert np.array_equal(simulate(opt, bits), ref)
     assert np.array_equal(simulate(lower_to_flat(net), bits), ref)
     assert np.array_equal(simulate(lower_to_flat(opt), bits), ref)
-    for name in PASSES:  # every pass alone preserves the outputs
+    for name in DEFAULT:  # every pass alone preserves the outputs (abc: test_compiler_passes.py)
         assert np.array_equal(simulate(apply_pass(net, name), bits), ref), name
     assert opt.gate_count() <= net.gate_count()
 

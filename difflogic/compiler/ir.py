@@ -92,6 +92,14 @@ class GateBlock:
         """Gates as the paper counts them: cell gates times positions (no location pruning)."""
         return self.n_gates * self.positions
 
+    def depth(self) -> int:
+        """Gates on the longest path from a leaf to an output of the cell (0: only wires)."""
+        lv = np.zeros(self.first_gate + self.n_gates, np.int64)
+        first = self.first_gate
+        for g, (x, y) in enumerate(zip(self.a.tolist(), self.b.tolist())):
+            lv[first + g] = 1 + max(lv[x], lv[y])
+        return int(lv[self.outputs].max()) if len(self.outputs) else 0
+
     def validate(self) -> None:
         n = self.first_gate
         ids = np.arange(self.n_gates) + n
@@ -118,6 +126,10 @@ class OrPool:
     def gate_count(self) -> int:
         C, H, W = self.out_shape
         return (self.size * self.size - 1) * C * H * W
+
+    def depth(self) -> int:
+        """Levels of a balanced OR tree over the window."""
+        return int(np.ceil(np.log2(self.size * self.size))) if self.size > 1 else 0
 
 
 @dataclass
@@ -175,3 +187,8 @@ class Netlist:
     def gate_count(self, include_head: bool = False) -> int:
         rows = self.gate_counts()
         return sum(n for _, n in (rows if include_head else rows[:-1]))
+
+    def depth(self) -> int:
+        """Logic depth with the ops chained: the sum of each op's depth (an upper bound of the
+        network's longest path, and the measure to compare two optimizations by)."""
+        return sum(op.depth() for op in self.ops)

@@ -1,28 +1,40 @@
 """Netlist optimization passes and the fixed-point driver :func:`optimize`.
 
 Per-cell passes (same code for dense and conv cells, they only see the cell):
-``const_fold``, ``passthrough``, ``strash``, ``dce``.  Cross-op passes (see the whole
-netlist): ``propagate_constants``, ``prune_outputs``.  :func:`optimize` runs them in that
-order until nothing changes; every pass returns a new object, so the input is never mutated.
+``const_fold``, ``passthrough``, ``output_polarity``, ``strash``, ``dce``.  Cross-op passes
+(see the whole netlist): ``propagate_constants``, ``prune_outputs``, ``push_inverters``.
+:func:`optimize` runs them in that order until nothing changes; every pass returns a new
+object, so the input is never mutated.
+
+``abc`` (:mod:`.abc`, Berkeley ABC resynthesis of every cell, each result proven equal) is
+optional and not in :data:`DEFAULT`: :data:`WITH_ABC` adds it.  A pass that declares
+``ONCE = True`` runs once after the others reach their fixed point, and they run to a fixed
+point again after it.
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
+import time
 
 from .. import ir
-from . import const_fold, dce, passthrough, propagate_constants, prune_outputs, strash
+from . import (abc, const_fold, dce, output_polarity, passthrough, propagate_constants, prune_outputs,
+               push_inverters, strash)
 from ._cell import signature
 
 PASSES = {
     "const_fold": const_fold,
     "passthrough": passthrough,
+    "output_polarity": output_polarity,
     "strash": strash,
     "dce": dce,
     "propagate_constants": propagate_constants,
     "prune_outputs": prune_outputs,
+    "push_inverters": push_inverters,
+    "abc": abc,
 }
-DEFAULT = tuple(PASSES)
+DEFAULT = tuple(n for n in PASSES if n != "abc")
+WITH_ABC = DEFAULT + ("abc",)
 MAX_ROUNDS = 64
 
 
@@ -55,27 +67,48 @@ def _sig(net: ir.Netlist) -> tuple:
     return tuple(signature(op) if isinstance(op, ir.GateBlock) else (type(op).__name__,) for op in net.ops)
 
 
-def optimize(net: ir.Netlist, passes=None) -> ir.Netlist:
-    """Run the passes to a fixed point; returns a new netlist (the input is left untouched).
+def _name(p) -> str:
+    return getattr(p, "__name__", type(p).__name__).rsplit(".", 1)[-1]
 
-    ``net.meta["optimize"]`` of the result records the gate counts per op before and after.
-    """
-    mods = _resolve(passes)
-    before = net.gate_counts()
-    cur = dataclasses.replace(net, ops=[copy.deepcopy(op) for op in net.ops], meta=dict(net.meta))
+
+def _fixed_point(cur: ir.Netlist, mods, seconds: dict) -> ir.Netlist:
     sig = _sig(cur)
     for _ in range(MAX_ROUNDS):
         for p in mods:
+            t0 = time.perf_counter()
             cur = apply_pass(cur, p)
+            seconds[_name(p)] = seconds.get(_name(p), 0.0) + time.perf_counter() - t0
         new = _sig(cur)
         if new == sig:
             break
         sig = new
+    return cur
+
+
+def optimize(net: ir.Netlist, passes=None) -> ir.Netlist:
+    """Run the passes to a fixed point; returns a new netlist (the input is left untouched).
+
+    ``net.meta["optimize"]`` of the result records the gate counts per op before and after
+    and the seconds each pass took.
+    """
+    mods = _resolve(passes)
+    loop = [p for p in mods if not getattr(p, "ONCE", False)]
+    once = [p for p in mods if getattr(p, "ONCE", False)]
+    before = net.gate_counts()
+    cur = dataclasses.replace(net, ops=[copy.deepcopy(op) for op in net.ops], meta=dict(net.meta))
+    seconds: dict = {}
+    cur = _fixed_point(cur, loop, seconds)
+    for p in once:
+        t0 = time.perf_counter()
+        cur = apply_pass(cur, p)
+        seconds[_name(p)] = seconds.get(_name(p), 0.0) + time.perf_counter() - t0
+        cur = _fixed_point(cur, loop, seconds)
     for op in cur.ops:
         if isinstance(op, ir.GateBlock):
             op.validate()
-    cur.meta["optimize"] = {"passes": [m.__name__.rsplit(".", 1)[-1] for m in mods],
-                            "before": before, "after": cur.gate_counts()}
+    cur.meta["optimize"] = {"passes": [_name(m) for m in mods], "before": before,
+                            "after": cur.gate_counts(),
+                            "seconds": {k: round(v, 3) for k, v in seconds.items()}}
     return cur
 
 
