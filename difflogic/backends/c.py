@@ -2,9 +2,10 @@
 
 Layout of the generated code
 ----------------------------
-* The batch is bit-sliced: one ``dl_word`` holds ``64 * DL_LANES`` samples (default: 8 lanes =
-  512 samples, one AVX-512 register, where the target has AVX-512, else 4 lanes = 256 samples,
-  one AVX2 register), so every gate is one bitwise word operation.
+* The batch is bit-sliced: one ``dl_word`` holds ``64 * DL_LANES`` samples (default 4 lanes =
+  256 samples, one AVX2 register, also where AVX-512 is present), so every gate is one
+  bitwise word operation.  Flags (-O level, word width) are chosen by measurement: see
+  ``export/c/Makefile``.
 * Dense blocks are emitted straight onto workspace words: only gates read outside their chunk
   get a word, outputs wired to a leaf / constant cost nothing (consumers read the source),
   words are reused after their last reader (liveness), and gates are ordered by the words
@@ -15,12 +16,21 @@ Layout of the generated code
 * Conv blocks are **not** unrolled: a loop over output positions calls the cell with a pointer
   to the position's receptive field, leaves are constant offsets from it.  Activations are
   stored with the zero border the next conv needs, so there is no bounds check anywhere.
-  An OR pool that follows a conv is fused: the cell ORs its outputs into the pooled buffer
-  (``y = (y & keep) | v``, keep = 0 for the first window position), so no buffer is ever
-  cleared; outputs that are constant 0 are never stored (the workspace is zeroed once).
-* Input packing transposes 16x16 byte tiles (SSE2) and builds each thermometer bit-word
-  32 samples at a time with compare + movemask (AVX2) from uint8 images; pre-encoded 0/1 bytes
-  are first OR-ed 8 samples per byte (64 features per vector op), then transposed.
+  An OR pool that follows a conv is fused: one cell call covers a pooled position's whole
+  window (every chunk evaluates its gates at each window offset and ORs its outputs in
+  registers), so each pooled output is stored once and never read back or cleared; outputs
+  wired to a leaf become an OR of loads; outputs that are constant 0 are never stored (the
+  workspace is zeroed once).
+* Input packing (``export/c/runtime_bits.h``, ``runtime_tail.h``): a block's sample-major rows
+  are transposed 16 x 16 bytes at a time into a tile of columns (one cache line of each row
+  per step, the rows two steps ahead prefetched into L2), and a column becomes a word with
+  one vector operation per 32 samples (AVX2) or 64 (AVX-512BW).  uint8 images: per channel,
+  the thermometer bits come from the pixel's bit planes and a few comparator gates
+  (``pixel >= cutoff`` over the planes the cutoffs need), or from one compare per threshold,
+  whichever the generator counts cheaper; thresholds nothing reads are never computed.
+  0/1 bytes: 8 samples' rows are OR-ed into one row of bytes (shifts inside 64-bit lanes),
+  then transposed.  Packed bits: the bytes are transposed and each bit plane is a feature.
+  float32: 8 x 8 float transposes, then one IEEE compare per threshold.
 * GroupSum counts only the non-constant features of each class, bit-sliced with
   Harley-Seal carry-save adders, read back with masked vector adds (AVX-512) or 8-wide vector
   ops; argmax (first maximum) is done by the caller / predict.
@@ -28,14 +38,17 @@ Layout of the generated code
   size works (the last partial block is zero-padded and only valid samples are written);
   ``n_threads`` > 1 splits the blocks over pthreads.
 
-Entry points (``<prefix>`` defaults to ``dl``)::
+Entry points (``<prefix>`` defaults to ``dl``), one per input form::
 
     int dl_scores_u8(const uint8_t* images, size_t n, int32_t* counts, int n_threads);
+    int dl_scores_f32(const float* x, size_t n, int32_t* counts, int n_threads);
     int dl_scores_bits(const uint8_t* bits, size_t n, int32_t* counts, int n_threads);
+    int dl_scores_packed(const uint8_t* packed, size_t n, int32_t* counts, int n_threads);
     int dl_predict_u8(const uint8_t* images, size_t n, int32_t* classes, int n_threads);
 
 ``counts`` is (n, k) int32 class counts (divide by tau for the float scores).  Return 0 on
-success, -1 out of memory, -2 null pointer, -3 no input encoder (use ``_bits``).
+success, -1 out of memory, -2 null pointer, -3 no input encoder (``_u8`` / ``_f32``; use
+``_bits``), -4 a bad input value (a 0/1 byte that is neither, a NaN or infinite float).
 """
 from __future__ import annotations
 
@@ -60,9 +73,12 @@ from ..compiler import compile as compile_netlist
 from ..files import write_files
 from .base import Backend, Option, Runner, register
 
-DEFAULT_LANES = None   # None: chosen by the compiled code, 8 (one 512-bit word) with AVX-512, else 4
+DEFAULT_LANES = None   # None: the compiled code's default, 4 (256-bit words; see export/c/Makefile)
+DEFAULT_OPT_LEVEL = 1  # -O level of CompiledNet, as the exported Makefile's (chosen there by measurement)
 CHUNK_GATES = 64
 LOC0, LOC1 = -1, -2   # locations of the constant words (see _Emitter.dense)
+FORMS = ("u8", "f32", "bits", "packed")   # the input forms: dl_scores_<form>
+BAD_INPUT = -4        # status of a 0/1 byte that is not 0 or 1, or a NaN / infinite float
 _PREFIX_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,30}$")
 
 
@@ -161,80 +177,78 @@ class _Emitter:
         self.out: list[str] = []
         self.max_tmp = 1
 
-    def cell(self, name, blk: ir.GateBlock, leaf_off, ys: int, pooled: bool = False) -> str:
+    def cell(self, name, blk: ir.GateBlock, leaf_off, ys: int, windows=(0,)) -> str:
         """Emit the cell of ``blk`` as chunk functions + a driver; returns the driver's name.
 
-        Leaf ``l`` reads ``x[leaf_off[l]]``; output ``k`` is stored as
-        ``y[k*ys] = (y[k*ys] & keep) | value``: ``keep`` = 0 overwrites, all-ones ORs into a
-        fused pool's output (so no buffer ever needs clearing).  Cells without a fused pool
-        store plainly (``y[k*ys] = value``)."""
+        The driver evaluates the cell at every offset of ``windows`` (the positions of a
+        fused OR pool's window, ``(0,)`` without a pool): leaf ``l`` reads ``x[leaf_off[l] + w]``
+        and output ``k`` is stored once, ``y[k*ys]`` = the OR of its values over the window,
+        so a pooled output is neither read back nor cleared.  Each chunk function evaluates
+        its gates at every window position (values read by a later chunk go through
+        ``t[w * slots + slot]``) and ORs its outputs in registers."""
         first = blk.first_gate
         n = blk.n_gates
         op, a, b = blk.op.tolist(), blk.a.tolist(), blk.b.tolist()
         CH = self.chunk
-        nch = max(1, -(-n // CH))
-        chunk_of = lambda node: (node - first) // CH  # noqa: E731
-        # gates used by a later chunk get a scratch slot
-        needs_slot = np.zeros(n, bool)
+        nch = -(-n // CH)
+        needs_slot = np.zeros(n, bool)   # gates read by a later chunk get a scratch slot
         for g in range(n):
-            cg = g // CH
             for src in (a[g], b[g]):
-                if src >= first and chunk_of(src) != cg:
+                if src >= first and (src - first) // CH != g // CH:
                     needs_slot[src - first] = True
         slot = np.cumsum(needs_slot) - 1
-        self.max_tmp = max(self.max_tmp, int(needs_slot.sum()))
+        n_slots = int(needs_slot.sum())
+        self.max_tmp = max(self.max_tmp, n_slots * len(windows))
         outs_of_gate: dict[int, list] = {}
-        const_outs = []
+        direct = []
         for k, node in enumerate(blk.outputs.tolist()):
             if node >= first:
                 outs_of_gate.setdefault(node - first, []).append(k)
-            else:
-                const_outs.append((k, node))
+            elif node != ir.CONST0:   # CONST0 outputs are never stored: the workspace is zeroed once
+                direct.append((k, node))
         leaf_off = [int(v) for v in leaf_off]
-
-        def ref(node, cg):
-            if node == ir.CONST0:
-                return "DL_ZERO"
-            if node == ir.CONST1:
-                return "DL_ONES"
-            if node < first:
-                return f"x[{leaf_off[node - ir.FIRST_LEAF]}]"
-            g = node - first
-            return f"v{g}" if g // CH == cg else f"t[{slot[g]}]"
-
-        def stores(g):
-            if needs_slot[g]:
-                yield f"  t[{slot[g]}] = v{g};"
-            for k in outs_of_gate.get(g, ()):
-                yield f"  y[{k * ys}] = (y[{k * ys}] & keep) | v{g};" if pooled else f"  y[{k * ys}] = v{g};"
-
         fns = []
         for cg in range(nch):
             fn = f"{name}_{cg}"
             fns.append(fn)
-            body = _chunk_body(op, a, b, range(cg * CH, min(n, (cg + 1) * CH)), lambda node: ref(node, cg),
-                               stores)
-            self.out.append(f"static DL_NOINLINE void {fn}(const dl_word* restrict x, dl_word* restrict y, "
-                            f"dl_word* restrict t, const dl_word keep) {{\n  (void)x; (void)y; (void)t; (void)keep;\n"
-                            + "\n".join(body) + "\n}\n")
-        calls = "\n".join(f"  {fn}(x, y, t, keep);" for fn in fns)
-        # outputs wired straight to a leaf or to TRUE: a table-driven copy loop.  CONST0
-        # outputs are never stored: the workspace is zeroed once when it is allocated and
-        # nothing else ever writes their words, so they stay 0 (also under a fused OR pool).
-        direct = [(k, node) for k, node in const_outs if node != ir.CONST0]
-        if direct:
-            dst = ",".join(str(k * ys) for k, _ in direct)
-            srcs = ",".join(str(-1 if node == ir.CONST1 else -2 if node == ir.CONST0 else leaf_off[node - ir.FIRST_LEAF])
-                            for _, node in direct)
-            self.out.append(f"static const int32_t {name}_ddst[] = {{{dst}}};\n"
-                            f"static const int32_t {name}_dsrc[] = {{{srcs}}};\n")
-            calls += (f"\n  for (int i = 0; i < {len(direct)}; i++)\n"
-                      f"    y[{name}_ddst[i]] = (y[{name}_ddst[i]] & keep) | ({name}_dsrc[i] >= 0 ? x[{name}_dsrc[i]] "
-                      f": {name}_dsrc[i] == -1 ? DL_ONES : DL_ZERO);")
+            self.out.append(self._chunk_fn(fn, cg, op, a, b, first, leaf_off, windows, needs_slot, slot,
+                                           n_slots, outs_of_gate, ys))
+        calls = [f"  {fn}(x, y, t);" for fn in fns]
+        for k, node in direct:   # outputs wired to a leaf (a window's OR of it) or to TRUE
+            val = "DL_ONES" if node == ir.CONST1 else " | ".join(
+                f"x[{leaf_off[node - ir.FIRST_LEAF] + w}]" for w in windows)
+            calls.append(f"  y[{k * ys}] = {val};")
         self.out.append(f"static inline void {name}(const dl_word* restrict x, dl_word* restrict y, "
-                        f"dl_word* restrict t, const dl_word keep) {{\n{calls}\n}}\n")
+                        f"dl_word* restrict t) {{\n  (void)x; (void)y; (void)t;\n" + "\n".join(calls) + "\n}\n")
         return name
 
+    def _chunk_fn(self, fn, cg, op, a, b, first, leaf_off, windows, needs_slot, slot, n_slots,
+                  outs_of_gate, ys) -> str:
+        """One chunk of a cell: its gates at every window position, outputs OR-ed over them."""
+        CH = self.chunk
+        gates_c = range(cg * CH, min(len(op), (cg + 1) * CH))
+        acc = [g for g in gates_c if g in outs_of_gate]
+        body = [f"  dl_word {', '.join(f'o{g}' for g in acc)};"] if acc else []
+        for wi, w in enumerate(windows):
+            def ref(node):
+                if node == ir.CONST0:
+                    return "DL_ZERO"
+                if node == ir.CONST1:
+                    return "DL_ONES"
+                if node < first:
+                    return f"x[{leaf_off[node - ir.FIRST_LEAF] + w}]"
+                g = node - first
+                return f"v{g}" if g // CH == cg else f"t[{wi * n_slots + slot[g]}]"
+
+            def stores(g):
+                if needs_slot[g]:
+                    yield f"  t[{wi * n_slots + slot[g]}] = v{g};"
+                if g in outs_of_gate:
+                    yield f"  o{g} {'=' if wi == 0 else '|='} v{g};"
+            body += ["  {"] + ["  " + line for line in _chunk_body(op, a, b, gates_c, ref, stores)] + ["  }"]
+        body += [f"  y[{k * ys}] = o{g};" for g in acc for k in outs_of_gate[g]]
+        return (f"static DL_NOINLINE void {fn}(const dl_word* restrict x, dl_word* restrict y, "
+                f"dl_word* restrict t) {{\n  (void)x; (void)y; (void)t;\n" + "\n".join(body) + "\n}\n")
 
     def dense(self, name, blk: ir.GateBlock, in_loc, alloc, dst=None, step=0, out_last=None) -> list:
         """Emit dense block ``blk`` straight onto workspace words; returns its output locations.
@@ -425,24 +439,16 @@ def _identity_loc(buf: _Buf) -> list:
 
 
 def _conv_op(em: _Emitter, i: int, op: ir.GateBlock, p: int, src: _Buf, dst: _Buf) -> None:
-    """Step function ``op<i>``: the conv cell at every output position (fused OR pool p > 1)."""
+    """Step function ``op<i>``: the conv cell at every output position; with a fused OR pool
+    (p > 1) the cell call of a pooled position covers its p x p window."""
     s = op.stride
     offs = [c * src.plane + dy * src.Wp + dx for c, dy, dx in op.leaves.tolist()]
-    cell = em.cell(f"cell{i}", op, offs, dst.plane, pooled=p > 1)
-    if p > 1:
-        loop = (f"  for (int i = 0; i < {dst.H}; i++)\n"
-                f"    for (int j = 0; j < {dst.W}; j++) {{\n"
-                f"      dl_word* y = out + {dst.pad * dst.Wp + dst.pad} + i * {dst.Wp} + j;\n"
-                f"      for (int u = 0; u < {p}; u++)\n"
-                f"        for (int v = 0; v < {p}; v++)\n"
-                f"          {cell}(in + (i * {p} + u) * {s * src.Wp} + (j * {p} + v) * {s}, y, t, "
-                f"(u | v) ? DL_ONES : DL_ZERO);\n"
-                f"    }}\n")
-    else:
-        loop = (f"  for (int i = 0; i < {dst.H}; i++)\n"
-                f"    for (int j = 0; j < {dst.W}; j++)\n"
-                f"      {cell}(in + i * {s * src.Wp} + j * {s}, "
-                f"out + {dst.pad * dst.Wp + dst.pad} + i * {dst.Wp} + j, t, DL_ZERO);\n")
+    windows = [u * s * src.Wp + v * s for u in range(p) for v in range(p)]
+    cell = em.cell(f"cell{i}", op, offs, dst.plane, windows)
+    loop = (f"  for (int i = 0; i < {dst.H}; i++)\n"
+            f"    for (int j = 0; j < {dst.W}; j++)\n"
+            f"      {cell}(in + i * {p * s * src.Wp} + j * {p * s}, "
+            f"out + {dst.pad * dst.Wp + dst.pad} + i * {dst.Wp} + j, t);\n")
     em.out.append(f"static void op{i}(dl_word* ws, dl_word* t) {{\n"
                   f"  const dl_word* in = ws + {src.off};\n  dl_word* out = ws + {dst.off};\n"
                   f"{loop}}}\n")
@@ -490,7 +496,7 @@ def _emit_steps(em: _Emitter, steps, bufs, arena: _WordArena) -> tuple[list, lis
 
 
 def _defines(net: ir.Netlist, ib: _Buf, ws_words: int, real_words: int, group: int) -> list:
-    """The network's constants: sizes, the GroupSum layout and the input encoder's cutoffs."""
+    """The network's constants: sizes, the GroupSum layout and the input encoder."""
     k, enc = net.head.k, net.encoder
     nb = max(5, int(group).bit_length())   # planes 0..3 are the Harley-Seal ones..eights
     lines = [
@@ -505,7 +511,91 @@ def _defines(net: ir.Netlist, ib: _Buf, ws_words: int, real_words: int, group: i
         C, T = enc.thresholds.shape
         hw = int(np.prod(enc.in_shape[1:])) if len(enc.in_shape) > 1 else 1
         lines += [f"#define DL_IN_C {C}", f"#define DL_T {T}", f"#define DL_IN_HW {hw}",
-                  "static const int16_t dl_cut[] = {" + ",".join(map(str, enc.u8_cutoffs.reshape(-1).tolist())) + "};"]
+                  *_encoder_code(enc, _used_channels(net), ib.plane)]
+    return lines
+
+
+def _used_channels(net: ir.Netlist) -> np.ndarray:
+    """Per encoded input channel (C*T of them): does the first op read it anywhere?"""
+    n_ch = int(net.input_shape[0]) if len(net.input_shape) > 1 else net.n_inputs
+    used = np.ones(n_ch, bool)
+    first = net.ops[0] if net.ops else None
+    if isinstance(first, ir.GateBlock):
+        used[:] = False
+        if first.kind == "conv":
+            used[np.unique(first.leaves[:, 0])] = True
+        else:
+            per = np.zeros(net.n_inputs, bool)
+            per[first.leaves] = True
+            used = per.reshape(n_ch, -1).any(1)
+    return used
+
+
+def _comparator(cut: int, plane: dict, gate_of) -> str:
+    """C expression name of ``pixel >= cut`` (1 <= cut <= 255) over bit-plane words: from the
+    lowest set bit of ``cut`` up, ``r = cut_k ? plane_k & r : plane_k | r``."""
+    k0 = (cut & -cut).bit_length() - 1
+    r = plane[k0]
+    for k in range(k0 + 1, 8):
+        r = gate_of(gates.AND if cut >> k & 1 else gates.OR, plane[k], r)
+    return r
+
+
+def _encoder_fn(name: str, cuts: list, stride: int) -> tuple[list, str]:
+    """One channel's encoder: thermometer words ``o[t * stride]`` for ``cuts`` = [(t, cut)] of
+    the thresholds read downstream.  Bit planes + comparator gates, or one compare per
+    threshold, whichever costs fewer vector operations.  Returns (C functions, the table
+    entry ``{planes, gates, direct}``): ``planes`` writes the bit planes ``pl[k]`` of a tile
+    column, ``gates`` turns them into thermometer words, ``direct`` compares bytes."""
+    ones = [f"  o[{t * stride}] = DL_ONES;" for t, c in cuts if c <= 0]   # cut >= 256: 0, never written
+    varying = [(t, c) for t, c in cuts if 0 < c < 256]
+    planes = sorted({k for _, c in varying for k in range((c & -c).bit_length() - 1, 8)})
+    body, table = [], {}
+
+    def gate_of(op, x, y):
+        key = (op, x, y)
+        if key not in table:
+            table[key] = f"v{len(table)}"
+            body.append(f"  const dl_word {table[key]} = {gates.render(op, x, y, zero='DL_ZERO', one='DL_ONES')};")
+        return table[key]
+
+    outs = [(t, _comparator(c, {k: f"pl[{k}]" for k in planes}, gate_of)) for t, c in varying]
+    chunks = 8    # 32-sample pieces of a 256-bit word: the AVX2 costs below
+    cost_planes = chunks * (1 + 3 * len(planes)) + len(table) + len(outs)
+    cost_direct = chunks * 5 * len(varying)
+    sig = "(const uint8_t* col, dl_word* o)"
+    if cost_direct <= cost_planes:
+        code = [f"  dl_ge_word(col, {c}, o + {t * stride});" for t, c in varying] + ones
+        return [f"static void {name}_direct{sig} {{\n  (void)col; (void)o;\n" + "\n".join(code) + "\n}\n"], \
+            f"{{NULL, NULL, {name}_direct}}"
+    extract = ["  for (size_t c = 0; c < DL_BLOCK / DL_PCHUNK; c++) {", "    const dl_pvec v = DL_PLOAD(col, c);",
+               *[f"    DL_PLANE_PUT(pl[{k}], v, {k}, c);" for k in reversed(planes)], "  }"]
+    store = body + [f"  o[{t * stride}] = {v};" for t, v in outs] + ones
+    return [f"static void {name}_planes(const uint8_t* col, dl_word* pl) {{\n" + "\n".join(extract) + "\n}\n",
+            f"static void {name}_gates(const dl_word* pl, dl_word* o) {{\n  (void)pl;\n" + "\n".join(store) + "\n}\n"], \
+        f"{{{name}_planes, {name}_gates, NULL}}"
+
+
+def _encoder_code(enc: ir.Encoder, used: np.ndarray, stride: int) -> list:
+    """The uint8 encoder (per channel ``dl_enc[c]``, one set of functions per distinct
+    channel; all NULL where no threshold is read) and the float32 thresholds (``dl_thr``,
+    ``dl_thr_used``)."""
+    C, T = enc.thresholds.shape
+    used = used.reshape(C, T)
+    entries, table, lines = {}, [], []
+    for c in range(C):
+        cuts = tuple((t, int(enc.u8_cutoffs[c, t])) for t in range(T) if used[c, t])
+        if not any(cut < 256 for _, cut in cuts):   # nothing read, or only constant-0 bits
+            table.append("{NULL, NULL, NULL}")
+            continue
+        if cuts not in entries:
+            fns, entries[cuts] = _encoder_fn(f"dl_enc{len(entries)}", list(cuts), stride)
+            lines += fns
+        table.append(entries[cuts])
+    thr = ",".join(float(v).hex() for v in enc.thresholds.astype(np.float32).reshape(-1).tolist())
+    lines += ["static const dl_encoder dl_enc[] = {" + ", ".join(table) + "};",
+              f"static const float dl_thr[] = {{{thr}}};",
+              "static const uint8_t dl_thr_used[] = {" + ",".join(str(int(u)) for u in used.reshape(-1)) + "};"]
     return lines
 
 
@@ -523,13 +613,24 @@ def _tables(net: ir.Netlist, ib: _Buf, group: int, loc) -> list:
 def _entry_points(P: str) -> str:
     return f"""
 int {P}_scores_bits(const uint8_t* bits, size_t n, int32_t* counts, int n_threads) {{
-  return dl_run(bits, n, counts, n_threads, 1);
+  return dl_run(bits, n, counts, n_threads, DL_FORM_BITS);
+}}
+int {P}_scores_packed(const uint8_t* packed, size_t n, int32_t* counts, int n_threads) {{
+  return dl_run(packed, n, counts, n_threads, DL_FORM_PACKED);
 }}
 int {P}_scores_u8(const uint8_t* images, size_t n, int32_t* counts, int n_threads) {{
 #if DL_HAS_ENCODER
-  return dl_run(images, n, counts, n_threads, 0);
+  return dl_run(images, n, counts, n_threads, DL_FORM_U8);
 #else
   (void)images; (void)n; (void)counts; (void)n_threads;
+  return -3;
+#endif
+}}
+int {P}_scores_f32(const float* x, size_t n, int32_t* counts, int n_threads) {{
+#if DL_HAS_ENCODER
+  return dl_run(x, n, counts, n_threads, DL_FORM_F32);
+#else
+  (void)x; (void)n; (void)counts; (void)n_threads;
   return -3;
 #endif
 }}
@@ -567,12 +668,21 @@ extern "C" {{
 #endif
 #define {P.upper()}_NUM_CLASSES {net.head.k}
 #define {P.upper()}_NUM_INPUT_BITS {net.n_inputs}   /* encoded input bits per sample */
+#define {P.upper()}_PACKED_BYTES {(net.n_inputs + 7) // 8}   /* bytes per sample of _scores_packed */
 #define {P.upper()}_HAS_ENCODER {1 if enc is not None else 0}
 #define {P.upper()}_IMAGE_BYTES {int(np.prod(enc.in_shape)) if enc is not None else 0}   /* uint8 image ({ishape}) */
 #define {P.upper()}_TAU {net.head.tau!r}   /* float score = count / tau */
-/* counts: (n, NUM_CLASSES) int32.  0 = ok, -1 out of memory, -2 null pointer, -3 no encoder. */
+/* Input forms, n samples each:
+ *   _scores_u8      uint8 images (n, IMAGE_BYTES), thermometer-encoded inside (pixel / 255 > threshold)
+ *   _scores_f32     float32 inputs (n, IMAGE_BYTES), bit c*T + t = x[c] > threshold[c][t]
+ *   _scores_bits    encoded bits, one byte (0 or 1) per bit: (n, NUM_INPUT_BITS)
+ *   _scores_packed  encoded bits, 8 per byte, bit f at (byte f / 8, bit f % 8): (n, PACKED_BYTES)
+ * counts: (n, NUM_CLASSES) int32.  0 = ok, -1 out of memory, -2 null pointer, -3 no encoder
+ * (_u8 / _f32), -4 bad input value (a byte other than 0/1, a float that is NaN or inf). */
 int {P}_scores_u8(const uint8_t* images, size_t n, int32_t* counts, int n_threads);
+int {P}_scores_f32(const float* x, size_t n, int32_t* counts, int n_threads);
 int {P}_scores_bits(const uint8_t* bits, size_t n, int32_t* counts, int n_threads);
+int {P}_scores_packed(const uint8_t* packed, size_t n, int32_t* counts, int n_threads);
 int {P}_predict_u8(const uint8_t* images, size_t n, int32_t* classes, int n_threads);
 int {P}_block_size(void);
 #ifdef __cplusplus
@@ -613,6 +723,7 @@ def generate(net: ir.Netlist, prefix: str = "dl", chunk_gates: int = CHUNK_GATES
         "#include <pthread.h>",
         f'#include "{header_name or prefix + ".h"}"',
         template("c/runtime_head.h").read_text(),
+        template("c/runtime_bits.h").read_text(),
         *_defines(net, bufs[0], arena.size + em.max_tmp, real_words, group),
         *_tables(net, bufs[0], group, loc),
         *em.out,
@@ -668,7 +779,7 @@ def cache_dir() -> Path:
 _BUILD_LOCK = threading.Lock()
 
 
-def build_shared(src: str, hdr: str, *, opt_level: int = 2, cc: str | None = None,
+def build_shared(src: str, hdr: str, *, opt_level: int = DEFAULT_OPT_LEVEL, cc: str | None = None,
                  lanes: int | None = DEFAULT_LANES, native: bool = True, extra_flags=()) -> Path:
     """Compile to a shared library, cached by content hash; returns the .so path."""
     if opt_level not in (0, 1, 2, 3):
@@ -713,7 +824,7 @@ class CompiledNet:
     uint8 images, or pre-encoded bits (a bool array, or any array with ``encoded=True``).
     """
 
-    def __init__(self, netlist_or_model, opt_level: int = 2, cc: str | None = None,
+    def __init__(self, netlist_or_model, opt_level: int = DEFAULT_OPT_LEVEL, cc: str | None = None,
                  threads: int | None = None, lanes: int | None = DEFAULT_LANES, optimize: bool | None = None,
                  native: bool = True, chunk_gates: int = CHUNK_GATES, extra_flags=()):
         if optimize is None:   # a model is optimized, a netlist taken as given, unless told
@@ -727,41 +838,59 @@ class CompiledNet:
         self.so_path = build_shared(self.source, self.header, opt_level=opt_level, cc=cc, lanes=lanes,
                                     native=native, extra_flags=tuple(extra_flags))
         self._lib = ctypes.CDLL(str(self.so_path))
-        for fn in ("dl_scores_u8", "dl_scores_bits", "dl_predict_u8"):
-            f = getattr(self._lib, fn)
+        self._fns = {}
+        for form in FORMS:
+            f = getattr(self._lib, f"dl_scores_{form}")
             f.restype = ctypes.c_int
             f.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_int]
+            self._fns[form] = f
         self.block_size = int(self._lib.dl_block_size())
 
     # ---- input handling
-    def _prepare(self, x, encoded: bool):
+    def _prepare(self, x, encoded: bool, packed: bool) -> tuple[np.ndarray, str]:
+        """(contiguous array, input form) for the library; shapes checked here, 0/1 bytes and
+        float32 values by the C code (status -4, the same errors as the numpy checks)."""
         x = np.asarray(x.detach().cpu() if hasattr(x, "detach") else x)
         net = self.netlist
+        if packed:
+            nbytes = (net.n_inputs + 7) // 8
+            if x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] != nbytes:
+                raise ValueError(f"packed bits must be uint8 of shape (N, {nbytes}), e.g. np.packbits(bits"
+                                 f".reshape(N, -1), axis=1, bitorder='little'); got {x.dtype} {tuple(x.shape)}")
+            return np.ascontiguousarray(x), "packed"
         if encoded or x.dtype == np.bool_ or net.encoder is None:
-            return np.ascontiguousarray(check_bits(net, x), dtype=np.uint8), True
-        if x.dtype == np.uint8:
+            if x.dtype in (np.bool_, np.uint8):
+                return np.ascontiguousarray(check_bits(net, x, values=False)).view(np.uint8), "bits"
+            return np.ascontiguousarray(check_bits(net, x), dtype=np.uint8), "bits"
+        if x.dtype in (np.uint8, np.float32):
             shape = tuple(net.encoder.in_shape)
             if tuple(x.shape[1:]) != shape:
                 raise ValueError(f"x must have shape (N, {', '.join(map(str, shape))}), got {tuple(x.shape)}")
-            return np.ascontiguousarray(x), False
-        return np.ascontiguousarray(encode_input(net, x)), True
+            return np.ascontiguousarray(x), "u8" if x.dtype == np.uint8 else "f32"
+        return np.ascontiguousarray(encode_input(net, x)), "bits"
 
-    def counts(self, x, encoded: bool = False, threads: int | None = None) -> np.ndarray:
-        data, is_bits = self._prepare(x, encoded)
+    def counts(self, x, encoded: bool = False, threads: int | None = None, packed: bool = False) -> np.ndarray:
+        """Class counts int32 (N, k).  ``x``: uint8 images, float32 inputs (compared with the
+        thresholds in C), other float inputs (encoded in numpy), or encoded bits (a bool array,
+        or 0/1 integers with ``encoded=True``); ``packed=True``: bits packed 8 per byte
+        (uint8 (N, ceil(bits / 8)), ``np.packbits(..., axis=1, bitorder="little")``)."""
+        data, form = self._prepare(x, encoded, packed)
         n = data.shape[0]
         out = np.zeros((n, self.netlist.head.k), np.int32)
         if n:
-            fn = self._lib.dl_scores_bits if is_bits else self._lib.dl_scores_u8
-            r = fn(data.ctypes.data, n, out.ctypes.data, int(threads or self.threads))
+            r = self._fns[form](data.ctypes.data, n, out.ctypes.data, int(threads or self.threads))
+            if r == BAD_INPUT:
+                raise ValueError("x contains NaN or inf; images must be finite values in [0, 1]" if form == "f32"
+                                 else "bits must contain only 0 and 1 (encode images with encode_input first)")
             if r != 0:
                 raise RuntimeError(f"compiled network failed with status {r}")
         return out
 
-    def scores(self, x, encoded: bool = False, threads: int | None = None) -> np.ndarray:
-        return self.counts(x, encoded, threads).astype(np.float32) / np.float32(self.netlist.head.tau)
+    def scores(self, x, encoded: bool = False, threads: int | None = None, packed: bool = False) -> np.ndarray:
+        return self.counts(x, encoded, threads, packed).astype(np.float32) / np.float32(self.netlist.head.tau)
 
-    def predict(self, x, encoded: bool = False, threads: int | None = None) -> np.ndarray:
-        return self.counts(x, encoded, threads).argmax(1)
+    def predict(self, x, encoded: bool = False, threads: int | None = None, packed: bool = False) -> np.ndarray:
+        return self.counts(x, encoded, threads, packed).argmax(1)
 
 
 # --------------------------------------------------------------------------- the back end
@@ -775,6 +904,17 @@ class CRunner(Runner):
 
     def counts(self, bits, threads: int | None = None) -> np.ndarray:
         return self.net.counts(bits, encoded=True, threads=threads).astype(np.int64)
+
+    def counts_images(self, images: np.ndarray, threads: int | None = None) -> np.ndarray:
+        """Class counts int64 (N, k) of raw uint8 images (N, *image shape), thermometer-encoded
+        inside the library (``dl_scores_u8``): the path a deployed caller uses."""
+        enc = self.net.netlist.encoder
+        if enc is None:
+            raise ValueError("this netlist has no input encoder; pass encoded bits to counts() instead")
+        images = np.asarray(images)
+        if images.dtype != np.uint8:
+            raise TypeError(f"images must be uint8 (N, {', '.join(map(str, enc.in_shape))}), got {images.dtype}")
+        return self.net.counts(images, threads=threads).astype(np.int64)
 
 
 class CBackend(Backend):

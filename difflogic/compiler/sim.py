@@ -145,16 +145,17 @@ def _is_binary(a: np.ndarray) -> bool:
     return bool(((a == 0) | (a == 1)).all())
 
 
-def check_bits(netlist, bits) -> np.ndarray:
+def check_bits(netlist, bits, values: bool = True) -> np.ndarray:
     """``bits`` as an array of shape (N, *input_shape) holding only 0/1 (clear error otherwise);
-    ``netlist``: the netlist, or just its input shape."""
+    ``netlist``: the netlist, or just its input shape; ``values=False`` checks the shape only
+    (for a consumer that checks the values itself)."""
     bits = np.asarray(bits.detach().cpu() if hasattr(bits, "detach") else bits)
     shape = tuple(netlist.input_shape if isinstance(netlist, ir.Netlist) else netlist)
     if bits.ndim == len(shape):
         bits = bits[None] if tuple(bits.shape) == shape else bits
     if tuple(bits.shape[1:]) != shape:
         raise ValueError(f"bits must have shape (N, {', '.join(map(str, shape))}), got {tuple(bits.shape)}")
-    if bits.dtype != np.bool_ and bits.size and not _is_binary(bits):
+    if values and bits.dtype != np.bool_ and bits.size and not _is_binary(bits):
         raise ValueError("bits must contain only 0 and 1 (encode images with encode_input first)")
     return bits
 
@@ -207,14 +208,28 @@ def encode_input(netlist: ir.Netlist, x) -> np.ndarray:
 
 
 def random_inputs(netlist: ir.Netlist, n: int, seed: int) -> np.ndarray:
-    """``n`` random uint8 inputs of the netlist's model (seeded): images when it has an input
-    encoder, else 0/1 bits.  The test inputs of ``difflogic verify`` and of exported test benches."""
+    """``n`` random inputs of the netlist's model (seeded): uint8 images when it has an image
+    encoder, float32 rows around the thresholds of a table model's, else 0/1 bits.  The test
+    inputs of ``difflogic verify`` and of exported test benches."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise ValueError(f"the number of random inputs must be an integer >= 0, got {n!r}")
     rng = np.random.default_rng(seed)
+    if netlist.encoder is not None and len(netlist.encoder.in_shape) == 1:
+        return threshold_rows(netlist.encoder.thresholds, n, rng)
     if netlist.encoder is not None:
         return rng.integers(0, 256, (n, *netlist.encoder.in_shape), dtype=np.uint8)
     return rng.integers(0, 2, (n, *netlist.input_shape), dtype=np.uint8)
+
+
+def threshold_rows(thresholds: np.ndarray, n: int, rng) -> np.ndarray:
+    """``n`` float32 rows of a table model (thresholds (F, T) in the features' units): each
+    feature on one of its thresholds, one float step below or above it, where ``x > t``
+    decides and an encoder that rounds or compares loosely fails first."""
+    thr = np.asarray(thresholds, dtype=np.float32)
+    pick = thr[np.arange(thr.shape[0]), rng.integers(0, thr.shape[1], (n, thr.shape[0]))]
+    step = rng.integers(-1, 2, pick.shape)
+    return np.where(step < 0, np.nextafter(pick, np.float32(-np.inf)), np.where(
+        step > 0, np.nextafter(pick, np.float32(np.inf)), pick)).astype(np.float32)
 
 
 def predict(netlist: ir.Netlist, bits) -> np.ndarray:

@@ -1,182 +1,290 @@
-/* ---- difflogic C runtime, part 2: batching, input packing, GroupSum, threads ----
- * Needs from the generated part: DL_N_IN, DL_IN_C, DL_IN_HW, DL_T, DL_K, DL_GROUP, DL_NB,
- * DL_WS_WORDS, DL_ZERO_WORDS, DL_IN_WORDS, dl_in_off[], dl_cut[] (when DL_HAS_ENCODER),
- * dl_gs_idx[] / dl_gs_start[] / dl_gs_ones[] (GroupSum: workspace words per class) and dl_run_ops(ws).  No global mutable state: every call owns its workspace. */
-/* input tile: 16 x DL_BLOCK bytes for dl_pack, (DL_PACK_SPAN + 64) x DL_BLOCK / 8 for
- * dl_pack_bits (DL_PACK_SPAN: features per pass, a multiple of 64) */
-#define DL_PACK_SPAN 512
-#define DL_TILE_BYTES ((DL_PACK_SPAN + 64) * (DL_BLOCK / 8))
+/* ---- difflogic C runtime, part 3: batching, input packing, GroupSum, threads ----
+ * Needs from the generated part: DL_N_IN, DL_K, DL_GROUP, DL_NB, DL_WS_WORDS, DL_ZERO_WORDS,
+ * DL_IN_WORDS, dl_in_off[] (input feature -> word), dl_gs_idx[] / dl_gs_start[] / dl_gs_ones[]
+ * (GroupSum: workspace words per class), dl_run_ops(ws); with an input encoder also DL_IN_C,
+ * DL_IN_HW, DL_T, dl_enc[] (per channel: the thermometer words of one pixel from its bytes)
+ * and dl_thr[] / dl_thr_used[] (float thresholds).  No global mutable state: every call owns
+ * its workspace. */
+enum { DL_FORM_U8, DL_FORM_BITS, DL_FORM_PACKED, DL_FORM_F32 };
+#define DL_BAD_INPUT (-4)        /* a 0/1 byte that is not 0 or 1, a float that is NaN or inf */
+#define DL_PACK_SPAN 2048        /* 0/1 bytes: features per pass (a multiple of 64) */
+#define DL_F32_COLS 16           /* floats of each sample row per pass */
+#define DL_TILE_BYTES ((DL_PACK_SPAN + 64) * (DL_BLOCK / 8))   /* >= every packer's tile (uint8: 128 x DL_BLOCK) */
 typedef struct {
-    const uint8_t* src;      /* images (n, C, H, W) uint8 or bits (n, N_IN) 0/1 */
+    const void* src;         /* (n, ...) samples in the form's layout */
     size_t n;
     int32_t* counts;         /* (n, K) */
-    int is_bits;
+    int form;
     int thread, n_threads;
     int status;
 } dl_job;
 
-/* Input packing.  The block's samples are transposed 16 pixels at a time into a tile
- * (pixel-major, sample-minor bytes; SSE2 16x16 byte transposes), then each (pixel, threshold)
- * word is built 32 samples at a time with one compare + movemask (AVX2) -- the thermometer
- * encoding costs a few instructions per 32 samples instead of a read-modify-write per bit. */
-static inline uint32_t dl_ge_mask32(const uint8_t* v, int cut) {
-#if defined(__AVX2__)
-    const __m256i x = _mm256_loadu_si256((const __m256i*)v);
-    const __m256i c = _mm256_set1_epi8((char)cut);
-    return (uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(_mm256_max_epu8(x, c), x));
-#elif defined(__SSE2__)
-    const __m128i c = _mm_set1_epi8((char)cut);
-    const __m128i lo = _mm_loadu_si128((const __m128i*)v), hi = _mm_loadu_si128((const __m128i*)(v + 16));
-    const uint32_t a = (uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_max_epu8(lo, c), lo));
-    const uint32_t b = (uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_max_epu8(hi, c), hi));
-    return a | (b << 16);
-#else
-    uint32_t m = 0;
-    for (int i = 0; i < 32; i++) m |= (uint32_t)(v[i] >= cut) << i;
-    return m;
-#endif
-}
-
-/* one perfect shuffle of 16 rows: d[2i], d[2i+1] = interleave(s[i], s[i+8]) */
-#define DL_SHUFFLE16(d, s) do { \
-    d##0 = _mm_unpacklo_epi8(s##0, s##8); d##1 = _mm_unpackhi_epi8(s##0, s##8); \
-    d##2 = _mm_unpacklo_epi8(s##1, s##9); d##3 = _mm_unpackhi_epi8(s##1, s##9); \
-    d##4 = _mm_unpacklo_epi8(s##2, s##10); d##5 = _mm_unpackhi_epi8(s##2, s##10); \
-    d##6 = _mm_unpacklo_epi8(s##3, s##11); d##7 = _mm_unpackhi_epi8(s##3, s##11); \
-    d##8 = _mm_unpacklo_epi8(s##4, s##12); d##9 = _mm_unpackhi_epi8(s##4, s##12); \
-    d##10 = _mm_unpacklo_epi8(s##5, s##13); d##11 = _mm_unpackhi_epi8(s##5, s##13); \
-    d##12 = _mm_unpacklo_epi8(s##6, s##14); d##13 = _mm_unpackhi_epi8(s##6, s##14); \
-    d##14 = _mm_unpacklo_epi8(s##7, s##15); d##15 = _mm_unpackhi_epi8(s##7, s##15); } while (0)
-static void dl_transpose16(const uint8_t* src, size_t stride, uint8_t* dst, size_t dstride) {
-#if defined(__SSE2__)
-    /* 4 perfect shuffles (interleave rows i and i+8) = a 16x16 byte transpose; written out so
-     * every value stays in a register */
-    __m128i r0 = _mm_loadu_si128((const __m128i*)(src + 0 * stride)), r1 = _mm_loadu_si128((const __m128i*)(src + 1 * stride)), r2 = _mm_loadu_si128((const __m128i*)(src + 2 * stride)), r3 = _mm_loadu_si128((const __m128i*)(src + 3 * stride)), r4 = _mm_loadu_si128((const __m128i*)(src + 4 * stride)), r5 = _mm_loadu_si128((const __m128i*)(src + 5 * stride)), r6 = _mm_loadu_si128((const __m128i*)(src + 6 * stride)), r7 = _mm_loadu_si128((const __m128i*)(src + 7 * stride)), r8 = _mm_loadu_si128((const __m128i*)(src + 8 * stride)), r9 = _mm_loadu_si128((const __m128i*)(src + 9 * stride)), r10 = _mm_loadu_si128((const __m128i*)(src + 10 * stride)), r11 = _mm_loadu_si128((const __m128i*)(src + 11 * stride)), r12 = _mm_loadu_si128((const __m128i*)(src + 12 * stride)), r13 = _mm_loadu_si128((const __m128i*)(src + 13 * stride)), r14 = _mm_loadu_si128((const __m128i*)(src + 14 * stride)), r15 = _mm_loadu_si128((const __m128i*)(src + 15 * stride));
-    __m128i a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15;
-    DL_SHUFFLE16(a, r); DL_SHUFFLE16(r, a); DL_SHUFFLE16(a, r); DL_SHUFFLE16(r, a);
-    _mm_storeu_si128((__m128i*)(dst + 0 * dstride), r0);
-    _mm_storeu_si128((__m128i*)(dst + 1 * dstride), r1);
-    _mm_storeu_si128((__m128i*)(dst + 2 * dstride), r2);
-    _mm_storeu_si128((__m128i*)(dst + 3 * dstride), r3);
-    _mm_storeu_si128((__m128i*)(dst + 4 * dstride), r4);
-    _mm_storeu_si128((__m128i*)(dst + 5 * dstride), r5);
-    _mm_storeu_si128((__m128i*)(dst + 6 * dstride), r6);
-    _mm_storeu_si128((__m128i*)(dst + 7 * dstride), r7);
-    _mm_storeu_si128((__m128i*)(dst + 8 * dstride), r8);
-    _mm_storeu_si128((__m128i*)(dst + 9 * dstride), r9);
-    _mm_storeu_si128((__m128i*)(dst + 10 * dstride), r10);
-    _mm_storeu_si128((__m128i*)(dst + 11 * dstride), r11);
-    _mm_storeu_si128((__m128i*)(dst + 12 * dstride), r12);
-    _mm_storeu_si128((__m128i*)(dst + 13 * dstride), r13);
-    _mm_storeu_si128((__m128i*)(dst + 14 * dstride), r14);
-    _mm_storeu_si128((__m128i*)(dst + 15 * dstride), r15);
-#else
-    for (int i = 0; i < 16; i++)
-        for (int j = 0; j < 16; j++) dst[j * dstride + i] = src[i * stride + j];
-#endif
-}
-
-/* src: nv samples of C*HW bytes; feature (c*T + t)*HW + q = (src[c*HW + q] >= cut[c*T + t]). */
-static void dl_pack(const uint8_t* src, size_t nv, size_t C, size_t HW, size_t T, const int16_t* cut,
-                    dl_word* in, uint8_t* tile) {
-    const size_t P = C * HW;   /* every feature word is fully written: no clearing needed */
-    for (size_t p0 = 0; p0 < P; p0 += 16) {
-        const size_t np = P - p0 < 16 ? P - p0 : 16;
-        for (size_t s0 = 0; s0 < DL_BLOCK; s0 += 16) {
-            if (np == 16 && s0 + 16 <= nv) {
-#if defined(__GNUC__)
-                if ((p0 & 63) == 0)   /* rows are 256 separate streams: fetch each row's next line */
-                    for (size_t i = 0; i < 16; i++) __builtin_prefetch(src + (s0 + i) * P + p0 + 64);
-#endif
-                dl_transpose16(src + s0 * P + p0, P, tile + s0, DL_BLOCK);
-            } else {
-                for (size_t i = 0; i < 16; i++)
-                    for (size_t j = 0; j < np; j++)
-                        tile[j * DL_BLOCK + s0 + i] = s0 + i < nv ? src[(s0 + i) * P + p0 + j] : 0;
-            }
+#if DL_HAS_ENCODER
+/* uint8 images (n, C, H, W): pixel by pixel, the channel's encoder writes its thermometer
+ * words (from bit planes + gates, or one compare per threshold, whichever the generator
+ * found cheaper for the channel's cutoffs). */
+static int dl_pack_u8(const uint8_t* src, size_t nv, dl_word* in, uint8_t* tile) {
+    const size_t P = (size_t)DL_IN_C * DL_IN_HW;
+    dl_word* pl = (dl_word*)(tile + DL_COLS * DL_BLOCK);   /* 8 plane words per column */
+    for (size_t p0 = 0; p0 < P; p0 += DL_COLS) {
+        const size_t np = P - p0 < DL_COLS ? P - p0 : DL_COLS;
+        dl_tile(src, P, nv, p0, np, tile);
+        for (size_t j = 0; j < np; j++) {
+            const size_t p = p0 + j, c = p / DL_IN_HW, q = p - c * DL_IN_HW;
+            const dl_encoder* e = &dl_enc[c];
+            if (e->planes) e->planes(tile + j * DL_BLOCK, pl + 8 * j);
+            if (e->direct) e->direct(tile + j * DL_BLOCK, in + dl_in_off[c * DL_T * DL_IN_HW + q]);
         }
         for (size_t j = 0; j < np; j++) {
-            const size_t p = p0 + j, c = p / HW, q = p - c * HW;
-            for (size_t t = 0; t < T; t++) {
-                const int cv = cut[c * T + t];
-                char* w = (char*)(in + dl_in_off[(c * T + t) * HW + q]);
-                for (size_t k = 0; k < DL_BLOCK / 32; k++) {
-                    const uint32_t m = cv <= 0 ? 0xffffffffu : cv > 255 ? 0u
-                                     : dl_ge_mask32(tile + j * DL_BLOCK + 32 * k, cv);
-                    memcpy(w + 4 * k, &m, 4);   /* little-endian: samples 32k..32k+31 */
-                }
-            }
+            const size_t p = p0 + j, c = p / DL_IN_HW, q = p - c * DL_IN_HW;
+            if (dl_enc[c].gates) dl_enc[c].gates(pl + 8 * j, in + dl_in_off[c * DL_T * DL_IN_HW + q]);
         }
+    }
+    return 0;
+}
+#endif
+
+/* packed bits (n, ceil(N_IN / 8)) bytes: feature f is bit f % 8 of byte f / 8 (numpy's
+ * packbits(..., bitorder="little")); bits past N_IN are ignored. */
+static int dl_pack_packed(const uint8_t* src, size_t nv, dl_word* in, uint8_t* tile) {
+    const size_t P = ((size_t)DL_N_IN + 7) / 8;
+    for (size_t p0 = 0; p0 < P; p0 += DL_COLS) {
+        const size_t np = P - p0 < DL_COLS ? P - p0 : DL_COLS;
+        dl_tile(src, P, nv, p0, np, tile);
+        for (size_t j = 0; j < np; j++) {
+            const size_t f0 = 8 * (p0 + j);
+            const size_t nb = DL_N_IN - f0 < 8 ? DL_N_IN - f0 : 8;
+            dl_word* dst[8];
+            for (size_t k = 0; k < nb; k++) dst[k] = in + dl_in_off[f0 + k];
+            dl_planes(tile + j * DL_BLOCK, (int)nb, dst);
+        }
+    }
+    return 0;
+}
+
+/* 0/1 bytes (n, N_IN): the rows of 8 samples are OR-ed into one row of bytes first (byte j of
+ * sample 8g + i shifted left by i inside 64-bit lanes: byte j then holds feature j of those
+ * 8 samples, bit i = sample 8g + i), 32 features per AVX2 op, so the byte transpose that
+ * follows moves 8x less data than transposing the bytes themselves.  Each group of 8 rows is
+ * read DL_PACK_SPAN bytes at a time (long runs the prefetchers follow).  A byte other than 0
+ * or 1 makes the call fail (DL_BAD_INPUT) instead of spilling into its neighbours' bits. */
+#if defined(__AVX512BW__)
+#define DL_OR_W 64
+typedef __m512i dl_orv;
+#define DL_OR_LOAD(p) _mm512_loadu_si512((const void*)(p))
+#define DL_OR_SHL(v, i) _mm512_slli_epi64(v, i)
+#define DL_OR_OR(a, b) _mm512_or_si512(a, b)
+#define DL_OR_STORE(p, v) _mm512_storeu_si512((void*)(p), v)
+#define DL_OR_ZERO _mm512_setzero_si512()
+#define DL_OR_BAD(v) (_mm512_test_epi8_mask(v, _mm512_set1_epi8((char)0xfe)) != 0)
+#elif defined(__AVX2__)
+#define DL_OR_W 32
+typedef __m256i dl_orv;
+#define DL_OR_LOAD(p) _mm256_loadu_si256((const __m256i*)(p))
+#define DL_OR_SHL(v, i) _mm256_slli_epi64(v, i)
+#define DL_OR_OR(a, b) _mm256_or_si256(a, b)
+#define DL_OR_STORE(p, v) _mm256_storeu_si256((__m256i*)(p), v)
+#define DL_OR_ZERO _mm256_setzero_si256()
+#define DL_OR_BAD(v) (!_mm256_testz_si256(v, _mm256_set1_epi8((char)0xfe)))
+#elif defined(__SSE2__)
+#define DL_OR_W 16
+typedef __m128i dl_orv;
+#define DL_OR_LOAD(p) _mm_loadu_si128((const __m128i*)(p))
+#define DL_OR_SHL(v, i) _mm_slli_epi64(v, i)
+#define DL_OR_OR(a, b) _mm_or_si128(a, b)
+#define DL_OR_STORE(p, v) _mm_storeu_si128((__m128i*)(p), v)
+#define DL_OR_ZERO _mm_setzero_si128()
+#define DL_OR_BAD(v) (_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_and_si128(v, _mm_set1_epi8((char)0xfe)), _mm_setzero_si128())) != 0xffff)
+#else
+#define DL_OR_W 8
+typedef uint64_t dl_orv;
+static inline uint64_t dl_or_load(const uint8_t* p) { uint64_t v; memcpy(&v, p, 8); return v; }
+#define DL_OR_LOAD(p) dl_or_load(p)
+#define DL_OR_SHL(v, i) ((v) << (i))
+#define DL_OR_OR(a, b) ((a) | (b))
+#define DL_OR_STORE(p, v) memcpy(p, &(v), 8)
+#define DL_OR_ZERO ((uint64_t)0)
+#define DL_OR_BAD(v) (((v) & 0xfefefefefefefefeull) != 0)
+#endif
+
+/* out[j] = OR_i q[i * stride + j] << i for j < 64 (8 full rows); *any |= every byte read */
+static inline void dl_or8(const uint8_t* q, size_t stride, uint8_t* out, dl_orv* any) {
+    for (int h = 0; h < 64; h += DL_OR_W) {
+        dl_orv r = DL_OR_LOAD(q + h), acc = r, a = r;
+#define DL_ROW(i) r = DL_OR_LOAD(q + (i) * stride + h); acc = DL_OR_OR(acc, DL_OR_SHL(r, i)); a = DL_OR_OR(a, r);
+        DL_ROW(1) DL_ROW(2) DL_ROW(3) DL_ROW(4) DL_ROW(5) DL_ROW(6) DL_ROW(7)
+#undef DL_ROW
+        DL_OR_STORE(out + h, acc);
+        *any = DL_OR_OR(*any, a);
     }
 }
 
-#if defined(__GNUC__)
-/* Pre-encoded 0/1 bytes: 8 samples' rows are OR-ed into one row of bytes first (byte j of
- * sample 8g+i shifted left by i: byte j then holds feature j of those 8 samples, bit i =
- * sample 8g+i), 64 features per vector op, so the byte transpose that follows moves 8x less
- * data than transposing the bytes themselves.  Any nonzero byte counts as 1. */
-typedef uint8_t dl_v64b __attribute__((vector_size(64)));
-typedef uint64_t dl_v64q __attribute__((vector_size(64)));
-static void dl_pack_bits(const uint8_t* src, size_t nv, dl_word* in, uint8_t* tile) {
+static int dl_pack_bits(const uint8_t* src, size_t nv, dl_word* in, uint8_t* tile) {
     enum { G = DL_BLOCK / 8 };   /* groups of 8 samples = bytes per word */
     uint8_t* rows = tile;                          /* [chunk][group g][feature j of chunk] */
     uint8_t* cols = tile + G * DL_PACK_SPAN;       /* 64 x G: feature j = the word's bytes */
+    int bad = 0;
+    dl_orv any = DL_OR_ZERO;
     for (size_t p1 = 0; p1 < DL_N_IN; p1 += DL_PACK_SPAN) {
         const size_t span = DL_N_IN - p1 < DL_PACK_SPAN ? DL_N_IN - p1 : DL_PACK_SPAN;
-        /* group-major: each group reads its 8 rows' span sequentially (prefetch friendly) */
-        for (size_t g = 0; g < G; g++) {
+        for (size_t g = 0; g < G; g++) {   /* group-major: 8 rows read in sequence */
+#if defined(__GNUC__)
+            if ((g + 1) * 8 + 8 <= nv)     /* the next group's rows: their first lines */
+                for (size_t i = 0; i < 8; i++)
+                    for (size_t l = 0; l < 256 && l < span; l += 64)
+                        __builtin_prefetch(src + ((g + 1) * 8 + i) * (size_t)DL_N_IN + p1 + l, 0, 2);
+#endif
             for (size_t c = 0; c * 64 < span; c++) {
                 const size_t np = span - c * 64 < 64 ? span - c * 64 : 64;
                 const uint8_t* q = src + g * 8 * (size_t)DL_N_IN + p1 + c * 64;
-                dl_v64q acc = {0};
+                uint8_t* out = rows + (c * G + g) * 64;
                 if (np == 64 && g * 8 + 8 <= nv) {
-                    for (size_t i = 0; i < 8; i++) {
-                        dl_v64b r;
-                        memcpy(&r, q + i * DL_N_IN, 64);
-                        acc |= (dl_v64q)((dl_v64b)(r != 0) & 1) << i;
-                    }
-                } else {
-                    for (size_t i = 0; i < 8 && g * 8 + i < nv; i++) {
-                        dl_v64b r = {0};
-                        memcpy(&r, q + i * DL_N_IN, np);
-                        acc |= (dl_v64q)((dl_v64b)(r != 0) & 1) << i;
-                    }
+                    dl_or8(q, DL_N_IN, out, &any);
+                    continue;
                 }
-                memcpy(rows + (c * G + g) * 64, &acc, 64);
+                if (g * 8 + 8 <= nv) {   /* a short chunk of 8 full rows: zero-padded copies */
+                    uint8_t pad[8 * 64] = {0};
+                    for (size_t i = 0; i < 8; i++) memcpy(pad + 64 * i, q + i * DL_N_IN, np);
+                    dl_or8(pad, 64, out, &any);
+                    continue;
+                }
+                for (size_t j = 0; j < 64; j++) {
+                    uint8_t b = 0;
+                    for (size_t i = 0; i < 8 && g * 8 + i < nv; i++) {
+                        const uint8_t v = j < np ? q[i * DL_N_IN + j] : 0;
+                        bad |= v > 1;
+                        b |= (uint8_t)(v << i);
+                    }
+                    out[j] = b;
+                }
             }
         }
         for (size_t c = 0; c * 64 < span; c++) {
             const size_t np = span - c * 64 < 64 ? span - c * 64 : 64;
             const uint8_t* r = rows + c * G * 64;
+            size_t g0 = 0;
 #if defined(__SSE2__)
-            if (G % 16 == 0) {
-                for (size_t g0 = 0; g0 < G; g0 += 16)
-                    for (size_t j0 = 0; j0 < np; j0 += 16)
-                        dl_transpose16(r + g0 * 64 + j0, 64, cols + j0 * G + g0, G);
-            } else
+            for (; g0 + 16 <= G; g0 += 16)
+                for (size_t j0 = 0; j0 < 64; j0 += 16) dl_transpose16(r + g0 * 64 + j0, 64, cols + j0 * G + g0, G);
 #endif
-            {
-                for (size_t g = 0; g < G; g++)
-                    for (size_t j = 0; j < np; j++) cols[j * G + g] = r[g * 64 + j];
-            }
+            for (size_t g = g0; g < G; g++)
+                for (size_t j = 0; j < np; j++) cols[j * G + g] = r[g * 64 + j];
             for (size_t j = 0; j < np; j++) memcpy(in + dl_in_off[p1 + c * 64 + j], cols + j * G, G);
         }
+    }
+    return bad || DL_OR_BAD(any) ? DL_BAD_INPUT : 0;
+}
+
+#if DL_HAS_ENCODER
+/* float32 inputs (n, C, ...): bit c*T + t = x[c] > thresholds[c, t], IEEE compares exactly as
+ * PyTorch's float32 ``>``.  The block's rows are transposed 16 floats (one cache line) at a
+ * time (AVX: 8 x 8 transposes), the next line of every row prefetched.  A NaN or infinite
+ * value makes the call fail (DL_BAD_INPUT). */
+static inline int dl_bad_f32(float v) { return !(v - v == 0.0f); }   /* NaN, +-inf -> NaN */
+
+#if defined(__AVX__)
+static void dl_transpose8f(const float* src, size_t stride, float* dst, size_t dstride, __m256* bad) {
+    const __m256 inf = _mm256_set1_ps(__builtin_inff()), abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    __m256 r[8], t[8], u[8];
+    for (int i = 0; i < 8; i++) {
+        r[i] = _mm256_loadu_ps(src + i * stride);
+        *bad = _mm256_or_ps(*bad, _mm256_cmp_ps(_mm256_and_ps(r[i], abs), inf, _CMP_NLT_UQ));
+    }
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int h = 0; h < 8; h += 4) {
+        u[h + 0] = _mm256_shuffle_ps(t[h + 0], t[h + 2], 0x44);
+        u[h + 1] = _mm256_shuffle_ps(t[h + 0], t[h + 2], 0xEE);
+        u[h + 2] = _mm256_shuffle_ps(t[h + 1], t[h + 3], 0x44);
+        u[h + 3] = _mm256_shuffle_ps(t[h + 1], t[h + 3], 0xEE);
+    }
+    for (int j = 0; j < 4; j++) {   /* u[j]: columns j | j + 4 of rows 0-3; u[4 + j]: of rows 4-7 */
+        _mm256_storeu_ps(dst + j * dstride, _mm256_permute2f128_ps(u[j], u[4 + j], 0x20));
+        _mm256_storeu_ps(dst + (j + 4) * dstride, _mm256_permute2f128_ps(u[j], u[4 + j], 0x31));
     }
 }
 #endif
 
-static void dl_pack_block(const dl_job* job, size_t b0, size_t nv, dl_word* in, uint8_t* tile) {
-    if (job->is_bits) {
+static int dl_pack_f32(const float* src, size_t nv, dl_word* in, uint8_t* tile_bytes) {
+    const size_t P = (size_t)DL_IN_C * DL_IN_HW;
+    float* tile = (float*)tile_bytes;              /* [DL_F32_COLS][DL_BLOCK] */
+    int bad = 0;
+#if defined(__AVX__)
+    __m256 badv = _mm256_setzero_ps();
+#endif
+    for (size_t p0 = 0; p0 < P; p0 += DL_F32_COLS) {
+        const size_t np = P - p0 < DL_F32_COLS ? P - p0 : DL_F32_COLS;
+        for (size_t s0 = 0; s0 < DL_BLOCK; s0 += 8) {
+            const float* r = src + s0 * P + p0;
+            size_t j0 = 0;
+            if (s0 + 8 <= nv) {
 #if defined(__GNUC__)
-        dl_pack_bits(job->src + b0 * (size_t)DL_N_IN, nv, in, tile);
+                for (size_t i = 0; i < 8; i++) __builtin_prefetch(r + i * P + DL_F32_COLS);
+#endif
+#if defined(__AVX__)
+                for (; j0 + 8 <= np; j0 += 8) dl_transpose8f(r + j0, P, tile + j0 * DL_BLOCK + s0, DL_BLOCK, &badv);
+#endif
+            }
+            for (size_t j = j0; j < np; j++)
+                for (size_t i = 0; i < 8; i++) {
+                    const float v = s0 + i < nv ? r[i * P + j] : 0.0f;
+                    bad |= dl_bad_f32(v);
+                    tile[j * DL_BLOCK + s0 + i] = v;
+                }
+        }
+        for (size_t j = 0; j < np; j++) {
+            const size_t p = p0 + j, c = p / DL_IN_HW, q = p - c * DL_IN_HW;
+            const float* col = tile + j * DL_BLOCK;
+            for (size_t t = 0; t < DL_T; t++) {
+                if (!dl_thr_used[c * DL_T + t]) continue;
+                const float thr = dl_thr[c * DL_T + t];
+                dl_word* w = in + dl_in_off[(c * DL_T + t) * DL_IN_HW + q];
+#if defined(__AVX512F__)
+                for (size_t k = 0; k < DL_BLOCK / 16; k++) {
+                    const uint16_t m = _mm512_cmp_ps_mask(_mm512_loadu_ps(col + 16 * k), _mm512_set1_ps(thr), _CMP_GT_OQ);
+                    dl_put(w, 2 * k, &m, 2);
+                }
+#elif defined(__AVX__)
+                for (size_t k = 0; k < DL_BLOCK / 32; k++) {
+                    const __m256 th = _mm256_set1_ps(thr);
+                    uint32_t m = 0;
+                    for (int h = 0; h < 4; h++)
+                        m |= (uint32_t)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(col + 32 * k + 8 * h), th, _CMP_GT_OQ)) << (8 * h);
+                    dl_put(w, 4 * k, &m, 4);
+                }
 #else
-        static const int16_t one = 1;
-        dl_pack(job->src + b0 * (size_t)DL_N_IN, nv, 1, DL_N_IN, 1, &one, in, tile);
+                for (size_t k = 0; k < DL_BLOCK / 8; k++) {
+                    uint8_t m = 0;
+                    for (int i = 0; i < 8; i++) m |= (uint8_t)((col[8 * k + i] > thr) << i);
+                    dl_put(w, k, &m, 1);
+                }
 #endif
-    } else {
+            }
+        }
+    }
+#if defined(__AVX__)
+    bad |= _mm256_movemask_ps(badv) != 0;
+#endif
+    return bad ? DL_BAD_INPUT : 0;
+}
+#endif
+
+static int dl_pack_block(const dl_job* job, size_t b0, size_t nv, dl_word* in, uint8_t* tile) {
+    switch (job->form) {
+    case DL_FORM_BITS:
+        return dl_pack_bits((const uint8_t*)job->src + b0 * (size_t)DL_N_IN, nv, in, tile);
+    case DL_FORM_PACKED:
+        return dl_pack_packed((const uint8_t*)job->src + b0 * (((size_t)DL_N_IN + 7) / 8), nv, in, tile);
 #if DL_HAS_ENCODER
-        dl_pack(job->src + b0 * (size_t)(DL_IN_C * DL_IN_HW), nv, DL_IN_C, DL_IN_HW, DL_T, dl_cut, in, tile);
+    case DL_FORM_U8:
+        return dl_pack_u8((const uint8_t*)job->src + b0 * (size_t)(DL_IN_C * DL_IN_HW), nv, in, tile);
+    case DL_FORM_F32:
+        return dl_pack_f32((const float*)job->src + b0 * (size_t)(DL_IN_C * DL_IN_HW), nv, in, tile);
 #endif
+    default:
+        return -3;
     }
 }
 
@@ -288,19 +396,21 @@ static void* dl_worker(void* arg) {
     dl_word* cnt = ws + DL_WS_WORDS;
     uint8_t* tile = (uint8_t*)(cnt + DL_K * DL_NB);
     const size_t nblocks = (job->n + DL_BLOCK - 1) / DL_BLOCK;
+    int status = 0;
     for (size_t blk = (size_t)job->thread; blk < nblocks; blk += (size_t)job->n_threads) {
         const size_t b0 = blk * DL_BLOCK;
         const size_t nv = job->n - b0 < DL_BLOCK ? job->n - b0 : DL_BLOCK;
-        dl_pack_block(job, b0, nv, ws, tile);
+        const int r = dl_pack_block(job, b0, nv, ws, tile);
+        if (r != 0) { status = r; break; }
         dl_run_ops(ws);
         dl_group_sum(ws, cnt, job->counts + b0 * DL_K, nv);
     }
     free(mem);
-    job->status = 0;
+    job->status = status;
     return NULL;
 }
 
-static int dl_run(const uint8_t* src, size_t n, int32_t* counts, int n_threads, int is_bits) {
+static int dl_run(const void* src, size_t n, int32_t* counts, int n_threads, int form) {
     if (n == 0) return 0;
     if (!src || !counts) return -2;
     const size_t nblocks = (n + DL_BLOCK - 1) / DL_BLOCK;
@@ -310,24 +420,18 @@ static int dl_run(const uint8_t* src, size_t n, int32_t* counts, int n_threads, 
     dl_job jobs[256];
     pthread_t tids[256];
     for (int t = 0; t < n_threads; t++) {
-        dl_job j = {src, n, counts, is_bits, t, n_threads, -1};
+        dl_job j = {src, n, counts, form, t, n_threads, -1};
         jobs[t] = j;
     }
-    int started = 1;
-    for (int t = 1; t < n_threads; t++) {
-        if (pthread_create(&tids[t], NULL, dl_worker, &jobs[t]) != 0) {  /* fall back: run it here */
+    for (int t = 1; t < n_threads; t++)
+        if (pthread_create(&tids[t], NULL, dl_worker, &jobs[t]) != 0)  /* fall back: run it here */
             jobs[t].n_threads = -1;
-            continue;
-        }
-        started++;
-    }
     dl_worker(&jobs[0]);
     int status = jobs[0].status;
     for (int t = 1; t < n_threads; t++) {
         if (jobs[t].n_threads == -1) { jobs[t].n_threads = n_threads; dl_worker(&jobs[t]); }
         else pthread_join(tids[t], NULL);
-        if (jobs[t].status != 0) status = jobs[t].status;
+        if (jobs[t].status != 0 && (status == 0 || jobs[t].status == -1)) status = jobs[t].status;
     }
-    (void)started;
     return status;
 }
