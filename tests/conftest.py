@@ -137,6 +137,21 @@ def random_input(model, n: int, seed: int = 0) -> torch.Tensor:
     return x
 
 
+def two_input_gates(model, seed: int):
+    """``model`` (eval mode) with every gate a random gate of both its inputs, so that nothing
+    hardens to a wire or a constant: the largest netlist its shape can give."""
+    from difflogic import gates
+    from difflogic.layers import GateLayer
+    two = torch.tensor([op for op in range(16) if gates.USES_A[op] and gates.USES_B[op]])
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for layer in model.modules():
+            if isinstance(layer, GateLayer):
+                ops = two[torch.randint(len(two), layer.weight.shape[:-1], generator=g)]
+                layer.weight.zero_().scatter_(-1, ops[..., None], 5.0)
+    return model.eval()
+
+
 # ----------------------------------------------------------------------------- file writing
 def disk_full_at(monkeypatch, call: int) -> list:
     """Make the ``call``-th ``os.replace`` fail with ENOSPC (a full disk mid-export); returns

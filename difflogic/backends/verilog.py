@@ -3,7 +3,7 @@ testbench, simulator drivers (Icarus Verilog, Verilator) and golden-vector files
 
 Why a flat gate graph
 ---------------------
-The RTL is generated from one flat graph of 2-input gates (``_Graph``) built straight from the
+The RTL is generated from one flat graph of 2-input gates (``GateGraph``) built straight from the
 structured IR: conv cells are unrolled per output position (padding reads the constant 0), OR
 pools become balanced OR trees, and the GroupSum head becomes gates too: one carry-save
 popcount per class (full/half adders, earliest-arriving bits first) and an argmax tournament
@@ -26,6 +26,11 @@ Interface of the generated top module ``difflogic_net``
 * pipelined form only: ``clk``, ``rst`` (synchronous, clears the valid chain only), ``in_valid``
   and ``out_valid``; an input applied before rising edge ``t`` appears after edge
   ``t + latency - 1`` (``latency`` register banks, the last one registers the outputs).
+
+With ``axis`` (``--axis W``) or ``fold`` (``--fold``) the top module has AXI4-Stream ports
+instead: :mod:`.verilog_axis` (the unrolled network behind a stream interface, the interface
+itself, its test bench) and :mod:`.verilog_fold` (the streamed form: conv layers computed over
+positions in time); both reuse the gate graph, its renderer and the popcount of this module.
 """
 from __future__ import annotations
 
@@ -37,6 +42,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -56,7 +62,8 @@ DEFAULT_MAX_GATES = 4_000_000
 DEFAULT_VECTORS = 256
 #: The simulators the testbench runs in (run_sim.sh picks one by the design's size).
 SIMULATORS = ("iverilog", "verilator")
-APT = {"iverilog": "iverilog", "vvp": "iverilog", "verilator": "verilator", "yosys": "yosys"}
+APT = {"iverilog": "iverilog", "vvp": "iverilog", "verilator": "verilator", "yosys": "yosys",
+       "nextpnr-ice40": "nextpnr-ice40", "icepack": "fpga-icestorm", "icetime": "fpga-icestorm"}
 
 
 class ToolNotFoundError(RuntimeError):
@@ -72,7 +79,7 @@ def require_tool(name: str) -> str:
 
 
 # --------------------------------------------------------------------------- gate graph
-class _Graph:
+class GateGraph:
     """A DAG of 2-input gates over *literals* ``2*node + inverted``.
 
     Node 0 is constant 0 (literal 0 = FALSE, 1 = TRUE), nodes ``1..n_inputs`` are the inputs,
@@ -163,7 +170,7 @@ class _Graph:
 
 
 # --------------------------------------------------------------------------- IR -> graph
-def _flatten_ops(g: _Graph, netlist: Netlist) -> np.ndarray:
+def flatten_ops(g: GateGraph, netlist: Netlist) -> np.ndarray:
     """Unroll every op of the netlist into ``g``; returns the literals of the final outputs
     (flattened C, H, W order)."""
     cur = np.array([g.input_lit(i) for i in range(netlist.n_inputs)], dtype=np.int64)
@@ -187,13 +194,13 @@ def _flatten_ops(g: _Graph, netlist: Netlist) -> np.ndarray:
     return cur.reshape(-1)
 
 
-def _cell(blk: GateBlock) -> tuple:
+def cell_lists(blk: GateBlock) -> tuple:
     """The cell as plain int lists (fast to walk in Python)."""
     return (list(zip(np.asarray(blk.op).tolist(), np.asarray(blk.a).tolist(),
                      np.asarray(blk.b).tolist())), np.asarray(blk.outputs).tolist())
 
 
-def _eval_cell(g: _Graph, cell: tuple, leaf_lits) -> list[int]:
+def eval_cell(g: GateGraph, cell: tuple, leaf_lits) -> list[int]:
     """Instantiate the cell once: node ids as in the IR (0, 1 constants, then leaves, gates)."""
     m = [0, 1, *leaf_lits]
     gate = g.gate
@@ -202,14 +209,14 @@ def _eval_cell(g: _Graph, cell: tuple, leaf_lits) -> list[int]:
     return [m[o] for o in cell[1]]
 
 
-def _dense_block(g: _Graph, blk: GateBlock, cur: np.ndarray) -> np.ndarray:
+def _dense_block(g: GateGraph, blk: GateBlock, cur: np.ndarray) -> np.ndarray:
     if blk.n_leaves and (blk.leaves.min() < 0 or blk.leaves.max() >= cur.size):
         raise ValueError(f"{blk.name or 'dense'} block: leaf index out of range 0..{cur.size - 1}")
     leaves = cur[np.asarray(blk.leaves, dtype=np.int64)].tolist()
-    return np.array(_eval_cell(g, _cell(blk), leaves), dtype=np.int64)
+    return np.array(eval_cell(g, cell_lists(blk), leaves), dtype=np.int64)
 
 
-def _conv_block(g: _Graph, blk: GateBlock, cur: np.ndarray) -> np.ndarray:
+def _conv_block(g: GateGraph, blk: GateBlock, cur: np.ndarray) -> np.ndarray:
     C, H, W = blk.in_shape
     K, Ho, Wo = blk.out_shape
     s, p = blk.stride, blk.padding
@@ -225,14 +232,14 @@ def _conv_block(g: _Graph, blk: GateBlock, cur: np.ndarray) -> np.ndarray:
         raise ValueError(f"{blk.name or 'conv'} block: leaf offset outside the padded input")
     leaves = padded[lv[:, 0][:, None, None], rows[:, :, None], cols[:, None, :]]  # (L, Ho, Wo)
     leaves = leaves.reshape(len(lv), Ho * Wo).T.tolist()
-    cell = _cell(blk)
+    cell = cell_lists(blk)
     out = np.empty((K, Ho * Wo), dtype=np.int64)
     for pos, leaf_lits in enumerate(leaves):
-        out[:, pos] = _eval_cell(g, cell, leaf_lits)
+        out[:, pos] = eval_cell(g, cell, leaf_lits)
     return out.reshape(-1)
 
 
-def _reduce_tree(g: _Graph, lits: list[int], fn) -> int:
+def reduce_tree(g: GateGraph, lits: list[int], fn) -> int:
     """Balanced reduction (depth ceil(log2 n)), order preserved."""
     while len(lits) > 1:
         nxt = [fn(lits[i], lits[i + 1]) for i in range(0, len(lits) - 1, 2)]
@@ -242,16 +249,16 @@ def _reduce_tree(g: _Graph, lits: list[int], fn) -> int:
     return lits[0]
 
 
-def _or_pool(g: _Graph, op: OrPool, x: np.ndarray) -> np.ndarray:
+def _or_pool(g: GateGraph, op: OrPool, x: np.ndarray) -> np.ndarray:
     k = op.size
     C, Hp, Wp = op.out_shape
     x = x[:, :Hp * k, :Wp * k].reshape(C, Hp, k, Wp, k).transpose(0, 1, 3, 2, 4)
     win = x.reshape(C * Hp * Wp, k * k).tolist()
-    return np.array([_reduce_tree(g, w, g.OR) for w in win], dtype=np.int64)
+    return np.array([reduce_tree(g, w, g.OR) for w in win], dtype=np.int64)
 
 
 # --------------------------------------------------------------------------- head as gates
-def _popcount(g: _Graph, bits: list[int], width: int) -> list[int]:
+def popcount(g: GateGraph, bits: list[int], width: int) -> list[int]:
     """Carry-save popcount: per weight column, compress the three earliest-arriving bits with
     a full adder (two with a half adder) until one bit is left.  Returns ``width`` literals,
     LSB first (weights >= width are provably 0 because the count fits in ``width`` bits)."""
@@ -281,7 +288,7 @@ def _popcount(g: _Graph, bits: list[int], width: int) -> list[int]:
     return out
 
 
-def _greater(g: _Graph, r: list[int], l: list[int]) -> int:
+def greater(g: GateGraph, r: list[int], l: list[int]) -> int:
     """Literal of ``r > l`` (unsigned, LSB-first bit lists) with a log-depth (gt, eq) tree."""
     parts = [(g.gate(gates.A_AND_NOT_B, ri, li), g.gate(gates.XNOR, ri, li)) for ri, li in zip(r, l)]
     while len(parts) > 1:  # parts are LSB first; combine (lo, hi) neighbours
@@ -295,7 +302,7 @@ def _greater(g: _Graph, r: list[int], l: list[int]) -> int:
     return parts[0][0]
 
 
-def _argmax(g: _Graph, counts: list[list[int]], idx_width: int) -> list[int]:
+def argmax_tournament(g: GateGraph, counts: list[list[int]], idx_width: int) -> list[int]:
     """Tournament: neighbours (lower, higher class) -> the higher one only if strictly
     greater, so the first maximum wins (torch.argmax tie-break)."""
     cands = [(c, [(j >> i) & 1 for i in range(idx_width)]) for j, c in enumerate(counts)]
@@ -303,7 +310,7 @@ def _argmax(g: _Graph, counts: list[list[int]], idx_width: int) -> list[int]:
         nxt = []
         for i in range(0, len(cands) - 1, 2):
             (lv, li), (rv, ri) = cands[i], cands[i + 1]
-            sel = _greater(g, rv, lv)
+            sel = greater(g, rv, lv)
             nxt.append(([g.MUX(sel, a, b) for a, b in zip(rv, lv)],
                         [g.MUX(sel, a, b) for a, b in zip(ri, li)]))
         if len(cands) % 2:
@@ -351,7 +358,7 @@ class VerilogNet:
         """numpy evaluation of exactly the emitted logic: bits (N, n_inputs) -> (counts (N, k),
         class (N,)).  Used to cross-check the emitter; golden vectors come from the compiler's
         simulator instead."""
-        bits = _check_bits(bits, self.n_inputs)
+        bits = check_input_bits(bits, self.n_inputs)
         n = bits.shape[0]
         val = np.zeros((self.first_gate + self.n_gates, n), dtype=np.uint8)
         val[1:self.first_gate] = bits.T
@@ -373,7 +380,7 @@ class VerilogNet:
         return counts, cls
 
 
-def _check_bits(bits, n_inputs: int) -> np.ndarray:
+def check_input_bits(bits, n_inputs: int) -> np.ndarray:
     arr = np.asarray(bits)
     if arr.ndim < 2 or int(np.prod(arr.shape[1:])) != n_inputs:
         raise ValueError(f"bits must be an array of shape (N, {n_inputs}) (or (N, *input_shape)), "
@@ -388,18 +395,22 @@ def _check_bits(bits, n_inputs: int) -> np.ndarray:
     return arr.astype(np.uint8)
 
 
-def estimate_gates(netlist: Netlist) -> int:
+def estimate_gates(netlist: Netlist, folded: bool = False) -> int:
     """Paper gate count plus the GroupSum adder estimate: what :func:`export` checks against
-    ``max_gates`` before doing any work."""
-    return int(netlist.gate_count(include_head=True))
+    ``max_gates`` before doing any work; ``folded``: the streamed form, whose conv layers are
+    one cell each (cell gates, not times the positions)."""
+    if not folded:
+        return int(netlist.gate_count(include_head=True))
+    return int(sum(op.n_gates if isinstance(op, GateBlock) else 0 for op in netlist.ops)
+               + netlist.head.adder_gate_estimate())
 
 
 def build(netlist: Netlist, *, simplify: bool = True) -> VerilogNet:
     """Flatten the netlist (network + popcount/argmax head) into a compact gate graph."""
     if not isinstance(netlist, Netlist):
         raise TypeError(f"netlist must be a difflogic.compiler.ir.Netlist, got {type(netlist).__name__}")
-    g = _Graph(netlist.n_inputs, simplify=simplify)
-    outs = _flatten_ops(g, netlist)
+    g = GateGraph(netlist.n_inputs, simplify=simplify)
+    outs = flatten_ops(g, netlist)
     n_net_nodes = g.n_nodes
     k = netlist.head.k
     if k < 1 or outs.size % k or outs.size != netlist.head.in_features:
@@ -408,14 +419,22 @@ def build(netlist: Netlist, *, simplify: bool = True) -> VerilogNet:
     group = outs.size // k
     sw = max(1, group.bit_length())
     cw = max(1, (k - 1).bit_length())
-    counts = [_popcount(g, outs[j * group:(j + 1) * group].tolist(), sw) for j in range(k)]
-    cls = _argmax(g, counts, cw)
+    counts = [popcount(g, outs[j * group:(j + 1) * group].tolist(), sw) for j in range(k)]
+    cls = argmax_tournament(g, counts, cw)
 
-    # dead-gate elimination and compaction
+    return compact(g, cls, counts, n_network_nodes=n_net_nodes, num_classes=k, score_width=sw,
+                   class_width=cw, meta=dict(netlist.meta or {}))
+
+
+def compact(g: GateGraph, class_lits: list, score_lits: list, *, n_network_nodes: int,
+            num_classes: int, score_width: int, class_width: int, meta: dict) -> VerilogNet:
+    """Dead-gate elimination and compaction of ``g`` to the gates its outputs (``class_lits``
+    and the lists of ``score_lits``) read; ``n_network_nodes``: the graph's node count before
+    the head was added (the gates below it count as network gates)."""
     fg = g.first_gate
     live = np.zeros(g.n_nodes, dtype=bool)
     live[:fg] = True
-    stack = [l >> 1 for l in cls + [l for c in counts for l in c]]
+    stack = [l >> 1 for l in list(class_lits) + [l for c in score_lits for l in c]]
     ga, gb = g.a, g.b
     while stack:
         nd = stack.pop()
@@ -433,11 +452,12 @@ def build(netlist: Netlist, *, simplify: bool = True) -> VerilogNet:
 
     level = np.asarray(g.level, dtype=np.int64)[live]
     return VerilogNet(
-        n_inputs=netlist.n_inputs, num_classes=k, score_width=sw, class_width=cw,
-        op=np.asarray(g.op, dtype=np.uint8)[keep],
+        n_inputs=g.n_inputs, num_classes=num_classes, score_width=score_width,
+        class_width=class_width, op=np.asarray(g.op, dtype=np.uint8)[keep],
         a=remap(np.asarray(ga, dtype=np.int64)[keep]), b=remap(np.asarray(gb, dtype=np.int64)[keep]),
-        level=level, class_lits=remap(cls).tolist(), score_lits=[remap(c).tolist() for c in counts],
-        n_network_gates=int(live[fg:n_net_nodes].sum()), meta=dict(netlist.meta or {}))
+        level=level, class_lits=remap(class_lits).tolist(),
+        score_lits=[remap(c).tolist() for c in score_lits],
+        n_network_gates=int(live[fg:n_network_nodes].sum()), meta=meta)
 
 
 # --------------------------------------------------------------------------- emission
@@ -451,11 +471,11 @@ def _names(net: VerilogNet):
     return name
 
 
-def _const(v: int) -> str:
+def const_bit(v: int) -> str:
     return "1'b1" if v else "1'b0"
 
 
-class _Pipeline:
+class Pipeline:
     """Register placement: gate at level L is in stage (L-1)//N; a value produced in stage s
     and read in stage t > s travels through register banks s .. t-1; outputs are read in stage
     B = latency (so bank B-1 is the output register)."""
@@ -479,7 +499,7 @@ class _Pipeline:
         self.n_registers = int(np.maximum(last - stage, 0).sum())
 
 
-def _register_banks(pipe: _Pipeline, ref) -> list[str]:
+def register_banks(pipe: Pipeline, ref) -> list[str]:
     """The pipeline's register banks (``ref(node, stage)`` names a value read in a stage) and
     the valid chain that follows the data through them."""
     lines = []
@@ -504,10 +524,23 @@ def _register_banks(pipe: _Pipeline, ref) -> list[str]:
                     f"  assign out_valid = valid_q[{pipe.latency - 1}];"]
 
 
-def _render_netlist(net: VerilogNet, pipeline: int, scores: bool, header: str) -> tuple[str, dict]:
+@dataclass
+class GateBody:
+    """The Verilog of a compacted gate graph: ``lines`` (a comment, one wire per gate and,
+    pipelined, the register banks and the valid chain ``in_valid`` -> ``out_valid`` on ``clk``
+    / ``rst``), ``out(lit)``: the expression of a literal at the output stage."""
+    lines: list
+    out: object
+    latency: int
+    registers: int
+
+
+def render_gates(net: VerilogNet, pipeline: int, comment: str) -> GateBody:
+    """Gates of ``net`` reading input bus ``x``; ``pipeline`` N > 0: a register bank every N
+    levels (outputs registered, ``latency`` banks)."""
     name = _names(net)
     fg = net.first_gate
-    pipe = _Pipeline(net, pipeline) if pipeline else None
+    pipe = Pipeline(net, pipeline) if pipeline else None
 
     def ref(node: int, stage: int) -> str:
         if pipe is None or stage <= pipe.stage[node]:
@@ -518,27 +551,16 @@ def _render_netlist(net: VerilogNet, pipeline: int, scores: bool, header: str) -
         """(inversion, spelling) of a literal read in ``stage``."""
         node = lit >> 1
         if node == 0:
-            return 0, _const(lit & 1)
+            return 0, const_bit(lit & 1)
         return lit & 1, ref(node, stage)
 
-    def out_expr(lit: int, stage: int) -> str:
-        inv, s = operand(lit, stage)
+    out_stage = pipe.latency if pipe else 0
+
+    def out_expr(lit: int) -> str:
+        inv, s = operand(lit, out_stage)
         return gates.render(gates.NOT_A, s, "", not_="~") if inv else s
 
-    cls_w, sw, k = net.class_width, net.score_width, net.num_classes
-    lines = [header, "`timescale 1ns/1ps", f"module {TOP} ("]
-    ports = []
-    if pipe:
-        ports += ["    input  wire clk,", "    input  wire rst,", "    input  wire in_valid,",
-                  "    output wire out_valid,"]
-    ports.append(f"    input  wire [{net.n_inputs - 1}:0] x,")
-    if scores:
-        ports.append(f"    output wire [{k * sw - 1}:0] scores,")
-    ports.append(f"    output wire [{cls_w - 1}:0] class_idx")
-    lines += ports + [");"]
-
-    # gates
-    body = []
+    lines = [comment]
     ops, A, B = net.op.tolist(), net.a.tolist(), net.b.tolist()
     stage_of = pipe.stage.tolist() if pipe else None
     for i in range(net.n_gates):
@@ -550,29 +572,41 @@ def _render_netlist(net: VerilogNet, pipeline: int, scores: bool, header: str) -
             op = gates.INVERT_A[op]
         if ib:
             op = gates.INVERT_B[op]
-        body.append(f"  wire g{i} = {gates.render(op, sa, sb, not_='~', zero=_const(0), one=_const(1))};")
-    lines.append(f"  // {net.n_gates} gates ({net.n_network_gates} network, "
-                 f"{net.n_gates - net.n_network_gates} popcount/argmax head)")
-    lines += body
-
-    out_stage = pipe.latency if pipe else 0
+        lines.append(f"  wire g{i} = {gates.render(op, sa, sb, not_='~', zero=const_bit(0), one=const_bit(1))};")
     if pipe:
-        lines += _register_banks(pipe, ref)
-    cls_bits = [out_expr(l, out_stage) for l in reversed(net.class_lits)]
+        lines += register_banks(pipe, ref)
+    return GateBody(lines, out_expr, pipe.latency if pipe else 0, pipe.n_registers if pipe else 0)
+
+
+def _render_netlist(net: VerilogNet, pipeline: int, scores: bool, header: str) -> tuple[str, dict]:
+    cls_w, sw, k = net.class_width, net.score_width, net.num_classes
+    lines = [header, "`timescale 1ns/1ps", f"module {TOP} ("]
+    ports = []
+    if pipeline:
+        ports += ["    input  wire clk,", "    input  wire rst,", "    input  wire in_valid,",
+                  "    output wire out_valid,"]
+    ports.append(f"    input  wire [{net.n_inputs - 1}:0] x,")
+    if scores:
+        ports.append(f"    output wire [{k * sw - 1}:0] scores,")
+    ports.append(f"    output wire [{cls_w - 1}:0] class_idx")
+    lines += ports + [");"]
+    body = render_gates(net, pipeline, f"  // {net.n_gates} gates ({net.n_network_gates} network, "
+                                       f"{net.n_gates - net.n_network_gates} popcount/argmax head)")
+    lines += body.lines
+    cls_bits = [body.out(l) for l in reversed(net.class_lits)]
     lines.append(f"  assign class_idx = {{{', '.join(cls_bits)}}};")
     if scores:
-        bits = [out_expr(l, out_stage) for s in reversed(net.score_lits) for l in reversed(s)]
+        bits = [body.out(l) for s in reversed(net.score_lits) for l in reversed(s)]
         lines.append(f"  assign scores = {{{', '.join(bits)}}};")
     lines += ["endmodule", ""]
-    info = {"latency": pipe.latency if pipe else 0, "registers": pipe.n_registers if pipe else 0}
-    return "\n".join(lines), info
+    return "\n".join(lines), {"latency": body.latency, "registers": body.registers}
 
 
 # --------------------------------------------------------------------------- vectors
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 
 
-def _hex_lines(bits: np.ndarray) -> str:
+def hex_lines(bits: np.ndarray) -> str:
     """(N, W) 0/1 -> one hex number per line, bit i of the row = bit i of the number."""
     n, w = bits.shape
     w4 = -(-w // 4) * 4
@@ -584,20 +618,20 @@ def _hex_lines(bits: np.ndarray) -> str:
     return chars.tobytes().decode()
 
 
-def _out_bits(counts: np.ndarray, cls: np.ndarray, cls_w: int, sw: int, scores: bool) -> np.ndarray:
+def output_bits(counts: np.ndarray, cls: np.ndarray, cls_w: int, sw: int, scores: bool) -> np.ndarray:
     cols = [(cls >> i) & 1 for i in range(cls_w)]
     if scores:
         cols += [(counts[:, j] >> i) & 1 for j in range(counts.shape[1]) for i in range(sw)]
     return np.stack(cols, 1).astype(np.uint8)
 
 
-def _golden(netlist: Netlist, bits: np.ndarray) -> np.ndarray:
+def golden_counts(netlist: Netlist, bits: np.ndarray) -> np.ndarray:
     return np.asarray(simulate(netlist, bits.reshape(bits.shape[0], *netlist.input_shape)),
                       dtype=np.int64)
 
 
 # --------------------------------------------------------------------------- export
-def _fill(text: str, **subs) -> str:
+def fill_template(text: str, **subs) -> str:
     for key, val in subs.items():
         text = text.replace("{{" + key + "}}", str(val))
     if "{{" in text:
@@ -625,7 +659,7 @@ def synth_script(lut: int = 6, stat: str = "synth_stat.txt", ltp: str = "synth_l
                  fast: bool = False) -> str:
     """The yosys script (template export/verilog/synth.ys) for generic ``lut``-input LUTs;
     ``fast`` runs ABC's quick mapping script (much faster on big designs, somewhat more LUTs)."""
-    return _fill(template("verilog/synth.ys").read_text(), VERILOG=f"{TOP}.v", TOP=TOP, LUT=lut,
+    return fill_template(template("verilog/synth.ys").read_text(), VERILOG=f"{TOP}.v", TOP=TOP, LUT=lut,
                  STAT=stat, LTP=ltp, ABC_OPTS="-fast" if fast else "")
 
 
@@ -636,15 +670,17 @@ def _check_pipeline(pipeline) -> int:
     return pipeline
 
 
-def check_size(netlist: Netlist, pipeline: int = 0, max_gates: int = DEFAULT_MAX_GATES) -> int:
+def check_size(netlist: Netlist, pipeline: int = 0, max_gates: int = DEFAULT_MAX_GATES,
+               folded: bool = False) -> int:
     """Refuse a design larger than ``max_gates`` (estimated with :func:`estimate_gates`) with
     an error stating its gate count.  Cheap (no graph is built), so callers run it before
     any work or file output; returns the validated ``pipeline``."""
     pipeline = _check_pipeline(pipeline)
     if isinstance(max_gates, bool) or not isinstance(max_gates, int) or max_gates < 1:
         raise ValueError(f"max_gates must be a positive integer, got {max_gates!r}")
-    est = estimate_gates(netlist)
+    est = estimate_gates(netlist, folded)
     form = f"pipelined (pipeline={pipeline})" if pipeline else "combinational"
+    form = f"streamed, {form}" if folded else form
     if est > max_gates:
         raise ValueError(f"model too large for the {form} Verilog form: {est:,} gates (paper count "
                          f"+ GroupSum adder estimate) > max_gates={max_gates:,}; nothing was "
@@ -653,12 +689,15 @@ def check_size(netlist: Netlist, pipeline: int = 0, max_gates: int = DEFAULT_MAX
 
 
 def export(netlist: Netlist, out_dir, *, pipeline: int = 0, scores: bool = False, vectors=None,
-           expected=None, max_gates: int = DEFAULT_MAX_GATES, simplify: bool = True) -> dict:
+           expected=None, max_gates: int = DEFAULT_MAX_GATES, simplify: bool = True,
+           axis: int | None = None, fold=None) -> dict:
     """Write ``difflogic_net.v`` (+ ``difflogic_net.json`` sidecar, ``tb.v``, ``run_sim.sh``,
     ``synth.ys`` and, with ``vectors``, the golden ``vectors_in.hex`` / ``vectors_out.hex``).
 
     ``pipeline``: 0 = purely combinational; N = a register bank every N gate levels (latency in
-    the header and sidecar).  ``vectors``: encoded input bits (N, n_inputs); their expected
+    the header and sidecar).  ``axis`` W: AXI4-Stream ports, W-bit input beats
+    (:mod:`.verilog_axis`); ``fold`` "auto" or F: the streamed form (:mod:`.verilog_fold`, F =
+    cycles of the class count).  ``vectors``: encoded input bits (N, n_inputs); their expected
     outputs come from ``expected`` (counts (N, k)) or else the compiler's reference simulator.
     Each file appears complete or not at all and other files in ``out_dir`` are kept; of an
     earlier export there, the files its sidecar lists and this one does not rewrite (its test
@@ -666,23 +705,30 @@ def export(netlist: Netlist, out_dir, *, pipeline: int = 0, scores: bool = False
     """
     if not isinstance(netlist, Netlist):
         raise TypeError(f"netlist must be a difflogic.compiler.ir.Netlist, got {type(netlist).__name__}")
-    pipeline = check_size(netlist, pipeline, max_gates)
+    pipeline = check_size(netlist, pipeline, max_gates, folded=fold is not None)
     bits = None
     if vectors is not None:
-        bits = _check_bits(vectors, netlist.n_inputs)
+        bits = check_input_bits(vectors, netlist.n_inputs)
         if expected is None:
-            expected = _golden(netlist, bits)
+            expected = golden_counts(netlist, bits)
         expected = np.asarray(expected, dtype=np.int64)
         if expected.shape != (bits.shape[0], netlist.num_classes):
             raise ValueError(f"expected must be counts of shape ({bits.shape[0]}, "
                              f"{netlist.num_classes}), got {expected.shape}")
     elif expected is not None:
         raise ValueError("expected= needs vectors=")
+    if axis is not None or fold is not None:
+        from . import verilog_axis
+        fmt, rtl, side = verilog_axis.stream_design(netlist, axis=axis, fold=fold, pipeline=pipeline,
+                                                    scores=scores, simplify=simplify)
+        values = None if bits is None else verilog_axis.stream_values(fmt, netlist.n_inputs, bits)
+        return verilog_axis.write_stream(Path(out_dir), rtl, side, fmt, values=values,
+                                         expected=expected, scores=scores)
     net = build(netlist, simplify=simplify)
     return _write(net, Path(out_dir), pipeline=pipeline, scores=scores, bits=bits, expected=expected)
 
 
-def _sidecar(net: VerilogNet, pipeline: int, scores: bool) -> dict:
+def sidecar_fields(net: VerilogNet, pipeline: int, scores: bool) -> dict:
     return {
         "top": TOP, "inputs": net.n_inputs, "classes": net.num_classes,
         "gates": net.n_gates, "network_gates": net.n_network_gates,
@@ -715,7 +761,7 @@ def _rtl(net: VerilogNet, pipeline: int, scores: bool) -> tuple[str, dict]:
 
 def _testbench(net: VerilogNet, scores: bool, n_vec: int, latency: int, pipelined: bool) -> str:
     out_bits_w = net.class_width + (net.num_classes * net.score_width if scores else 0)
-    return _fill(template("verilog/tb.v.in").read_text(), TOP=TOP, N_INPUTS=net.n_inputs,
+    return fill_template(template("verilog/tb.v.in").read_text(), TOP=TOP, N_INPUTS=net.n_inputs,
                  N_VECTORS=max(n_vec, 1), OUT_WIDTH=out_bits_w, CLASS_WIDTH=net.class_width,
                  LATENCY=latency, DUT=_dut_instance(pipelined, scores),
                  GOT_EXPR="{got_scores, got_class}" if scores else "got_class",
@@ -724,16 +770,16 @@ def _testbench(net: VerilogNet, scores: bool, n_vec: int, latency: int, pipeline
 
 
 def _write(net: VerilogNet, out_dir: Path, *, pipeline: int, scores: bool, bits, expected) -> dict:
-    side = _sidecar(net, pipeline, scores)
+    side = sidecar_fields(net, pipeline, scores)
     rtl, info = _rtl(net, pipeline, scores)
     side.update(info)
     files = {f"{TOP}.v": rtl}
     if bits is not None:
         side["vectors"] = bits.shape[0]
-        files["vectors_in.hex"] = _hex_lines(bits)
+        files["vectors_in.hex"] = hex_lines(bits)
         if expected is not None:
             cls = np.argmax(expected, axis=1)
-            files["vectors_out.hex"] = _hex_lines(_out_bits(expected, cls, net.class_width,
+            files["vectors_out.hex"] = hex_lines(output_bits(expected, cls, net.class_width,
                                                             net.score_width, scores))
     files["tb.v"] = _testbench(net, scores, side["vectors"], info["latency"], bool(pipeline))
     files["run_sim.sh"] = template("verilog/run_sim.sh").read_text()
@@ -814,9 +860,10 @@ def run_testbench(out_dir, simulator: str | None = "iverilog", *, plusargs=(),
     return SimResult(ok, p.returncode, out, time.perf_counter() - t0)
 
 
-def _read_dump(dump: Path, net: VerilogNet, n: int, who: str) -> np.ndarray:
-    """The per-class counts (n, k) of a +dump= file; checks that every output is defined and
-    that class_idx is the first maximum of the RTL's own counts."""
+def read_dump(dump: Path, net, n: int, who: str) -> np.ndarray:
+    """The per-class counts (n, k) of a +dump= file ({scores, class_idx} in hex per line; ``net``
+    gives class_width, score_width, num_classes); checks that every output is defined and that
+    class_idx is the first maximum of the RTL's own counts."""
     lines = [l for l in dump.read_text().split() if l]
     if len(lines) != n:
         raise RuntimeError(f"{who} wrote {len(lines)} results for {n} vectors")
@@ -837,44 +884,81 @@ def _read_dump(dump: Path, net: VerilogNet, n: int, who: str) -> np.ndarray:
 
 # --------------------------------------------------------------------------- the back end
 class VerilogRunner(Runner):
-    """The RTL of a netlist (combinational or pipelined) in a simulator, its testbench in dump
-    mode: the counts are the RTL's own outputs, an answer independent of the reference
-    simulator.  ``compile_seconds`` covers building the gate graph; the simulator compiles the
-    RTL inside counts(), because the testbench is sized to the vectors it is given."""
+    """The RTL of a netlist (combinational, pipelined, or an AXI4-Stream form) in a simulator,
+    its testbench in dump mode: the counts are the RTL's own outputs, an answer independent of
+    the reference simulator.  ``compile_seconds`` covers generating the RTL; the simulator
+    compiles it inside counts(), because the testbench is sized to the vectors it is given."""
 
     def __init__(self, netlist: Netlist, *, simulator: str | None = None, pipeline: int = 0,
                  max_gates: int = DEFAULT_MAX_GATES, simplify: bool = True, workdir=None,
-                 timeout: float | None = None):
+                 timeout: float | None = None, axis: int | None = None, fold=None):
         if not isinstance(netlist, Netlist):
             raise TypeError(f"netlist must be a difflogic.compiler.ir.Netlist, got {type(netlist).__name__}")
         check_simulator(simulator)
-        self.pipeline = check_size(netlist, pipeline, max_gates)
+        self.pipeline = check_size(netlist, pipeline, max_gates, folded=fold is not None)
         self.simulator, self.workdir, self.timeout = simulator, workdir, timeout
+        self.n_inputs = netlist.n_inputs
         t0 = time.perf_counter()
-        self.net = build(netlist, simplify=simplify)
+        self.stream = None
+        if axis is not None or fold is not None:
+            from . import verilog_axis
+            self.stream = verilog_axis.stream_design(netlist, axis=axis, fold=fold,
+                                                     pipeline=self.pipeline, scores=True,
+                                                     simplify=simplify)
+            side = self.stream[2]
+            self.net = SimpleNamespace(class_width=side["class_width"], num_classes=side["classes"],
+                                       score_width=side["score_width"])
+        else:
+            self.net = build(netlist, simplify=simplify)
         self.compile_seconds = time.perf_counter() - t0
+
+    def _write(self, d: Path, bits: np.ndarray) -> None:
+        if self.stream is None:
+            _write(self.net, d, pipeline=self.pipeline, scores=True, bits=bits, expected=None)
+            return
+        from . import verilog_axis
+        fmt, rtl, side = self.stream
+        verilog_axis.write_stream(d, rtl, dict(side), fmt, expected=None, scores=True,
+                                  values=verilog_axis.stream_values(fmt, self.n_inputs, bits))
 
     def counts(self, bits, threads: int | None = None) -> np.ndarray:
         """Class counts int64 (N, k) of the simulated RTL (``threads`` is not used)."""
-        bits = _check_bits(bits, self.net.n_inputs)
+        bits = check_input_bits(bits, self.n_inputs)
         who = self.simulator or "the Verilog simulator"
         with tempfile.TemporaryDirectory(prefix="difflogic_verilog_", dir=self.workdir) as tmp:
             d = Path(tmp) / "rtl"
-            _write(self.net, d, pipeline=self.pipeline, scores=True, bits=bits, expected=None)
+            self._write(d, bits)
             dump = d / "sim_out.hex"
             res = run_testbench(d, self.simulator, plusargs=("+nocheck", f"+dump={dump}"),
                                 timeout=self.timeout)
             if not res.passed:
                 raise RuntimeError(f"{who} simulation failed (exit {res.returncode}):\n"
                                    f"{res.output[-4000:]}")
-            return _read_dump(dump, self.net, bits.shape[0], who)
+            return read_dump(dump, self.net, bits.shape[0], who)
+
+
+def fold_factor(text: str):
+    """``--fold`` on the command line: "auto" (also what ``--fold`` alone gives) or an integer."""
+    return "auto" if text == "auto" else int(text)
 
 
 def _options() -> tuple:
     return (
         Option("--pipeline", "pipeline", COMMANDS, dict(
             type=int, metavar="N", help="a register bank every N gate levels (default: "
-                                        "combinational, no clock)")),
+                                        "combinational, no clock); with --fold: in the dense "
+                                        "head")),
+        Option("--axis", "axis", COMMANDS, dict(
+            type=int, metavar="W", help="AXI4-Stream top: the image arrives W bits per beat "
+                                        "(a multiple of 8: whole 8-bit pixel values, or input "
+                                        "bits), the class (and --scores) leave on a master "
+                                        "stream")),
+        Option("--fold", "fold", COMMANDS, dict(
+            nargs="?", const="auto", type=fold_factor, metavar="F",
+            help="streamed form behind AXI4-Stream ports (--axis default: one pixel per beat): "
+                 "conv layers over positions (one cell per layer, line buffers, OR pooling in "
+                 "the stream), the class counts over F cycles (F divides the outputs per class; "
+                 "default: the largest that keeps up with the stream)")),
         Option("--scores", "scores", ("export",), dict(
             action="store_true", help="also output the per-class counts (port `scores`)")),
         Option("--vectors", "vectors", ("export",), dict(
@@ -899,8 +983,13 @@ class VerilogBackend(Backend):
     help = "Verilog-2001 RTL and a self-checking testbench"
     cli_options = _options()
 
-    def describe(self, simulator: str | None = None, pipeline: int = 0, **_) -> str:
+    def describe(self, simulator: str | None = None, pipeline: int = 0, axis=None, fold=None,
+                 **_) -> str:
         form = f"pipeline={pipeline}" if pipeline else "combinational"
+        if fold is not None:
+            form = f"streamed fold={fold}" + (f", pipeline={pipeline}" if pipeline else "")
+        if axis is not None:
+            form = f"axis={axis}, {form}"
         return f"verilog ({simulator or 'simulator chosen by size'}, {form})"
 
     def unavailable_reason(self, simulator: str | None = None, **_) -> str | None:
@@ -911,34 +1000,51 @@ class VerilogBackend(Backend):
         return None
 
     def check(self, netlist, command: str = "export", **opts) -> None:
-        """Too large, or (verify) the simulator missing: an error before any work."""
-        check_size(netlist, opts.get("pipeline", 0), opts.get("max_gates", DEFAULT_MAX_GATES))
+        """Too large, a stream width or fold the network cannot take, or (verify) the
+        simulator missing: an error before any work."""
+        fold = opts.get("fold")
+        check_size(netlist, opts.get("pipeline", 0), opts.get("max_gates", DEFAULT_MAX_GATES),
+                   folded=fold is not None)
+        if opts.get("axis") is not None or fold is not None:
+            from . import verilog_axis
+            verilog_axis.check_stream(netlist, opts.get("axis"), fold)
         if command == "verify":
             check_simulator(opts.get("simulator"))
 
     def emit(self, netlist, out_dir, *, reference=None, pipeline: int = 0, scores: bool = False,
              vectors: int = DEFAULT_VECTORS, seed: int = 0, max_gates: int = DEFAULT_MAX_GATES,
-             simplify: bool = True) -> dict:
+             simplify: bool = True, axis: int | None = None, fold=None) -> dict:
         """The RTL and its testbench on ``vectors`` random inputs; their golden outputs are
         ``reference(inputs)`` (the model's own hard forward) or else the reference simulator's."""
-        check_size(netlist, pipeline, max_gates)   # nothing computed or written when too large
+        self.check(netlist, "export", pipeline=pipeline, max_gates=max_gates, axis=axis,
+                   fold=fold)   # nothing computed or written when too large or ill-shaped
         if isinstance(vectors, bool) or not isinstance(vectors, int) or vectors < 1:
             raise ValueError(f"--vectors must be >= 1 (the testbench needs inputs), got {vectors}")
         x = random_inputs(netlist, vectors, seed)
         expected = None if reference is None else np.asarray(reference(x), dtype=np.int64)
         side = export(netlist, out_dir, pipeline=pipeline, scores=scores,
                       vectors=encode_input(netlist, x), expected=expected, max_gates=max_gates,
-                      simplify=simplify)
-        form = (f"pipelined every {pipeline} levels, latency {side['latency']} cycles"
-                if pipeline else "combinational")
-        summary = (f"verilog: {side['gates']:,} gates ({side['head_gates']:,} popcount/argmax), "
-                   f"{side['levels']} levels, {form}, {side['registers']:,} registers; "
-                   f"{side['vectors']} golden vectors (run {Path(out_dir) / 'run_sim.sh'})")
+                      simplify=simplify, axis=axis, fold=fold)
         files = {n: str(Path(out_dir) / n) for n in side["files"]}
-        return {"files": files, "info": side, "summary": summary}
+        return {"files": files, "info": side, "summary": _summary(side, out_dir)}
 
     def load(self, netlist, **opts) -> VerilogRunner:
         return VerilogRunner(netlist, **opts)
+
+
+def _summary(side: dict, out_dir) -> str:
+    """One line for people about an export."""
+    run = f"{side['vectors']} golden vectors (run {Path(out_dir) / 'run_sim.sh'})"
+    if side.get("interface") == "axi4-stream":
+        return (f"verilog: AXI4-Stream, {side['form']}, {side['gates']:,} gates; "
+                f"{side['axis_width']}-bit beats, {side['beats_per_image']} per image; one image "
+                f"every {side['cycles_per_image']:,} cycles, latency {side['latency_cycles']:,} "
+                f"cycles; {run}")
+    pipeline = side["pipeline"]
+    form = (f"pipelined every {pipeline} levels, latency {side['latency']} cycles"
+            if pipeline else "combinational")
+    return (f"verilog: {side['gates']:,} gates ({side['head_gates']:,} popcount/argmax), "
+            f"{side['levels']} levels, {form}, {side['registers']:,} registers; {run}")
 
 
 BACKEND = register(VerilogBackend())
