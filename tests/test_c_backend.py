@@ -329,9 +329,10 @@ def test_bad_input_values_are_refused_by_every_form(compiled):
     checks, whichever block or thread meets them."""
     model, net, cn = compiled[SEEDS[0]]
     bits = encode_input(net, random_input(model, 700, seed=1))
-    for row in (0, 699):
+    read = np.flatnonzero(cbe._used_features(net))
+    for row, f in ((0, read[-1]), (699, read[0])):
         bad = bits.copy()
-        bad.reshape(700, -1)[row, -1] = 2
+        bad.reshape(700, -1)[row, f] = 2
         with pytest.raises(ValueError, match="bits must contain only 0 and 1"):
             cn.counts(bad, encoded=True, threads=2)
     with pytest.raises(ValueError, match=r"packed bits must be uint8 of shape \(N, "):
@@ -347,6 +348,29 @@ def test_bad_input_values_are_refused_by_every_form(compiled):
                 cn.counts(bad, threads=2)
         with pytest.raises(ValueError, match="x must have shape"):
             cn.counts(x[..., :-1])
+
+
+def test_unread_input_features_are_skipped_by_the_bit_packer():
+    """Thresholds the first layer never reads are not packed from 0/1 bytes or packed bits:
+    whatever they hold, the counts are the hard forward's (and they are not checked for 0/1)."""
+    torch.manual_seed(3)
+    model = dl.LogicNet({"input_shape": [2, 8, 8], "init": "gaussian", "layers": [
+        {"type": "thresholds", "num": 4}, {"type": "conv", "out_channels": 6, "kernel_size": 3, "depth": 2},
+        {"type": "flatten"}, {"type": "group_sum", "k": 2, "tau": 1}]})
+    net = compile_model(model)
+    read = cbe._used_features(net)
+    assert 0 < read.sum() < read.size, "the test needs a network that skips some thresholds"
+    x = random_input(model, 300, seed=5)
+    bits = encode_input(net, x)
+    junk = bits.copy().reshape(300, -1)
+    junk[:, ~read] = 7
+    cn = cbe.CompiledNet(net, opt_level=1)
+    ref = hard_counts(model, x)
+    for b in (bits, junk.reshape(bits.shape)):
+        assert np.array_equal(cn.counts(b, encoded=True, threads=2), ref)
+    flipped = bits.copy().reshape(300, -1)
+    flipped[:, ~read] ^= 1   # packed bits: the unread ones are not unpacked at all
+    assert np.array_equal(cn.counts(_packed(flipped), packed=True, threads=2), ref)
 
 
 def test_c_entry_points_report_bad_values_and_missing_encoder(tmp_path):

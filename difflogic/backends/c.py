@@ -48,7 +48,8 @@ Entry points (``<prefix>`` defaults to ``dl``), one per input form::
 
 ``counts`` is (n, k) int32 class counts (divide by tau for the float scores).  Return 0 on
 success, -1 out of memory, -2 null pointer, -3 no input encoder (``_u8`` / ``_f32``; use
-``_bits``), -4 a bad input value (a 0/1 byte that is neither, a NaN or infinite float).
+``_bits``), -4 a bad input value (a 0/1 byte that is neither, in a feature the network reads;
+a NaN or infinite float).
 """
 from __future__ import annotations
 
@@ -515,20 +516,24 @@ def _defines(net: ir.Netlist, ib: _Buf, ws_words: int, real_words: int, group: i
     return lines
 
 
+def _used_features(net: ir.Netlist) -> np.ndarray:
+    """Per encoded input feature (bit): does the first op read it anywhere?"""
+    first = net.ops[0] if net.ops else None
+    if not isinstance(first, ir.GateBlock):
+        return np.ones(net.n_inputs, bool)
+    if first.kind == "conv":
+        used = np.zeros((int(net.input_shape[0]), net.n_inputs // int(net.input_shape[0])), bool)
+        used[np.unique(first.leaves[:, 0])] = True
+        return used.reshape(-1)
+    used = np.zeros(net.n_inputs, bool)
+    used[first.leaves] = True
+    return used
+
+
 def _used_channels(net: ir.Netlist) -> np.ndarray:
     """Per encoded input channel (C*T of them): does the first op read it anywhere?"""
     n_ch = int(net.input_shape[0]) if len(net.input_shape) > 1 else net.n_inputs
-    used = np.ones(n_ch, bool)
-    first = net.ops[0] if net.ops else None
-    if isinstance(first, ir.GateBlock):
-        used[:] = False
-        if first.kind == "conv":
-            used[np.unique(first.leaves[:, 0])] = True
-        else:
-            per = np.zeros(net.n_inputs, bool)
-            per[first.leaves] = True
-            used = per.reshape(n_ch, -1).any(1)
-    return used
+    return _used_features(net).reshape(n_ch, -1).any(1)
 
 
 def _comparator(cut: int, plane: dict, gate_of) -> str:
@@ -607,7 +612,16 @@ def _tables(net: ir.Netlist, ib: _Buf, group: int, loc) -> list:
     return ["static const int32_t dl_gs_idx[] = {" + ",".join(map(str, gs_idx)) + "};",
             "static const int32_t dl_gs_start[] = {" + ",".join(map(str, gs_start)) + "};",
             "static const int32_t dl_gs_ones[] = {" + ",".join(map(str, gs_ones)) + "};",
-            "static const int32_t dl_in_off[] = {" + ",".join(map(str, in_off.tolist())) + "};"]
+            "static const int32_t dl_in_off[] = {" + ",".join(map(str, in_off.tolist())) + "};",
+            *_chunks_read(net)]
+
+
+def _chunks_read(net: ir.Netlist) -> list:
+    """``dl_chunk_read[i]``: whether any of input features 64i..64i+63 is read, so that the
+    0/1-byte packer skips the bytes of thresholds (or inputs) the network never reads."""
+    used = np.zeros(-(-net.n_inputs // 64) * 64, bool)
+    used[:net.n_inputs] = _used_features(net)
+    return ["static const uint8_t dl_chunk_read[] = {" + ",".join(str(int(u)) for u in used.reshape(-1, 64).any(1)) + "};"]
 
 
 def _entry_points(P: str) -> str:
@@ -678,7 +692,8 @@ extern "C" {{
  *   _scores_bits    encoded bits, one byte (0 or 1) per bit: (n, NUM_INPUT_BITS)
  *   _scores_packed  encoded bits, 8 per byte, bit f at (byte f / 8, bit f % 8): (n, PACKED_BYTES)
  * counts: (n, NUM_CLASSES) int32.  0 = ok, -1 out of memory, -2 null pointer, -3 no encoder
- * (_u8 / _f32), -4 bad input value (a byte other than 0/1, a float that is NaN or inf). */
+ * (_u8 / _f32), -4 bad input value (a byte other than 0/1 where the network reads one, a
+ * float that is NaN or inf). */
 int {P}_scores_u8(const uint8_t* images, size_t n, int32_t* counts, int n_threads);
 int {P}_scores_f32(const float* x, size_t n, int32_t* counts, int n_threads);
 int {P}_scores_bits(const uint8_t* bits, size_t n, int32_t* counts, int n_threads);

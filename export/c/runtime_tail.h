@@ -1,6 +1,7 @@
 /* ---- difflogic C runtime, part 3: batching, input packing, GroupSum, threads ----
  * Needs from the generated part: DL_N_IN, DL_K, DL_GROUP, DL_NB, DL_WS_WORDS, DL_ZERO_WORDS,
- * DL_IN_WORDS, dl_in_off[] (input feature -> word), dl_gs_idx[] / dl_gs_start[] / dl_gs_ones[]
+ * DL_IN_WORDS, dl_in_off[] (input feature -> word), dl_chunk_read[] (per 64 input features:
+ * does the network read any of them), dl_gs_idx[] / dl_gs_start[] / dl_gs_ones[]
  * (GroupSum: workspace words per class), dl_run_ops(ws); with an input encoder also DL_IN_C,
  * DL_IN_HW, DL_T, dl_enc[] (per channel: the thermometer words of one pixel from its bytes)
  * and dl_thr[] / dl_thr_used[] (float thresholds).  No global mutable state: every call owns
@@ -53,6 +54,7 @@ static int dl_pack_packed(const uint8_t* src, size_t nv, dl_word* in, uint8_t* t
         dl_tile(src, P, nv, p0, np, tile);
         for (size_t j = 0; j < np; j++) {
             const size_t f0 = 8 * (p0 + j);
+            if (!dl_chunk_read[f0 / 64]) continue;   /* 8 features the network never reads */
             const size_t nb = DL_N_IN - f0 < 8 ? DL_N_IN - f0 : 8;
             dl_word* dst[8];
             for (size_t k = 0; k < nb; k++) dst[k] = in + dl_in_off[f0 + k];
@@ -66,8 +68,10 @@ static int dl_pack_packed(const uint8_t* src, size_t nv, dl_word* in, uint8_t* t
  * sample 8g + i shifted left by i inside 64-bit lanes: byte j then holds feature j of those
  * 8 samples, bit i = sample 8g + i), 32 features per AVX2 op, so the byte transpose that
  * follows moves 8x less data than transposing the bytes themselves.  Each group of 8 rows is
- * read DL_PACK_SPAN bytes at a time (long runs the prefetchers follow).  A byte other than 0
- * or 1 makes the call fail (DL_BAD_INPUT) instead of spilling into its neighbours' bits. */
+ * read DL_PACK_SPAN bytes at a time (long runs the prefetchers follow); 64-feature chunks the
+ * network never reads (dl_chunk_read: unused thresholds) are skipped.  A byte other than 0 or
+ * 1 in a chunk read makes the call fail (DL_BAD_INPUT) instead of spilling into its
+ * neighbours' bits. */
 #if defined(__AVX512BW__)
 #define DL_OR_W 64
 typedef __m512i dl_orv;
@@ -135,6 +139,7 @@ static int dl_pack_bits(const uint8_t* src, size_t nv, dl_word* in, uint8_t* til
                         __builtin_prefetch(src + ((g + 1) * 8 + i) * (size_t)DL_N_IN + p1 + l, 0, 2);
 #endif
             for (size_t c = 0; c * 64 < span; c++) {
+                if (!dl_chunk_read[p1 / 64 + c]) continue;
                 const size_t np = span - c * 64 < 64 ? span - c * 64 : 64;
                 const uint8_t* q = src + g * 8 * (size_t)DL_N_IN + p1 + c * 64;
                 uint8_t* out = rows + (c * G + g) * 64;
@@ -160,6 +165,7 @@ static int dl_pack_bits(const uint8_t* src, size_t nv, dl_word* in, uint8_t* til
             }
         }
         for (size_t c = 0; c * 64 < span; c++) {
+            if (!dl_chunk_read[p1 / 64 + c]) continue;
             const size_t np = span - c * 64 < 64 ? span - c * 64 : 64;
             const uint8_t* r = rows + c * G * 64;
             size_t g0 = 0;
