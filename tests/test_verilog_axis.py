@@ -94,6 +94,7 @@ def test_stream_form_matches_pytorch_and_its_stated_timing(tmp_path, arch, opts)
     head = (d / "difflogic_net.v").read_text().split("`timescale")[0]
     assert f"one image every {side['cycles_per_image']} cycles" in head
     assert f"latency: the result beat moves {side['latency_cycles']} clock edges" in head
+    assert f"// model: {arch};" in head   # the netlist's model name
 
 
 def test_streamed_form_keeps_one_cell_per_conv_layer(tmp_path):

@@ -319,6 +319,11 @@ def lane_encoders(fmt: StreamFormat) -> list[str]:
     return lines
 
 
+def model_name(meta: dict) -> str:
+    """The model's name for a header comment (the netlist's meta: "name", else "model")."""
+    return (meta or {}).get("name", (meta or {}).get("model", "unnamed"))
+
+
 def header(net_name: str, fmt: StreamFormat, form: str, timing: dict, cw: int, sw: int, k: int,
            scores: bool, extra=()) -> str:
     """The comment block that opens an AXI4-Stream export: interface, timing, form."""
@@ -396,7 +401,7 @@ def unrolled_rtl(net: V.VerilogNet, fmt: StreamFormat, pipeline: int, scores: bo
     timing = {k: shell[k] for k in ("cycles_per_image", "latency_cycles", "result_queue")}
     cw, sw, k = net.class_width, net.score_width, net.num_classes
     out_w = -(-result_width(cw, k, sw, scores) // 8) * 8
-    head = header(net.meta.get("name", "unnamed"), fmt, "unrolled network, one image per "
+    head = header(model_name(net.meta), fmt, "unrolled network, one image per "
                   f"{fmt.beats} beats", timing, cw, sw, k, scores,
                   [f"// gates: {net.n_gates} ({net.n_network_gates} network + "
                    f"{net.n_gates - net.n_network_gates} popcount/argmax head); core latency "

@@ -284,7 +284,7 @@ def folded_rtl(netlist: Netlist, fmt: A.StreamFormat, fold, pipeline: int, score
             f"positions, dense head unrolled, class counts over {p.fold} cycles")
     extra = [f"// gates: {gates} ({sum(cell_gates)} in conv cells {cell_gates}, {dense_gates} "
              f"dense, {k} x {pop_gates} popcount); dense latency {dense_lat} cycles"]
-    head = A.header(netlist.meta.get("name", "unnamed"), fmt, form, timing, cw, sw, k, scores,
+    head = A.header(A.model_name(netlist.meta), fmt, form, timing, cw, sw, k, scores,
                     extra)
     top = [head, "`timescale 1ns/1ps", *A.module_ports(fmt, out_w), *lines, "endmodule", ""]
     side = {"top": V.TOP, "inputs": netlist.n_inputs, "classes": k, "gates": gates,
