@@ -6,8 +6,8 @@ Verilog ``--pipeline 2 --scores --vectors 32``), made before the back ends were 
 around one interface and one file writer.  Any change to a generated C source, RTL or test
 vector file fails here: such a change must be deliberate and explained below.
 
-Deliberate changes since the redesign (the C files, ``difflogic_net.v``, ``synth.ys`` and
-the vectors are byte-identical):
+Deliberate changes since the redesign (``difflogic_net.v``, ``synth.ys`` and the vectors are
+byte-identical):
 
 * ``run_sim.sh``: picks the simulator by the design's size when none is given, states gates,
   vectors and an expected time first, reports long steps' elapsed time (Icarus Verilog ran
@@ -16,6 +16,12 @@ the vectors are byte-identical):
 * ``tb.v``: prints its progress every tenth of the vectors (with 100 or more).
 * ``difflogic_net.json``: gained ``"files"``, the export's own manifest, so that a re-export
   into the folder removes only its own stale files and never a file it did not write.
+* ``difflogic_net.json``: its ``meta.optimize`` names the two passes added to the default
+  pipeline (``output_polarity``, ``push_inverters``); ``difflogic_net.v`` is unchanged.  The
+  passes' run times stay out of the export (the same model exports to the same bytes).
+* The C files: -O1 and 256-bit words chosen by measurement, the input forms' packers, and the
+  0/1-byte and packed-bit packers skip the 64-feature chunks the first layer never reads
+  (``dl_chunk_read[]``), all bit-exact (issue 48).
 """
 import hashlib
 import json

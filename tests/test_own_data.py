@@ -15,7 +15,8 @@ import torch
 from difflogic import data
 from difflogic.checkpoint import load_model
 from difflogic.cli import main
-from difflogic.compiler import compile, encode_input, hard_counts
+from difflogic.compiler import compile, encode_input, hard_counts, random_inputs
+from difflogic.compiler.sim import threshold_rows
 from difflogic.layers import Thresholds, feature_thresholds
 from difflogic.models import fit_to_data, get_model, get_model_config, with_dense_widths
 from difflogic.training import TrainOptions, train
@@ -82,12 +83,7 @@ def c_bit_exact(model, x) -> None:
 def boundary_rows(model, n: int, seed: int = 0) -> np.ndarray:
     """Float rows whose every feature sits on, just below or just above one of its thresholds,
     where ``x > t`` decides: the values a float encoder gets wrong first."""
-    thr = model[0].thresholds.numpy()
-    rng = np.random.default_rng(seed)
-    pick = thr[np.arange(thr.shape[0]), rng.integers(0, thr.shape[1], (n, thr.shape[0]))]
-    step = rng.integers(-1, 2, pick.shape)
-    return np.where(step < 0, np.nextafter(pick, -np.inf), np.where(
-        step > 0, np.nextafter(pick, np.inf), pick)).astype(np.float32)
+    return threshold_rows(model[0].thresholds.numpy(), n, np.random.default_rng(seed))
 
 
 # ----------------------------------------------------------------------------- end to end
@@ -248,12 +244,78 @@ def test_raw_feature_thresholds_are_allowed_only_for_tables():
         Thresholds([250.5], channels=1)
 
 
+def test_random_inputs_of_a_table_sit_on_its_thresholds(cancer):
+    x, _ = data.open_dataset(cancer).load("test")
+    model = get_model("tabular-s", data=x, num_classes=2)
+    rows = random_inputs(compile(model, optimize=False), 64, seed=3)
+    thr = model[0].thresholds.numpy()
+    near = [np.isin(rows[:, f], np.concatenate([thr[f], np.nextafter(thr[f], np.inf),
+                                                np.nextafter(thr[f], -np.inf)]))
+            for f in range(thr.shape[0])]
+    assert rows.dtype == np.float32 and rows.shape == (64, 30) and np.all(near)
+    assert (rows[:, :, None] > thr).any() and (rows[:, :, None] == thr).any()
+
+
 def test_encoded_bits_of_a_table_match_the_encoder(cancer):
     x, _ = data.open_dataset(cancer).load("test")
     model = get_model("tabular-s", data=x, num_classes=2)
     rows = np.concatenate([x, boundary_rows(model, 50)])
     bits = model.eval()[0](torch.from_numpy(rows)).numpy()
     np.testing.assert_array_equal(encode_input(compile(model, optimize=False), rows), bits)
+
+
+def test_verilog_takes_the_raw_float_features_of_a_table(cancer, tmp_path):
+    """The Verilog export of a table model has ``difflogic_features`` (float32 features ->
+    encoded bits): its bits equal float32 ``x > t`` for every row (on, just below and just
+    above each threshold; -0.0, infinities and NaN), and with ``difflogic_net`` behind it each
+    finite row gets the PyTorch hard network's class (Icarus Verilog)."""
+    import subprocess
+
+    from conftest import need
+    need("iverilog", "vvp")
+    from difflogic.backends.verilog import export
+    x, _ = data.open_dataset(cancer).load("test")
+    model = get_model("tabular-s", data=x, num_classes=2).eval()
+    model[0].thresholds[0, :2] = torch.tensor([-0.0, 0.0])   # both zeros: -0.0 == +0.0
+    special = np.tile(np.array(x[:1]), (5, 1))
+    special[:, :5] = np.array([[-0.0, np.inf, -np.inf, np.nan, 0.0]] * 5).T
+    rows = np.concatenate([x[:40], boundary_rows(model, 60), special]).astype(np.float32)
+    side = export(compile(model), tmp_path)
+    assert (tmp_path / "difflogic_features.v").is_file()
+    F, T = model[0].thresholds.shape
+    (tmp_path / "rows.hex").write_text("".join(
+        "".join(f"{v:08x}" for v in row[::-1]) + "\n" for row in rows.view(np.uint32)))
+    (tmp_path / "tb_features.v").write_text(f"""`timescale 1ns/1ps
+module tb;
+  reg [{32 * F - 1}:0] mem [0:{len(rows) - 1}];
+  reg [{32 * F - 1}:0] features;
+  wire [{F * T - 1}:0] x;
+  wire [{side["class_width"] - 1}:0] class_idx;
+  integer i;
+  difflogic_features enc (.features(features), .x(x));
+  difflogic_net net (.x(x), .class_idx(class_idx));
+  initial begin
+    $readmemh("rows.hex", mem);
+    for (i = 0; i < {len(rows)}; i = i + 1) begin
+      features = mem[i]; #1 $display("%h %0d", x, class_idx);
+    end
+    $finish;
+  end
+endmodule
+""")
+    subprocess.run(["iverilog", "-g2012", "-o", "sim", "tb_features.v", "difflogic_features.v",
+                    "difflogic_net.v"], cwd=tmp_path, check=True, timeout=120)
+    out = subprocess.run(["vvp", "-n", "sim"], cwd=tmp_path, check=True, timeout=120,
+                         capture_output=True, text=True).stdout.split()
+    got_x = np.array([[int(h, 16) >> i & 1 for i in range(F * T)] for h in out[0::2]])
+    thr = model[0].thresholds.numpy()
+    with np.errstate(invalid="ignore"):
+        want_x = (rows[:, :, None] > thr[None]).reshape(len(rows), -1)
+    np.testing.assert_array_equal(got_x, want_x)
+    finite = np.isfinite(rows).all(1)
+    with torch.no_grad():
+        want_cls = model(torch.from_numpy(rows[finite])).argmax(1).numpy()
+    np.testing.assert_array_equal(np.array(out[1::2], dtype=int)[finite], want_cls)
 
 
 # ----------------------------------------------------------------------------- data layer

@@ -51,6 +51,7 @@ from .._resources import template
 from ..compiler import encode_input, random_inputs, simulate
 from ..compiler.ir import GateBlock, Netlist, OrPool
 from ..files import write_files
+from . import verilog_features
 from .base import COMMANDS, Backend, Option, Runner, register
 
 TOP = "difflogic_net"
@@ -725,7 +726,8 @@ def export(netlist: Netlist, out_dir, *, pipeline: int = 0, scores: bool = False
         return verilog_axis.write_stream(Path(out_dir), rtl, side, fmt, values=values,
                                          expected=expected, scores=scores)
     net = build(netlist, simplify=simplify)
-    return _write(net, Path(out_dir), pipeline=pipeline, scores=scores, bits=bits, expected=expected)
+    return _write(net, Path(out_dir), pipeline=pipeline, scores=scores, bits=bits, expected=expected,
+                  extra=verilog_features.extra_files(netlist))   # a table model's encoder
 
 
 def sidecar_fields(net: VerilogNet, pipeline: int, scores: bool) -> dict:
@@ -737,8 +739,17 @@ def sidecar_fields(net: VerilogNet, pipeline: int, scores: bool) -> dict:
         "pipeline": pipeline, "latency": 0, "registers": 0,
         "class_width": net.class_width, "score_width": net.score_width, "scores": bool(scores),
         "input_bit_order": "bit i = input i of the flattened (C, H, W) row-major encoded input",
-        "tie_break": "first maximum (torch.argmax)", "vectors": 0, "meta": net.meta,
+        "tie_break": "first maximum (torch.argmax)", "vectors": 0, "meta": export_meta(net.meta),
     }
+
+
+def export_meta(meta: dict) -> dict:
+    """The netlist's meta as an export records it: without the passes' run times, so that the
+    same model always exports to the same bytes."""
+    opt = meta.get("optimize")
+    if not isinstance(opt, dict) or "seconds" not in opt:
+        return meta
+    return {**meta, "optimize": {k: v for k, v in opt.items() if k != "seconds"}}
 
 
 def _rtl(net: VerilogNet, pipeline: int, scores: bool) -> tuple[str, dict]:
@@ -769,11 +780,12 @@ def _testbench(net: VerilogNet, scores: bool, n_vec: int, latency: int, pipeline
                               if scores else ""))
 
 
-def _write(net: VerilogNet, out_dir: Path, *, pipeline: int, scores: bool, bits, expected) -> dict:
+def _write(net: VerilogNet, out_dir: Path, *, pipeline: int, scores: bool, bits, expected,
+           extra: dict | None = None) -> dict:
     side = sidecar_fields(net, pipeline, scores)
     rtl, info = _rtl(net, pipeline, scores)
     side.update(info)
-    files = {f"{TOP}.v": rtl}
+    files = {f"{TOP}.v": rtl, **(extra or {})}
     if bits is not None:
         side["vectors"] = bits.shape[0]
         files["vectors_in.hex"] = hex_lines(bits)
@@ -792,7 +804,7 @@ def _write(net: VerilogNet, out_dir: Path, *, pipeline: int, scores: bool, bits,
 
 #: Every file a Verilog export can write: a manifest naming anything else is not trusted.
 EXPORT_FILES = (f"{TOP}.v", f"{TOP}.json", "tb.v", "run_sim.sh", "synth.ys", "vectors_in.hex",
-                "vectors_out.hex")
+                "vectors_out.hex", "difflogic_features.v")
 
 
 def previous_files(out_dir) -> tuple:
