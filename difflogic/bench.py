@@ -315,8 +315,10 @@ def batch_cap(inputs: Inputs, kind: str) -> int:
 
 # --------------------------------------------------------------------------- a whole bench
 def counter(runner, inputs: Inputs) -> tuple:
-    """(count(x, threads), input kind): raw images where the runner takes them, else bits."""
-    if inputs.has_images and callable(getattr(runner, "counts_images", None)):
+    """(count(x, threads), input kind): raw images where the runner takes them, else bits
+    (a table's float32 rows go to the PyTorch model as they are, to the back ends encoded)."""
+    raw = inputs.has_images and (inputs.distinct.dtype == np.uint8 or isinstance(runner, TorchRunner))
+    if raw and callable(getattr(runner, "counts_images", None)):
         return runner.counts_images, "images"
     return runner.counts, "bits"
 

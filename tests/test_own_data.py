@@ -318,6 +318,20 @@ endmodule
     np.testing.assert_array_equal(np.array(out[1::2], dtype=int)[finite], want_cls)
 
 
+def test_bench_runs_a_table_model_on_its_rows(cancer, tmp_path, capsys):
+    """``difflogic bench`` on a table model: the PyTorch model on float32 rows, the C on their
+    encoding, each checked bit-exact first; random rows and the test split of the .npz."""
+    train(TrainOptions(dataset=str(cancer), out=str(tmp_path / "run"), **QUICK))
+    for extra in ([], ["--dataset", str(cancer)]):
+        argv = ["bench", str(tmp_path / "run"), "--targets", "torch,c", "--threads", "1",
+                "--batch", "64", "--repeats", "1", "--json", str(tmp_path / "b.json"), *extra]
+        assert main(argv) == 0
+        report = json.loads((tmp_path / "b.json").read_text())
+        rows = [r for t in report["targets"] for r in t["rows"]]
+        assert {t["target"] for t in report["targets"]} == {"torch", "c"}
+        assert rows and all(r["status"] == "ok" for r in rows), rows
+
+
 # ----------------------------------------------------------------------------- data layer
 def test_table_loader_hands_out_features_unscaled():
     x = np.arange(40, dtype=np.float32).reshape(10, 4) * 100

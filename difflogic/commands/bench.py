@@ -86,23 +86,26 @@ def _check_out(path, flag: str) -> None:
 
 
 def dataset_images(args, model):
-    """The test images of --dataset (None without it), checked against the model's input
-    before any work: a model with an input encoder takes images of its input shape."""
+    """The test split of --dataset (None without it) -- images, or a table's rows read as the
+    model was trained -- checked against the model's input before any work."""
     from .. import data
     from ..layers import Thresholds
     if not args.dataset:
         return None
-    name = data.canonical_name(args.dataset)
-    want = tuple(data.DATASET_INFO[name].shape)
+    opened = data.open_dataset(args.dataset, args.data_dir,
+                               input_spec=getattr(model, "config", {}).get("input"))
+    want = tuple(opened.info.shape)
     mods = list(model) if hasattr(model, "__iter__") else []
     shape = getattr(model, "input_shape", None)
     if not (mods and isinstance(mods[0], Thresholds)) or tuple(shape or ()) != want:
-        takes = (f"images of shape {tuple(shape)}" if mods and isinstance(mods[0], Thresholds)
+        kind = "images" if len(shape or ()) > 1 else "rows"
+        takes = (f"{kind} of shape {tuple(shape)}" if mods and isinstance(mods[0], Thresholds)
                  else "encoded bits (it has no input encoder)")
+        what = "images" if opened.info.kind == "image" else f"rows of {len(want) and want[0]} features"
         raise ValueError(f"--dataset {args.dataset}: the model takes {takes}, not "
-                         f"{data.DATASET_INFO[name].title} images; leave --dataset out for "
-                         "random inputs")
-    return data.load_dataset(name, args.data_dir, "test")[0]
+                         f"{opened.info.title} {what}; leave --dataset out for random inputs")
+    import numpy as np
+    return np.array(opened.load("test")[0])   # a copy: the split may be memory-mapped
 
 
 def run(args) -> int:
