@@ -291,7 +291,7 @@ def folded_rtl(netlist: Netlist, fmt: A.StreamFormat, fold, pipeline: int, score
             "network_gates": sum(cell_gates) + dense_gates, "head_gates": k * pop_gates,
             "cell_gates": cell_gates, "dense_gates": dense_gates, "fold": p.fold,
             "pipeline": pipeline, "latency": dense_lat, "class_width": cw, "score_width": sw,
-            "vectors": 0, "meta": dict(netlist.meta or {}), "out_width": out_w,
+            "vectors": 0, "meta": V.export_meta(dict(netlist.meta or {})), "out_width": out_w,
             "tie_break": "first maximum (torch.argmax)"}
     side.update(A.stream_sidecar(fmt, "streamed", timing, scores))
     return "\n".join(top) + "\n" + "\n".join(modules + [dense, pop]), side
