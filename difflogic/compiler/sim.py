@@ -68,11 +68,15 @@ def pack(bits: np.ndarray) -> np.ndarray:
     N = bits.shape[0]
     shape = bits.shape[1:]
     W = max(1, -(-N // 64))
-    flat = (bits.reshape(N, -1) != 0).astype(np.uint8)
-    padded = np.zeros((W * 64, flat.shape[1]), np.uint8)
-    padded[:N] = flat
-    by = np.packbits(padded.T, axis=1, bitorder="little")            # (F, W*8)
-    words = np.ascontiguousarray(by).view("<u8").astype(np.uint64)    # (F, W)
+    flat = bits.reshape(N, -1)
+    padded = np.zeros((W * 8, 8, flat.shape[1]), np.uint8)           # sample 8j + i at [j, i]
+    padded.reshape(W * 64, -1)[:N] = flat != 0
+    # byte j of feature f holds samples 8j..8j+7 (bit i = sample 8j+i), so the 8 bytes of word
+    # w are samples 64w..64w+63 in little-endian order
+    by = padded[:, 0].copy()                                          # (W*8, F)
+    for i in range(1, 8):
+        by |= padded[:, i] << i
+    words = np.ascontiguousarray(by.T).view("<u8").astype(np.uint64)  # (F, W)
     return words.reshape(*shape, W)
 
 
@@ -160,6 +164,14 @@ def check_bits(netlist, bits, values: bool = True) -> np.ndarray:
     return bits
 
 
+def group_counts(feats: np.ndarray, k: int, n: int) -> np.ndarray:
+    """Packed features (F, W) -> int64 (n, k): the 1-bits of each of the k equal groups of
+    consecutive features, per sample (GroupSum without its 1/tau)."""
+    w = np.ascontiguousarray(feats.astype("<u8")).reshape(k, feats.shape[0] // k, -1)
+    bits = np.unpackbits(w.view(np.uint8), axis=2, bitorder="little")   # (k, F/k, W*64)
+    return bits.sum(axis=1, dtype=np.int64)[:, :n].T
+
+
 def simulate(netlist: ir.Netlist, bits) -> np.ndarray:
     """Class counts int64 (N, k) of the netlist on encoded input ``bits`` (N, *input_shape)."""
     bits = check_bits(netlist, bits)
@@ -172,8 +184,7 @@ def simulate(netlist: ir.Netlist, bits) -> np.ndarray:
         if feats.shape[0] != netlist.head.in_features:
             raise ValueError(f"netlist produces {feats.shape[0]} features but GroupSum expects "
                              f"{netlist.head.in_features}")
-        f = unpack(feats, len(chunk)).astype(np.int64)          # (n, F)
-        out[s:s + len(chunk)] = f.reshape(len(chunk), k, -1).sum(-1)
+        out[s:s + len(chunk)] = group_counts(feats, k, len(chunk))
     return out
 
 
