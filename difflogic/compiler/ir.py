@@ -92,12 +92,20 @@ class GateBlock:
         """Gates as the paper counts them: cell gates times positions (no location pruning)."""
         return self.n_gates * self.positions
 
+    def levels(self) -> np.ndarray:
+        """Per gate: gates on the longest path from a leaf or constant to it, itself included
+        (a vectorized fixed point, one pass per level)."""
+        first = self.first_gate
+        lv = np.zeros(first + self.n_gates, np.int64)
+        while True:
+            new = np.maximum(lv[self.a], lv[self.b]) + 1
+            if np.array_equal(new, lv[first:]):
+                return new
+            lv[first:] = new
+
     def depth(self) -> int:
         """Gates on the longest path from a leaf to an output of the cell (0: only wires)."""
-        lv = np.zeros(self.first_gate + self.n_gates, np.int64)
-        first = self.first_gate
-        for g, (x, y) in enumerate(zip(self.a.tolist(), self.b.tolist())):
-            lv[first + g] = 1 + max(lv[x], lv[y])
+        lv = np.concatenate([np.zeros(self.first_gate, np.int64), self.levels()])
         return int(lv[self.outputs].max()) if len(self.outputs) else 0
 
     def validate(self) -> None:

@@ -17,6 +17,8 @@ import copy
 import dataclasses
 import time
 
+import numpy as np
+
 from .. import ir
 from . import (abc, const_fold, dce, output_polarity, passthrough, propagate_constants, prune_outputs,
                push_inverters, strash)
@@ -71,12 +73,44 @@ def _name(p) -> str:
     return getattr(p, "__name__", type(p).__name__).rsplit(".", 1)[-1]
 
 
+def _same(x: ir.GateBlock, y: ir.GateBlock) -> bool:
+    """Whether two blocks are equal field by field (arrays by value)."""
+    if x is y:
+        return True
+    for f in dataclasses.fields(x):
+        u, v = getattr(x, f.name), getattr(y, f.name)
+        if isinstance(u, np.ndarray):
+            if u.dtype != v.dtype or u.shape != v.shape or not np.array_equal(u, v):
+                return False
+        elif u != v:
+            return False
+    return True
+
+
+def _apply_memo(net: ir.Netlist, p, memo: dict) -> ir.Netlist:
+    """:func:`apply_pass`, except that a block pass given the same block as last time at that
+    op returns last time's result without running (passes are pure functions of the block),
+    so the rounds of the fixed point only redo the blocks that changed."""
+    if p.SCOPE == "netlist":
+        return p.run(net)
+    ops = []
+    for i, op in enumerate(net.ops):
+        if isinstance(op, ir.GateBlock):
+            hit = memo.get((_name(p), i))
+            if hit is None or not _same(hit[0], op):
+                hit = memo[(_name(p), i)] = (op, p.run(op))
+            op = hit[1]
+        ops.append(op)
+    return dataclasses.replace(net, ops=ops)
+
+
 def _fixed_point(cur: ir.Netlist, mods, seconds: dict) -> ir.Netlist:
     sig = _sig(cur)
+    memo: dict = {}
     for _ in range(MAX_ROUNDS):
         for p in mods:
             t0 = time.perf_counter()
-            cur = apply_pass(cur, p)
+            cur = _apply_memo(cur, p, memo)
             seconds[_name(p)] = seconds.get(_name(p), 0.0) + time.perf_counter() - t0
         new = _sig(cur)
         if new == sig:

@@ -17,6 +17,9 @@ from ... import gates
 
 CONST0, CONST1 = ir.CONST0, ir.CONST1
 NOT = gates.NOT_A          # canonical inverter: (NOT_A, x, x)
+#: HARD[op, x, y]: the hard output of gate ``op`` on bits x, y
+HARD = np.array([[[gates.hard_gate(o, x, y) for y in (0, 1)] for x in (0, 1)] for o in range(gates.NUM_GATES)],
+                np.int64)
 
 
 def unary(f0: int, f1: int, x: int):
@@ -79,3 +82,63 @@ def rewrite(blk: ir.GateBlock, simplify, state_factory=None) -> ir.GateBlock:
 def signature(blk: ir.GateBlock) -> tuple:
     return (blk.n_leaves, blk.n_gates, blk.leaves.tobytes(), blk.op.tobytes(), blk.a.tobytes(),
             blk.b.tobytes(), blk.outputs.tobytes())
+
+
+def vunary(f0: np.ndarray, f1: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """:func:`unary` over arrays: the node the gate becomes, -1 where it is the inverter ``(NOT, x, x)``."""
+    return np.where(f0 == f1, f0, np.where(f1 == 1, x, -1))
+
+
+def level_groups(blk: ir.GateBlock) -> list[np.ndarray]:
+    """The gate indices of ``blk`` per level (ascending, each in gate order)."""
+    lv = blk.levels()
+    top = int(lv.max(initial=0))
+    if top <= 8:   # a few levels (dense layers): one scan each beats a sort
+        return [np.flatnonzero(lv == level) for level in range(1, top + 1)]
+    order = np.argsort(lv, kind="stable")
+    cuts = np.searchsorted(lv[order], np.arange(1, top + 2))
+    return [order[cuts[i]:cuts[i + 1]] for i in range(len(cuts) - 1)]
+
+
+def vrewrite(blk: ir.GateBlock, simplify) -> ir.GateBlock:
+    """What :func:`rewrite` returns, computed a level at a time with numpy.
+
+    ``simplify(cell, op, a, b)`` gets one level's gates (operands already remapped, as old node
+    ids of the nodes they became) and returns ``(node, op, a, b)``: ``node >= 0`` where the gate
+    becomes that existing node, -1 where it stays a gate ``op(a, b)``.  ``cell = (first, nop,
+    na, nb)`` gives the new op and operands of every gate kept so far (by old gate index)."""
+    first = blk.first_gate
+    rep = np.arange(first + blk.n_gates, dtype=np.int64)   # old node -> old id of what it became
+    nop, na, nb = blk.op.astype(np.int64), blk.a.astype(np.int64), blk.b.astype(np.int64)
+    for g in level_groups(blk):
+        node, op, a, b = simplify((first, nop, na, nb), blk.op[g].astype(np.int64), rep[blk.a[g]], rep[blk.b[g]])
+        gone = node >= 0
+        rep[first + g[gone]] = node[gone]
+        k = g[~gone]
+        nop[k], na[k], nb[k] = op[~gone], a[~gone], b[~gone]
+    return assemble(blk, rep, nop, na, nb)
+
+
+def assemble(blk: ir.GateBlock, rep, nop, na, nb) -> ir.GateBlock:
+    """The rebuilt cell: gates that are their own ``rep`` kept in order, renumbered densely."""
+    first = blk.first_gate
+    kept = rep[first:] == np.arange(first, first + blk.n_gates)
+    new_id = np.arange(first + blk.n_gates, dtype=np.int64)
+    new_id[first:][kept] = first + np.arange(int(kept.sum()))
+    return dataclasses.replace(blk, op=nop[kept].astype(np.uint8), a=new_id[na[kept]], b=new_id[nb[kept]],
+                               outputs=new_id[rep[blk.outputs]])
+
+
+def inverter_input(cell, x: np.ndarray) -> np.ndarray:
+    """Per node ``x`` (kept so far): the node it inverts if it is a kept ``(NOT, y, y)`` gate, else -1."""
+    first, nop, na, nb = cell
+    g = np.maximum(x - first, 0)
+    inv = (x >= first) & (nop[g] == NOT) & (na[g] == nb[g])
+    return np.where(inv, na[g], -1)
+
+
+def reads(blk: ir.GateBlock, nodes) -> tuple[np.ndarray, np.ndarray]:
+    """Per gate: whether operand a, and operand b, is one of ``nodes`` (a mask lookup)."""
+    mask = np.zeros(blk.first_gate + blk.n_gates, bool)
+    mask[nodes] = True
+    return mask[blk.a], mask[blk.b]

@@ -10,12 +10,13 @@ import dataclasses
 import numpy as np
 
 from .. import ir
+from ._cell import level_groups
 
 SCOPE = "block"
 
 
-def live_nodes(blk: ir.GateBlock) -> np.ndarray:
-    """Boolean (n_nodes,) mask of the nodes the outputs depend on."""
+def live_nodes_reference(blk: ir.GateBlock) -> np.ndarray:
+    """:func:`live_nodes` as a walk over the gates, last first (the slow, obviously right form)."""
     n = blk.first_gate + blk.n_gates
     live = np.zeros(n, bool)
     live[blk.outputs] = True
@@ -25,6 +26,18 @@ def live_nodes(blk: ir.GateBlock) -> np.ndarray:
         if live[first + g]:
             live[a[g]] = True
             live[b[g]] = True
+    return live
+
+
+def live_nodes(blk: ir.GateBlock) -> np.ndarray:
+    """Boolean (n_nodes,) mask of the nodes the outputs depend on (a level at a time, highest
+    first: a gate's readers are all on higher levels)."""
+    live = np.zeros(blk.first_gate + blk.n_gates, bool)
+    live[blk.outputs] = True
+    for g in reversed(level_groups(blk)):
+        g = g[live[blk.first_gate + g]]
+        live[blk.a[g]] = True
+        live[blk.b[g]] = True
     return live
 
 

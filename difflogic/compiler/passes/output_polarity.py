@@ -16,7 +16,7 @@ import numpy as np
 
 from ... import gates
 from .. import ir
-from ._cell import NOT
+from ._cell import NOT, reads
 
 SCOPE = "block"
 _INV_OUT = np.asarray(gates.INVERT_OUTPUT, np.uint8)
@@ -43,7 +43,7 @@ def run(blk: ir.GateBlock) -> ir.GateBlock:
         return blk
     op = blk.op.copy()
     op[x - blk.first_gate] = _INV_OUT[op[x - blk.first_gate]]
-    ra, rb = np.isin(blk.a, x), np.isin(blk.b, x)
+    ra, rb = reads(blk, x)
     op[ra] = _INV_A[op[ra]]
     op[rb] = _INV_B[op[rb]]
     return dataclasses.replace(blk, op=op)

@@ -17,7 +17,7 @@ import numpy as np
 
 from ... import gates
 from .. import ir
-from ._cell import NOT
+from ._cell import NOT, reads
 
 SCOPE = "netlist"
 _INV_A = np.asarray(gates.INVERT_A, np.uint8)
@@ -52,7 +52,7 @@ def _push(prod: ir.GateBlock, cons: ir.GateBlock):
     new_outs[is_inv] = prod.a[g[is_inv]]
     flip = ir.FIRST_LEAF + np.flatnonzero(is_inv[src])      # leaf nodes of cons to flip
     op = cons.op.copy()
-    ra, rb = np.isin(cons.a, flip), np.isin(cons.b, flip)
+    ra, rb = reads(cons, flip)
     op[ra] = _INV_A[op[ra]]
     op[rb] = _INV_B[op[rb]]
     return dataclasses.replace(prod, outputs=new_outs), dataclasses.replace(cons, op=op)
