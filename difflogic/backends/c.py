@@ -53,6 +53,7 @@ a NaN or infinite float).
 """
 from __future__ import annotations
 
+import argparse
 import ctypes
 import hashlib
 import heapq
@@ -72,12 +73,18 @@ from .._resources import template
 from ..compiler import check_bits, encode_input, ir
 from ..compiler import compile as compile_netlist
 from ..files import write_files
+from . import c_table
 from .base import Backend, Option, Runner, register
 
 DEFAULT_LANES = None   # None: the compiled code's default, 4 (256-bit words; see export/c/Makefile)
 DEFAULT_OPT_LEVEL = 1  # -O level of CompiledNet, as the exported Makefile's (chosen there by measurement)
 CHUNK_GATES = 64
 LOC0, LOC1 = -1, -2   # locations of the constant words (see _Emitter.dense)
+_FOREVER = 1 << 62    # the last step of a word that is never freed
+#: Dense blocks of at least this many gates are emitted in the table form (gates as data, one
+#: loop; :mod:`.c_table`), smaller ones as straight-line C.  Chosen by measurement: the
+#: dated note benches/notes/2026-12-08-big-net-compile.md.
+TABLE_GATES = 100_000
 FORMS = ("u8", "f32", "bits", "packed")   # the input forms: dl_scores_<form>
 BAD_INPUT = -4        # status of a 0/1 byte that is not 0 or 1, or a NaN / infinite float
 _PREFIX_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,30}$")
@@ -90,6 +97,8 @@ def _shape3(shape) -> tuple:
         return shape
     if len(shape) == 1:
         return (shape[0], 1, 1)
+    if len(shape) == 2:   # (C, W): channel-major like an image, so the u8 encoder's planes fit
+        return (shape[0], 1, shape[1])
     return (int(np.prod(shape)), 1, 1)
 
 
@@ -172,11 +181,15 @@ def _chunk_body(op, a, b, gate_range, ref, stores) -> list[str]:
 
 
 class _Emitter:
-    def __init__(self, prefix: str, chunk: int):
+    def __init__(self, prefix: str, chunk: int, table_gates: int | None = None):
         self.prefix = prefix
         self.chunk = chunk
+        self.table_gates = table_gates   # dense blocks of at least this many gates: table form
         self.out: list[str] = []
         self.max_tmp = 1
+        self.tables: list[np.ndarray] = []   # the table blocks' rows, in table order
+        self.tab_ints = 0
+        self.const_words = None              # the words table blocks read constants from
 
     def cell(self, name, blk: ir.GateBlock, leaf_off, ys: int, windows=(0,)) -> str:
         """Emit the cell of ``blk`` as chunk functions + a driver; returns the driver's name.
@@ -314,17 +327,49 @@ class _Emitter:
             self.out.append(f"static DL_NOINLINE void {fn}(dl_word* restrict w) {{\n  (void)w;\n"
                             + "\n".join(body) + "\n}\n")
         out_loc = [loc_of(node) for node in outs]
-        calls = [f"  {fn}(ws);" for fn in fns]
-        if dst is not None:
-            # CONST0 outputs are never stored: the workspace is zeroed once and nothing else
-            # writes those words
-            pairs = [(int(d), l) for d, l in zip(dst, out_loc) if l != LOC0]
-            if pairs:
-                self.out.append(f"static const int32_t {name}_mdst[] = {{{','.join(str(d) for d, _ in pairs)}}};\n"
-                                f"static const int32_t {name}_msrc[] = {{{','.join(str(l) for _, l in pairs)}}};\n")
-                calls.append(f"  for (int i = 0; i < {len(pairs)}; i++)\n"
-                             f"    ws[{name}_mdst[i]] = {name}_msrc[i] >= 0 ? ws[{name}_msrc[i]] : DL_ONES;")
+        calls = [f"  {fn}(ws);" for fn in fns] + self._copy_out(name, dst, out_loc)
         self.out.append(f"static void {name}(dl_word* ws) {{\n  (void)ws;\n" + "\n".join(calls) + "\n}\n")
+        return out_loc
+
+    def _copy_out(self, name, dst, out_loc) -> list:
+        """Lines copying a dense block's outputs into the real buffer ``dst`` (none without one)."""
+        if dst is None:
+            return []
+        # CONST0 outputs are never stored: the workspace is zeroed once and nothing else
+        # writes those words
+        pairs = [(int(d), l) for d, l in zip(dst, out_loc) if l != LOC0]
+        if not pairs:
+            return []
+        self.out.append(f"static const int32_t {name}_mdst[] = {{{','.join(str(d) for d, _ in pairs)}}};\n"
+                        f"static const int32_t {name}_msrc[] = {{{','.join(str(l) for _, l in pairs)}}};\n")
+        return [f"  for (int i = 0; i < {len(pairs)}; i++)\n"
+                f"    ws[{name}_mdst[i]] = {name}_msrc[i] >= 0 ? ws[{name}_msrc[i]] : DL_ONES;"]
+
+    def dense_table(self, name, blk: ir.GateBlock, in_loc, arena, dst=None, step=0, out_last=None) -> list:
+        """Emit dense block ``blk`` in the table form (:mod:`.c_table`); the arguments and the
+        returned output locations are those of :meth:`dense`, but every gate gets a word."""
+        if self.const_words is None:
+            self.const_words = (arena.alloc(_FOREVER), arena.alloc(_FOREVER))
+        c0, c1 = self.const_words
+        first, outs = blk.first_gate, blk.outputs.astype(np.int64)
+        leaf_loc = np.asarray(in_loc, np.int64)[blk.leaves.astype(np.int64)]
+        node_loc = np.concatenate([[c0, c1], np.where(leaf_loc == LOC0, c0, np.where(leaf_loc == LOC1, c1, leaf_loc)),
+                                   np.zeros(blk.n_gates, np.int64)])
+        last = np.full(blk.n_gates, step, np.int64)
+        if dst is None and out_last is not None:
+            g = outs >= first
+            np.maximum.at(last, outs[g] - first, np.asarray(out_last, np.int64)[g])
+        triples, runs = c_table.plan(blk, node_loc, last, arena.alloc_many)
+        off = self.tab_ints
+        self.tables.append(triples)
+        self.tab_ints += triples.size
+        src = np.concatenate([[LOC0, LOC1], leaf_loc, node_loc[first:]])
+        out_loc = src[outs].tolist()
+        run_list = ",".join(map(str, runs.reshape(-1).tolist())) or "0"
+        self.out.append(f"static const int32_t {name}_runs[] = {{{run_list}}};\n")
+        calls = [f"  ws[{c0}] = DL_ZERO;\n  ws[{c1}] = DL_ONES;",
+                 f"  dl_table_run(ws, {off}, {name}_runs, {len(runs)});", *self._copy_out(name, dst, out_loc)]
+        self.out.append(f"static void {name}(dl_word* ws) {{\n" + "\n".join(calls) + "\n}\n")
         return out_loc
 
 
@@ -413,17 +458,36 @@ def _group_sum_tables(net: ir.Netlist, k: int, group: int, loc):
 class _WordArena:
     """Workspace words of dense gate values, after the real (padded) buffers.  A word is reused
     once the last step reading its value is over (lowest free word first), so the working set
-    is the live values (about two layers), not every gate of the network."""
+    is the live values (about two layers), not every gate of the network.  Table blocks take
+    their words in bulk (:meth:`alloc_many`, the same words one :meth:`alloc` per gate gives)."""
 
     def __init__(self, first: int):
         self.size = first
         self.free: list[int] = []
         self.pending: list[tuple[int, int]] = []   # (last step reading it, word)
+        self.batches: list[tuple[int, np.ndarray, np.ndarray]] = []   # (min last, lasts, words)
         self.step = 0
 
-    def alloc(self, last: int) -> int:
+    def _release(self) -> None:
         while self.pending and self.pending[0][0] < self.step:
             heapq.heappush(self.free, heapq.heappop(self.pending)[1])
+        if not self.batches or min(m for m, _, _ in self.batches) >= self.step:
+            return
+        keep = []
+        for m, lasts, words in self.batches:
+            done = lasts < self.step
+            if m < self.step:
+                self.free.extend(words[done].tolist())
+                lasts, words = lasts[~done], words[~done]
+                if len(lasts):
+                    keep.append((int(lasts.min()), lasts, words))
+            else:
+                keep.append((m, lasts, words))
+        self.batches = keep
+        heapq.heapify(self.free)
+
+    def alloc(self, last: int) -> int:
+        self._release()
         if self.free:
             w = heapq.heappop(self.free)
         else:
@@ -432,11 +496,25 @@ class _WordArena:
         heapq.heappush(self.pending, (last, w))
         return w
 
+    def alloc_many(self, lasts: np.ndarray) -> np.ndarray:
+        """Words for len(lasts) values at once, in the order single allocs would give them."""
+        self._release()
+        self.free.sort()   # a sorted list is a heap
+        k = min(len(lasts), len(self.free))
+        words = np.concatenate([np.asarray(self.free[:k], np.int64),
+                                np.arange(self.size, self.size + len(lasts) - k, dtype=np.int64)])
+        del self.free[:k]
+        self.size += len(lasts) - k
+        if len(lasts):
+            lasts = np.asarray(lasts, np.int64)
+            self.batches.append((int(lasts.min()), lasts, words))
+        return words
+
 
 def _identity_loc(buf: _Buf) -> list:
     """Word index of every feature of a real buffer, in (C, H, W) order."""
-    return [buf.off + buf.index(*np.unravel_index(f, (buf.C, buf.H, buf.W)))
-            for f in range(buf.C * buf.H * buf.W)]
+    c, y, x = np.unravel_index(np.arange(buf.C * buf.H * buf.W), (buf.C, buf.H, buf.W))
+    return (buf.off + c * buf.plane + (y + buf.pad) * buf.Wp + (x + buf.pad)).tolist()
 
 
 def _conv_op(em: _Emitter, i: int, op: ir.GateBlock, p: int, src: _Buf, dst: _Buf) -> None:
@@ -482,7 +560,10 @@ def _emit_steps(em: _Emitter, steps, bufs, arena: _WordArena) -> tuple[list, lis
         if kind == "dense":
             dst_idx = _identity_loc(dst) if dst.off is not None else None
             arena.step = i
-            loc = em.dense(f"op{i}", op, loc, arena.alloc, dst_idx, step=i, out_last=last_use[i + 1])
+            if em.table_gates is not None and op.n_gates >= em.table_gates:
+                loc = em.dense_table(f"op{i}", op, loc, arena, dst_idx, step=i, out_last=last_use[i + 1])
+            else:
+                loc = em.dense(f"op{i}", op, loc, arena.alloc, dst_idx, step=i, out_last=last_use[i + 1])
             if dst_idx is not None:
                 loc = dst_idx
             calls.append(f"  op{i}(ws);")
@@ -624,7 +705,13 @@ def _chunks_read(net: ir.Netlist) -> list:
     return ["static const uint8_t dl_chunk_read[] = {" + ",".join(str(int(u)) for u in used.reshape(-1, 64).any(1)) + "};"]
 
 
-def _entry_points(P: str) -> str:
+def _entry_points(P: str, tables: bool = False) -> str:
+    """The exported functions; with table blocks each first makes sure the tables are decoded."""
+    code = _entry_code(P)
+    return code.replace("return dl_run(", "return dl_tab_ready() != 0 ? -1 : dl_run(") if tables else code
+
+
+def _entry_code(P: str) -> str:
     return f"""
 int {P}_scores_bits(const uint8_t* bits, size_t n, int32_t* counts, int n_threads) {{
   return dl_run(bits, n, counts, n_threads, DL_FORM_BITS);
@@ -707,20 +794,41 @@ int {P}_block_size(void);
 """
 
 
+def _check_table_gates(table_gates) -> None:
+    if table_gates is not None and (isinstance(table_gates, bool) or not isinstance(table_gates, int)
+                                    or table_gates < 0):
+        raise ValueError(f"table_gates must be None (never the table form) or an integer >= 0 (dense "
+                         f"blocks of at least that many gates become tables; 0: all), got {table_gates!r}")
+
+
+def _table_parts(em: _Emitter, n_dense: int) -> tuple[list, list]:
+    """(comment lines, code) of the table form: empty when no block took it."""
+    if not em.tables:
+        return [], []
+    lit, _ = c_table.literal(em.tables)
+    rows = sum(len(t) for t in em.tables)
+    note = [f" * Table form: {len(em.tables)} of {n_dense} dense blocks ({rows:,} gates; blocks of at least "
+            f"{em.table_gates:,} gates, option table_gates) are data read by one loop, not straight-line code."]
+    return note, [lit, c_table.runtime()]
+
+
 def generate(net: ir.Netlist, prefix: str = "dl", chunk_gates: int = CHUNK_GATES,
-             header_name: str | None = None) -> tuple[str, str]:
-    """Return (C source, header) text for ``net``."""
+             header_name: str | None = None, table_gates: int | None = TABLE_GATES) -> tuple[str, str]:
+    """Return (C source, header) text for ``net``; dense blocks of at least ``table_gates``
+    gates are emitted in the table form (None: never, 0: every dense block)."""
     if not _PREFIX_RE.match(prefix):
         raise ValueError(f"prefix must be a C identifier of at most 31 characters, got {prefix!r}")
     if not isinstance(chunk_gates, int) or chunk_gates < 1:
         raise ValueError(f"chunk_gates must be a positive integer, got {chunk_gates!r}")
+    _check_table_gates(table_gates)
     for op in net.ops:
         if isinstance(op, ir.GateBlock):
             op.validate()
     steps, bufs, real_words = _plan(net)
-    em = _Emitter(prefix, chunk_gates)
+    em = _Emitter(prefix, chunk_gates, table_gates)
     arena = _WordArena(real_words)
     calls, loc = _emit_steps(em, steps, bufs, arena)
+    table_note, table_code = _table_parts(em, sum(kind == "dense" for kind, _, _ in steps))
     if bufs[-1].pad:
         raise AssertionError("final buffer must not be padded")
     if len(loc) != net.head.in_features:
@@ -729,6 +837,7 @@ def generate(net: ir.Netlist, prefix: str = "dl", chunk_gates: int = CHUNK_GATES
     lines = [
         f"/* Generated by difflogic {net.meta.get('difflogic_version', '')} from "
         f"{net.meta.get('model', 'a netlist')}: {net.gate_count():,} gates (paper counting).",
+        *table_note,
         " * Do not edit: regenerate with `difflogic export`. */",
         "#if !defined(_POSIX_C_SOURCE) || _POSIX_C_SOURCE < 200112L",
         "#undef _POSIX_C_SOURCE",
@@ -741,11 +850,12 @@ def generate(net: ir.Netlist, prefix: str = "dl", chunk_gates: int = CHUNK_GATES
         template("c/runtime_bits.h").read_text(),
         *_defines(net, bufs[0], arena.size + em.max_tmp, real_words, group),
         *_tables(net, bufs[0], group, loc),
+        *table_code,
         *em.out,
         "static void dl_run_ops(dl_word* ws) {\n"
         f"  dl_word* t = ws + {arena.size};\n  (void)t;\n" + "\n".join(calls) + "\n}\n",
         template("c/runtime_tail.h").read_text(),
-        _entry_points(prefix),
+        _entry_points(prefix, bool(em.tables)),
     ]
     return "\n".join(lines), _header(net, prefix)
 
@@ -758,14 +868,15 @@ def _bench_main(prefix: str, header: str) -> str:
 
 
 def export(netlist: ir.Netlist, out_dir, prefix: str = "dl", name: str = "net",
-           chunk_gates: int = CHUNK_GATES) -> dict:
+           chunk_gates: int = CHUNK_GATES, table_gates: int | None = TABLE_GATES) -> dict:
     """Write ``<name>.c``, ``<name>.h``, ``bench_main.c`` and a ``Makefile`` into ``out_dir``
     (each complete or not at all, other files there untouched: :func:`difflogic.files.write_files`).
     Returns {file name: path}.
     """
     if not re.match(r"^[A-Za-z0-9_.-]+$", name):
         raise ValueError(f"name must be a plain file stem, got {name!r}")
-    src, hdr = generate(netlist, prefix=prefix, chunk_gates=chunk_gates, header_name=f"{name}.h")
+    src, hdr = generate(netlist, prefix=prefix, chunk_gates=chunk_gates, header_name=f"{name}.h",
+                        table_gates=table_gates)
     mk = (template("c/Makefile").read_text().replace("@NAME@", name))
     files = {f"{name}.c": src, f"{name}.h": hdr, "bench_main.c": _bench_main(prefix, f"{name}.h"),
              "Makefile": mk}
@@ -841,7 +952,8 @@ class CompiledNet:
 
     def __init__(self, netlist_or_model, opt_level: int = DEFAULT_OPT_LEVEL, cc: str | None = None,
                  threads: int | None = None, lanes: int | None = DEFAULT_LANES, optimize: bool | None = None,
-                 native: bool = True, chunk_gates: int = CHUNK_GATES, extra_flags=()):
+                 native: bool = True, chunk_gates: int = CHUNK_GATES, extra_flags=(),
+                 table_gates: int | None = TABLE_GATES):
         if optimize is None:   # a model is optimized, a netlist taken as given, unless told
             optimize = not isinstance(netlist_or_model, ir.Netlist)
         net = compile_netlist(netlist_or_model, optimize=optimize)
@@ -849,7 +961,9 @@ class CompiledNet:
         self.threads = int(threads) if threads else 1
         if self.threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads!r}")
-        self.source, self.header = generate(net, chunk_gates=chunk_gates, header_name="dl.h")
+        _check_table_gates(table_gates)
+        self.source, self.header = generate(net, chunk_gates=chunk_gates, header_name="dl.h",
+                                            table_gates=table_gates)
         self.so_path = build_shared(self.source, self.header, opt_level=opt_level, cc=cc, lanes=lanes,
                                     native=native, extra_flags=tuple(extra_flags))
         self._lib = ctypes.CDLL(str(self.so_path))
@@ -932,6 +1046,24 @@ class CRunner(Runner):
         return self.net.counts(images, threads=threads).astype(np.int64)
 
 
+def _table_gates_arg(text: str):
+    """``--table-gates``: an integer >= 0 or ``never``."""
+    if text == "never":
+        return -1
+    try:
+        value = int(text)
+    except ValueError:
+        value = -2
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"takes an integer >= 0 or 'never', got {text!r}")
+    return value
+
+
+def _cli_opts(opts: dict) -> dict:
+    """``--table-gates never`` (-1 from the parser) is ``table_gates=None``."""
+    return {**opts, "table_gates": None} if opts.get("table_gates") == -1 else opts
+
+
 class CBackend(Backend):
     """``--target c``: bit-packed C99 sources (export) or a compiled, loaded library (verify)."""
 
@@ -939,7 +1071,12 @@ class CBackend(Backend):
     help = "bit-packed C99, built with the system C compiler"
     cli_options = (Option("--prefix", "prefix", ("export",),
                           {"metavar": "NAME", "help": "C symbol prefix of the entry points "
-                                                      "(default: dl)"}),)
+                                                      "(default: dl)"}),
+                   Option("--table-gates", "table_gates", ("export", "verify"),
+                          {"metavar": "N", "type": _table_gates_arg,
+                           "help": f"dense blocks of at least N gates become tables read by one loop "
+                                   f"(fast to compile); 0: all, 'never': straight-line C only "
+                                   f"(default: {TABLE_GATES:,})"}))
 
     def unavailable_reason(self, cc: str | None = None, **_) -> str | None:
         try:
@@ -950,10 +1087,10 @@ class CBackend(Backend):
 
     def emit(self, netlist, out_dir, *, reference=None, **opts) -> dict:
         """The C sources; ``reference`` is not used (the C export ships no test vectors)."""
-        return {"files": export(netlist, out_dir, **opts), "info": {}, "summary": ""}
+        return {"files": export(netlist, out_dir, **_cli_opts(opts)), "info": {}, "summary": ""}
 
     def load(self, netlist, **opts) -> CRunner:
-        return CRunner(netlist, **opts)
+        return CRunner(netlist, **_cli_opts(opts))
 
 
 BACKEND = register(CBackend())
