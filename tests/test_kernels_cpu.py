@@ -151,9 +151,10 @@ def test_dense_results_do_not_depend_on_thread_count(monkeypatch, dtype):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("N", [1, 16, 32, 64, 100])
 def test_small_batch_dense_backward_is_bit_identical_on_any_thread_count(monkeypatch, dtype, N):
-    """A batch too small for two column blocks is split by gates on several threads (per-gate
-    sums, then each input's gradient gathered in gate order): bit for bit the one-thread
-    result, which is what lets a run change its thread count without changing its numbers."""
+    """A batch too small for two column blocks is shared by the threads two ways (each gate's
+    sums over the whole batch by one thread, each thread's columns of the input gradient, gates
+    in order): bit for bit the one-thread result, which is what lets a run change its thread
+    count without changing its numbers."""
     monkeypatch.setattr(kernels, "SERIAL_WORK", 0)
     gen = torch.Generator().manual_seed(N)
     n_in, n_out = 300, 2000

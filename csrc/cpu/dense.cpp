@@ -8,10 +8,10 @@
 //  * backward splits the *batch* into column blocks of >= 64 samples, as many as the batch
 //    allows (up to kMaxBlocks), whatever the thread count: every thread owns its blocks'
 //    columns of gxt (no atomics, no races); per-gate coefficient sums are per-block partials,
-//    summed in double in block order at the end.  A batch too small to split (< 128) is split
-//    by gates instead, in two passes: the per-gate sums, then each input's gradient gathered
-//    from its consumers in gate order, which adds exactly what the one-thread pass adds, in
-//    the same order.  So no result depends on the number of threads.
+//    summed in double in block order at the end.  A batch too small to split (< 128) is
+//    shared two ways instead: each gate's sums over the whole batch by one thread, and each
+//    thread's own columns of gxt, gates in order.  So no result depends on the number of
+//    threads.
 //  * the hard (uint8) forward keeps the (N, in) -> (N, out) layout of the eval path: it
 //    transposes once and evaluates tiles of gates x samples.
 #include "dense.h"
@@ -87,73 +87,66 @@ void dense_forward(const T* xt, const int32_t* a, const int32_t* b, const T* coe
     }
 }
 
-// The gates reading each input, in gate order, as CSR: entry = 2 * gate + side (0 = a, 1 = b);
-// a gate reading one input twice appears once, with side 0.
-static void consumers_of(const int32_t* a, const int32_t* b, int64_t in, int64_t out,
-                         std::vector<int64_t>& start, std::vector<int64_t>& entry) {
-    start.assign(size_t(in + 1), 0);
-    for (int64_t j = 0; j < out; ++j) {
-        start[size_t(a[j]) + 1]++;
-        if (b[j] != a[j]) start[size_t(b[j]) + 1]++;
+// The four coefficient sums of one gate over a whole batch row (one call site: every thread
+// count runs the same machine code, so a sum rounds the same however the work is split).
+template <typename T>
+DL_INLINE void gate_sums(const T* DL_RESTRICT g, const T* DL_RESTRICT xa, const T* DL_RESTRICT xb,
+                         int64_t N, T* DL_RESTRICT s) {
+    T s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    DL_SIMD_REDUCE(s0, s1, s2, s3)
+    for (int64_t i = 0; i < N; ++i) {
+        const T gv = g[i], A = xa[i], B = xb[i];
+        s0 += gv; s1 += gv * A; s2 += gv * B; s3 += gv * A * B;
     }
-    for (int64_t r = 0; r < in; ++r) start[size_t(r) + 1] += start[size_t(r)];
-    entry.resize(size_t(start[size_t(in)]));
-    std::vector<int64_t> fill(start.begin(), start.end() - 1);
-    for (int64_t j = 0; j < out; ++j) {
-        entry[size_t(fill[size_t(a[j])]++)] = 2 * j;
-        if (b[j] != a[j]) entry[size_t(fill[size_t(b[j])]++)] = 2 * j + 1;
-    }
+    s[0] = s0; s[1] = s1; s[2] = s2; s[3] = s3;
 }
 
-// Backward of a batch too small for column blocks, parallel over gates and then over inputs.
+// Backward of a batch of one column block (N < 128): each gate's sums over the whole row come
+// from one thread (gates dealt out in groups of 64), and each thread adds every gate's input
+// gradients into its own columns of gxt (runs of 16), gates in order.  So every number is
+// what one thread computes, and both halves of the work are shared.
 template <typename T>
-static void dense_backward_by_gates(const T* xt, const int32_t* a, const int32_t* b,
-                                    const T* coeffs, const T* gyt, T* gxt, T* grad_coeffs,
-                                    int64_t N, int64_t in, int64_t out, int nt) {
-#pragma omp parallel for num_threads(DL_OMP_THREADS(nt)) schedule(static)
-    for (int64_t j = 0; j < out; ++j) {  // pass 1: the per-gate sums
-        const T* DL_RESTRICT g = gyt + j * N;
-        const T* xa = xt + int64_t(a[j]) * N;
-        const T* xb = xt + int64_t(b[j]) * N;
-        T s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-        if (a[j] != b[j]) {
-            DL_SIMD_REDUCE(s0, s1, s2, s3)
-            for (int64_t i = 0; i < N; ++i) {
-                const T gv = g[i], A = xa[i], B = xb[i];
-                s0 += gv; s1 += gv * A; s2 += gv * B; s3 += gv * A * B;
-            }
-        } else {
-            DL_SIMD_REDUCE(s0, s1, s2, s3)
-            for (int64_t i = 0; i < N; ++i) {
-                const T gv = g[i], A = xa[i];
-                s0 += gv; s1 += gv * A; s2 += gv * A; s3 += gv * A * A;
-            }
+static void dense_backward_small(const T* xt, const int32_t* a, const int32_t* b,
+                                 const T* coeffs, const T* gyt, T* gxt, T* grad_coeffs,
+                                 int64_t N, int64_t in, int64_t out, int nt) {
+    const int64_t units = (N + 15) / 16;
+#pragma omp parallel num_threads(DL_OMP_THREADS(nt))
+    {
+        const int64_t t = dl_thread_id(), tn = dl_num_threads();
+        const int64_t lo = std::min(N, 16 * (units * t / tn)), hi = std::min(N, 16 * (units * (t + 1) / tn));
+        const int64_t w = hi - lo;
+        if (gxt && w == N) {
+            std::memset(static_cast<void*>(gxt), 0, size_t(in * N) * sizeof(T));
+        } else if (gxt && w > 0) {
+            for (int64_t r = 0; r < in; ++r) std::memset(static_cast<void*>(gxt + r * N + lo), 0, size_t(w) * sizeof(T));
         }
-        grad_coeffs[4 * j] = s0; grad_coeffs[4 * j + 1] = s1;
-        grad_coeffs[4 * j + 2] = s2; grad_coeffs[4 * j + 3] = s3;
-    }
-    if (!gxt) return;
-    std::vector<int64_t> start, entry;
-    consumers_of(a, b, in, out, start, entry);
-#pragma omp parallel for num_threads(DL_OMP_THREADS(nt)) schedule(dynamic, 64)
-    for (int64_t r = 0; r < in; ++r) {  // pass 2: each input's gradient, in gate order
-        T* DL_RESTRICT gr = gxt + r * N;
-        std::memset(static_cast<void*>(gr), 0, size_t(N) * sizeof(T));
-        for (int64_t e = start[size_t(r)]; e < start[size_t(r) + 1]; ++e) {
-            const int64_t j = entry[size_t(e)] >> 1;
-            const T c1 = coeffs[4 * j + 1], c2 = coeffs[4 * j + 2], c3 = coeffs[4 * j + 3];
-            const T* DL_RESTRICT g = gyt + j * N;
+        for (int64_t j = 0; j < out; ++j) {
+            if (j + kPrefetchGates < out) {
+                const int64_t ja = a[j + kPrefetchGates], jb = b[j + kPrefetchGates];
+                prefetch_row(xt + ja * N, N);
+                prefetch_row(xt + jb * N, N);
+                if (gxt && w > 0) {
+                    prefetch_row(gxt + ja * N + lo, w);
+                    prefetch_row(gxt + jb * N + lo, w);
+                }
+            }
+            const T* g = gyt + j * N;
             const T* xa = xt + int64_t(a[j]) * N;
             const T* xb = xt + int64_t(b[j]) * N;
-            if (a[j] == b[j]) {
+            if ((j / 64) % tn == t) gate_sums(g, xa, xb, N, grad_coeffs + 4 * j);
+            if (!gxt || w == 0) continue;
+            const T c1 = coeffs[4 * j + 1], c2 = coeffs[4 * j + 2], c3 = coeffs[4 * j + 3];
+            T* DL_RESTRICT ga = gxt + int64_t(a[j]) * N;
+            if (a[j] == b[j]) {  // both partial derivatives land on the same input
                 DL_SIMD
-                for (int64_t i = 0; i < N; ++i) gr[i] += g[i] * (c1 + c2 + T(2) * c3 * xa[i]);
-            } else if ((entry[size_t(e)] & 1) == 0) {
-                DL_SIMD
-                for (int64_t i = 0; i < N; ++i) gr[i] += g[i] * (c1 + c3 * xb[i]);
+                for (int64_t i = lo; i < hi; ++i) ga[i] += g[i] * (c1 + c2 + T(2) * c3 * xa[i]);
             } else {
+                T* DL_RESTRICT gb = gxt + int64_t(b[j]) * N;
                 DL_SIMD
-                for (int64_t i = 0; i < N; ++i) gr[i] += g[i] * (c2 + c3 * xa[i]);
+                for (int64_t i = lo; i < hi; ++i) {
+                    ga[i] += g[i] * (c1 + c3 * xb[i]);
+                    gb[i] += g[i] * (c2 + c3 * xa[i]);
+                }
             }
         }
     }
@@ -175,8 +168,8 @@ void dense_backward(const T* xt, const int32_t* a, const int32_t* b, const T* co
     // depends on the batch alone, never on the threads, and so do the sums.
     const int64_t units = (N + 15) / 16;
     const int64_t nblk = std::max<int64_t>(1, std::min<int64_t>(kMaxBlocks, units / 4));
-    if (nt > 1 && nblk == 1) {  // a batch too small to split: split by gates
-        dense_backward_by_gates(xt, a, b, coeffs, gyt, gxt, grad_coeffs, N, in, out, nt);
+    if (nblk == 1) {  // a batch too small to split into blocks
+        dense_backward_small(xt, a, b, coeffs, gyt, gxt, grad_coeffs, N, in, out, nt);
         return;
     }
     const int64_t chunk = ((units + nblk - 1) / nblk) * 16;
