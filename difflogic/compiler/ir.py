@@ -97,11 +97,15 @@ class GateBlock:
         (a vectorized fixed point, one pass per level)."""
         first = self.first_gate
         lv = np.zeros(first + self.n_gates, np.int64)
-        while True:
-            new = np.maximum(lv[self.a], lv[self.b]) + 1
-            if np.array_equal(new, lv[first:]):
-                return new
-            lv[first:] = new
+        lv[first:] = 1
+        inner = np.flatnonzero((self.a >= first) | (self.b >= first))   # the gates reading gates
+        a, b, at = self.a[inner], self.b[inner], first + inner
+        while len(inner):
+            new = np.maximum(lv[a], lv[b]) + 1
+            if np.array_equal(new, lv[at]):
+                break
+            lv[at] = new
+        return lv[first:]
 
     def depth(self) -> int:
         """Gates on the longest path from a leaf to an output of the cell (0: only wires)."""

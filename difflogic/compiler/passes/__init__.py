@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from .. import ir
 from . import (abc, const_fold, dce, output_polarity, passthrough, propagate_constants, prune_outputs,
                push_inverters, strash)
-from ._cell import signature
 
 PASSES = {
     "const_fold": const_fold,
@@ -38,6 +39,7 @@ PASSES = {
 DEFAULT = tuple(n for n in PASSES if n != "abc")
 WITH_ABC = DEFAULT + ("abc",)
 MAX_ROUNDS = 64
+PARALLEL_GATES = 20_000   # block passes run in threads when two or more blocks are this big
 
 
 def _resolve(passes):
@@ -65,10 +67,6 @@ def apply_pass(net: ir.Netlist, p) -> ir.Netlist:
     return dataclasses.replace(net, ops=ops)
 
 
-def _sig(net: ir.Netlist) -> tuple:
-    return tuple(signature(op) if isinstance(op, ir.GateBlock) else (type(op).__name__,) for op in net.ops)
-
-
 def _name(p) -> str:
     return getattr(p, "__name__", type(p).__name__).rsplit(".", 1)[-1]
 
@@ -87,35 +85,51 @@ def _same(x: ir.GateBlock, y: ir.GateBlock) -> bool:
     return True
 
 
-def _apply_memo(net: ir.Netlist, p, memo: dict) -> ir.Netlist:
+def _apply_memo(net: ir.Netlist, p, memo: dict, pool) -> ir.Netlist:
     """:func:`apply_pass`, except that a block pass given the same block as last time at that
     op returns last time's result without running (passes are pure functions of the block),
-    so the rounds of the fixed point only redo the blocks that changed."""
+    so the rounds of the fixed point only redo the blocks that changed; big blocks run in
+    ``pool`` side by side (numpy releases the GIL)."""
     if p.SCOPE == "netlist":
         return p.run(net)
-    ops = []
-    for i, op in enumerate(net.ops):
+    ops, todo = list(net.ops), []
+    for i, op in enumerate(ops):
         if isinstance(op, ir.GateBlock):
             hit = memo.get((_name(p), i))
-            if hit is None or not _same(hit[0], op):
-                hit = memo[(_name(p), i)] = (op, p.run(op))
-            op = hit[1]
-        ops.append(op)
+            if hit is not None and _same(hit[0], op):
+                ops[i] = hit[1]
+            else:
+                todo.append(i)
+    big = sum(ops[i].n_gates >= PARALLEL_GATES for i in todo) > 1
+    for i, new in zip(todo, (pool.map if big else map)(p.run, [ops[i] for i in todo])):
+        memo[(_name(p), i)] = (ops[i], new)
+        ops[i] = new
     return dataclasses.replace(net, ops=ops)
 
 
 def _fixed_point(cur: ir.Netlist, mods, seconds: dict) -> ir.Netlist:
-    sig = _sig(cur)
+    with ThreadPoolExecutor(max_workers=max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                                            else os.cpu_count() or 1)) as pool:
+        return _rounds(cur, mods, seconds, pool)
+
+
+def _unchanged(old: list, new: list) -> bool:
+    """Whether two op lists are equal (gate blocks by value, other ops by kind)."""
+    return len(old) == len(new) and all(
+        _same(x, y) if isinstance(x, ir.GateBlock) and isinstance(y, ir.GateBlock) else type(x) is type(y)
+        for x, y in zip(old, new))
+
+
+def _rounds(cur: ir.Netlist, mods, seconds: dict, pool) -> ir.Netlist:
     memo: dict = {}
     for _ in range(MAX_ROUNDS):
+        before = cur.ops
         for p in mods:
             t0 = time.perf_counter()
-            cur = _apply_memo(cur, p, memo)
+            cur = _apply_memo(cur, p, memo, pool)
             seconds[_name(p)] = seconds.get(_name(p), 0.0) + time.perf_counter() - t0
-        new = _sig(cur)
-        if new == sig:
+        if _unchanged(before, cur.ops):
             break
-        sig = new
     return cur
 
 

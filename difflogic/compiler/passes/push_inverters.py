@@ -44,8 +44,10 @@ def _push(prod: ir.GateBlock, cons: ir.GateBlock):
     g = outs - first
     gate = outs >= first
     is_inv[gate] = (prod.op[g[gate]] == NOT) & (prod.a[g[gate]] == prod.b[g[gate]])
+    if not is_inv.any():
+        return None
     passed = cons.outputs[(cons.outputs >= ir.FIRST_LEAF) & (cons.outputs < cons.first_gate)] - ir.FIRST_LEAF
-    is_inv[np.unique(src[passed])] = False
+    is_inv[src[passed]] = False
     if not is_inv.any():
         return None
     new_outs = outs.copy()

@@ -40,6 +40,12 @@ def reference(blk):
     return rewrite(blk, simplify)
 
 
+def _repeats(codes: np.ndarray) -> bool:
+    """Whether a value occurs twice (a sort: faster here than a hashed np.unique)."""
+    s = np.sort(codes)
+    return bool(np.any(s[1:] == s[:-1]))
+
+
 def _canonical(op, a, b):
     """Operands in order (``a <= b``) and ``(x, x)`` gates reduced: (node or -1, op, a, b)."""
     sw = a > b
@@ -57,7 +63,8 @@ def run(blk):
     index, possibly on a higher level than the class's first member seen) is the one kept."""
     first, n = blk.first_gate, blk.n_gates
     span = np.int64(first + n)
-    if not (np.any(blk.a >= blk.b) or len(np.unique((blk.op * span + blk.a) * span + blk.b)) < n):
+    if not (np.any(blk.a > blk.b) or np.any((blk.a == blk.b) & (blk.op != NOT)) or _repeats(
+            (blk.op * span + blk.a) * span + blk.b)):
         return blk                                       # canonical already and no duplicates
     cls = np.arange(first + n, dtype=np.int64)          # node -> class label (a node id)
     key = np.zeros((3, first + n), np.int64)            # per class label: op, a, b (labels)
@@ -74,10 +81,8 @@ def run(blk):
         label = np.where(found, reg_cls[pos] if len(reg_code) else 0, first + g[idx])
         new = label[~found]
         key[:, new] = op[idx][~found], a[idx][~found], b[idx][~found]
-        reg_code = np.concatenate([reg_code, uniq[~found]])
-        reg_cls = np.concatenate([reg_cls, new])
-        order = np.argsort(reg_code, kind="stable")
-        reg_code, reg_cls = reg_code[order], reg_cls[order]
+        at = np.searchsorted(reg_code, uniq[~found])     # both sorted: insert keeps it sorted
+        reg_code, reg_cls = np.insert(reg_code, at, uniq[~found]), np.insert(reg_cls, at, new)
         cls[first + g] = label[inv.reshape(-1)]
     rep = np.arange(first + n, dtype=np.int64)          # class label -> its lowest-index member
     m = np.flatnonzero(member)
