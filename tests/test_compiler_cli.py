@@ -59,3 +59,18 @@ def test_export_errors(ckpt, tmp_path, capsys):
     blocker.write_text("")
     assert cli.main(["export", str(ckpt), "--out", str(blocker / "x")]) == 2
     assert "cannot create output directory" in capsys.readouterr().err
+
+
+def test_export_and_verify_c_in_the_table_form(ckpt, tmp_path, capsys):
+    out = tmp_path / "c"
+    assert cli.main(["export", str(ckpt), "--target", "c", "--out", str(out), "--table-gates", "0"]) == 0
+    assert "Table form: 1 of 1 dense blocks" in (out / "net.c").read_text()
+    assert cli.main(["export", str(ckpt), "--target", "c", "--out", str(tmp_path / "s"), "--table-gates",
+                     "never"]) == 0
+    assert "Table form" not in (tmp_path / "s" / "net.c").read_text()
+    capsys.readouterr()
+    assert cli.main(["verify", str(ckpt), "--target", "c", "--samples", "150", "--table-gates", "0"]) == 0
+    assert capsys.readouterr().out.strip().endswith("OK")
+    with pytest.raises(SystemExit):
+        cli.main(["export", str(ckpt), "--target", "c", "--out", str(out), "--table-gates", "-3"])
+    assert "--table-gates: takes an integer >= 0 or 'never'" in capsys.readouterr().err
