@@ -22,6 +22,9 @@ except ImportError:  # pragma: no cover
     _nb = None
 
 CHUNK = 1 << 14  # samples per simulation chunk (bounds memory)
+#: True when the gate loop is compiled (numba): then the simulator outruns the PyTorch hard
+#: forward, and the trainer's hard evaluations use it.
+COMPILED = _nb is not None
 
 
 def _eval_gates_py(op, a, b, vals, first):
@@ -162,6 +165,17 @@ def check_bits(netlist, bits, values: bool = True) -> np.ndarray:
     if values and bits.dtype != np.bool_ and bits.size and not _is_binary(bits):
         raise ValueError("bits must contain only 0 and 1 (encode images with encode_input first)")
     return bits
+
+
+def bytes_per_sample(netlist: ir.Netlist) -> int:
+    """Peak bytes the simulation of one op needs per sample (its node rows), to size chunks."""
+    peak = 1
+    for op in netlist.ops:
+        if isinstance(op, ir.GateBlock):
+            rows = op.first_gate + op.n_gates
+            positions = int(np.prod(op.out_shape[1:])) if op.kind == "conv" else 1
+            peak = max(peak, rows * positions)
+    return -(-peak // 8)   # one bit per sample per row
 
 
 def group_counts(feats: np.ndarray, k: int, n: int) -> np.ndarray:
