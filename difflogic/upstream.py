@@ -218,7 +218,9 @@ class CompiledLogicNet(nn.Module):
     stacks, conv nets, ...), or a compiled :class:`~difflogic.compiler.ir.Netlist`; ``device``
     must be ``'cpu'``; ``num_bits`` (8/16/32/64) is kept for compatibility (the generated code
     chooses its own word width); ``cpu_compiler``: the C compiler's name or path.  Models with
-    a ``Thresholds`` encoder also take uint8 images.
+    a ``Thresholds`` encoder also take uint8 images.  Dense layers of at least
+    :data:`difflogic.backends.c.TABLE_GATES` gates are compiled in the C back end's table form
+    (gates as data), so a net of millions of gates compiles in seconds, not hours.
     """
 
     def __init__(self, model, device="cpu", num_bits: int = 64, cpu_compiler: str = "gcc",

@@ -250,6 +250,7 @@ def test_dense_into_conv_materializes_its_outputs():
     ref = simulate(net, bits)
     for lanes in (None, 1):
         assert np.array_equal(cbe.BACKEND.run(net, bits, lanes=lanes, opt_level=1), ref), lanes
+    assert np.array_equal(cbe.BACKEND.run(net, bits, opt_level=1, table_gates=0), ref)   # the table form
 
 
 def _thresholds_model(layers, in_shape, thresholds, seed=0):

@@ -204,3 +204,19 @@ def test_a_loaded_library_runs_without_its_model(tmp_path):
     np.testing.assert_array_equal(loaded(x).numpy(), hard_counts(model, x.astype(np.uint8)))
     with pytest.raises(RuntimeError, match="needs the model"):
         loaded.get_c_code()
+
+
+def test_a_dense_layer_above_the_table_threshold_compiles_as_a_table(tmp_path):
+    """Big dense layers go through the C back end's table form (seconds, not minutes of gcc):
+    the counts stay those of the hard forward, also from a saved and reloaded library."""
+    from difflogic.backends.c import TABLE_GATES
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(dl.LogicLayer(300, 2 * TABLE_GATES, device="cpu"), dl.GroupSum(4, tau=1)).eval()
+    cm = dl.CompiledLogicNet(model)
+    assert "Table form: 1 of 1 dense blocks" in cm.get_c_code()
+    cm.compile(save_lib_path=tmp_path / "big.so")
+    x = torch.rand(257, 300) > 0.5
+    ref = hard_counts(model, x.to(torch.uint8))
+    np.testing.assert_array_equal(cm(x).numpy(), ref)
+    loaded = dl.CompiledLogicNet.load(tmp_path / "big.so", num_classes=4, num_bits=64)
+    np.testing.assert_array_equal(loaded(x).numpy(), ref)
