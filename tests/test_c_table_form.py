@@ -126,3 +126,16 @@ def test_table_form_export_builds_with_its_makefile(tmp_path):
     r = subprocess.run([cbe.find_compiler(), "-std=c99", "-fsyntax-only", "-DDL_LANES=1", files["net.c"]],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def test_table_blocks_without_gates_and_with_wired_or_constant_outputs():
+    from difflogic.compiler import ir
+    wires = ir.GateBlock("dense", (6,), np.arange(6), np.zeros(0, np.uint8), np.zeros(0, np.int64),
+                         np.zeros(0, np.int64), np.array([2, 3, 0, 1, 7, 4], np.int64))
+    gates2 = ir.GateBlock("dense", (6,), np.arange(6), np.array([6, 8], np.uint8), np.array([2, 3], np.int64),
+                          np.array([4, 5], np.int64), np.array([8, 9, 2, 0, 1, 9], np.int64))
+    bits = np.random.default_rng(0).integers(0, 2, (300, 6)).astype(np.uint8)
+    for ops in ([wires], [wires, gates2]):
+        net = ir.Netlist((6,), ops, ir.GroupSum(2, 1.0, 6))
+        got = cbe.CompiledNet(net, table_gates=0).counts(bits, encoded=True, threads=2)
+        assert np.array_equal(got, simulate(net, bits))

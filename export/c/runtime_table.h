@@ -12,7 +12,7 @@ static void dl_tab_decode(void) {
     for (int i = 0; i < 26; i++) { val['A' + i] = (int8_t)i; val['a' + i] = (int8_t)(26 + i); }
     for (int i = 0; i < 10; i++) val['0' + i] = (int8_t)(52 + i);
     val['+'] = 62; val['/'] = 63;
-    uint8_t* p = (uint8_t*)malloc(DL_TAB_BYTES);
+    uint8_t* p = (uint8_t*)malloc(DL_TAB_BYTES + 4);   /* + 4: never malloc(0) */
     if (!p) return;
     const unsigned char* s = (const unsigned char*)dl_tab_b64;
     for (size_t i = 0, o = 0; o < DL_TAB_BYTES; i += 4, o += 3) {
