@@ -13,6 +13,10 @@ Layout of the generated code
 * Each GateBlock's *cell* becomes straight-line code split into small functions ("chunks")
   so the C compiler's time stays linear in the gate count; values needed by a later chunk
   go through a small scratch array.
+* A dense block of at least ``table_gates`` gates (:data:`TABLE_GATES`) is instead *data*, read
+  by one loop (:mod:`.c_table`): it compiles in seconds where straight-line code of millions
+  of gates takes the C compiler minutes to hours, and runs a few percent slower
+  (benches/notes/2026-12-08-big-net-compile.md).
 * Conv blocks are **not** unrolled: a loop over output positions calls the cell with a pointer
   to the position's receptive field, leaves are constant offsets from it.  Activations are
   stored with the zero border the next conv needs, so there is no bounds check anywhere.

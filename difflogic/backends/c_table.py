@@ -1,7 +1,6 @@
 """The table form of big dense blocks in the C back end: gates as data read by one small loop.
 
-Straight-line C (one statement per gate) makes the C compiler's time grow faster than the gate
-count (minutes per million gates).  A dense block of at least ``table_gates`` gates is emitted
+Straight-line C (one statement per gate) costs the C compiler minutes per million gates.  A dense block of at least ``table_gates`` gates is emitted
 instead as *data*: per gate an int32 triple (destination word, word of operand a, word of
 operand b), grouped by level inside the block (a level only reads earlier levels) and, inside a
 level, sorted by op into runs (then by the words read, so reads stream), so the loop of
@@ -9,7 +8,8 @@ level, sorted by op into runs (then by the words read, so reads stream), so the 
 workspace word from the same liveness arena as the straight-line form's words; constants read
 two reserved words the block function sets.
 
-The triples of every table block are one base64 string literal, decoded once per process on
+The triples of every table block (and, beside them, the back end's other long int32 arrays)
+are one base64 string literal, decoded once per process on
 first use: C compilers read one big literal in well under a second, while array initializers of
 millions of entries take minutes (the dated note benches/notes/2026-12-08-big-net-compile.md).
 """
