@@ -13,6 +13,7 @@
 #include <optional>
 #include <sstream>
 
+#include "cpu/coeffs.h"
 #include "cpu/common.h"
 #include "cpu/dense.h"
 #include "cpu/tree_conv.h"
@@ -122,6 +123,17 @@ void dense_hard(const Arr<uint8_t>& x, const Arr<int32_t>& a, const Arr<int32_t>
     dl::dense_hard(x.data(), a.data(), b.data(), ops.data(), yp, N, in, out, nthreads);
 }
 
+// out (G, J) = p (G, K) @ m (K, J) for the gate-parameter -> coefficient maps (cpu/coeffs.h).
+template <typename T>
+void row_product(const Arr<T>& p, const Arr<T>& m, Arr<T>& out, int nthreads) {
+    expect_shape(p, "p", {-1, -1});
+    expect_shape(m, "m", {p.shape(1), -1});
+    expect_shape(out, "out", {p.shape(0), m.shape(1)});
+    T* op = out.mutable_data();
+    py::gil_scoped_release nogil;
+    dl::row_product<T>(p.data(), m.data(), op, p.shape(0), p.shape(1), m.shape(1), nthreads);
+}
+
 dl::ConvGeom conv_geom(const py::array& x, const Arr<int32_t>& leaf_c, const Arr<int32_t>& leaf_dy,
                        const Arr<int32_t>& leaf_dx, int64_t kh, int64_t kw, int64_t stride,
                        int64_t padding, int64_t pool) {
@@ -214,6 +226,8 @@ void register_float(py::module_& m) {
           py::arg("b").noconvert(), py::arg("coeffs").noconvert(), py::arg("grad_yt").noconvert(),
           py::arg("grad_xt").noconvert().none(true), py::arg("grad_coeffs").noconvert(),
           py::arg("nthreads"));
+    m.def("row_product", &row_product<T>, py::arg("p").noconvert(), py::arg("m").noconvert(),
+          py::arg("out").noconvert(), py::arg("nthreads") = 1);
     m.def("transpose", &transpose<T>, py::arg("src").noconvert(), py::arg("dst").noconvert(),
           py::arg("nthreads"));
     m.def("tree_conv_pool_forward", &tcp_forward<T>, py::arg("x").noconvert(),

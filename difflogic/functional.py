@@ -37,7 +37,7 @@ def coeff_matrix(device=None, dtype=torch.float32) -> torch.Tensor:
 
 
 def gate_coefficients(logits: torch.Tensor, hard: bool = False,
-                      straight_through: bool = False) -> torch.Tensor:
+                      straight_through: bool = False, product=None) -> torch.Tensor:
     """(..., 16) logits -> (..., 4) basis coefficients.
 
     Relaxed: ``softmax(logits) @ COEFFS`` (differentiable).  Hard: the argmax gate's row,
@@ -45,6 +45,7 @@ def gate_coefficients(logits: torch.Tensor, hard: bool = False,
     ``straight_through`` (training only): the forward pass uses the hard rows while the
     gradient is that of the relaxed ones (straight-through estimator), so the loss sees the
     gates the exported network will use; it narrows the relaxed/hard gap (benches/RESULTS.md).
+    ``product(p, m)`` computes ``p @ m`` (the layers pass the native kernel's).
     """
     m = coeff_matrix(logits.device, logits.dtype)
     if hard:
@@ -52,7 +53,8 @@ def gate_coefficients(logits: torch.Tensor, hard: bool = False,
     p = torch.softmax(logits, -1).reshape(-1, gates.NUM_GATES)
     # (4, 16) @ (16, G) rather than (G, 16) @ (16, 4): the same products, but BLAS handles the
     # long-and-thin shape this way round several times faster
-    soft = _coeff_product(m.t(), p.t()).t().reshape(*logits.shape[:-1], 4)
+    soft = (product(p, m) if product is not None else _coeff_product(m.t(), p.t()).t())
+    soft = soft.reshape(*logits.shape[:-1], 4)
     if straight_through:
         # hard + (soft - soft): exactly the hard rows (x - x == 0 in IEEE arithmetic, where
         # soft + (hard - soft) would round), with the relaxed rows' gradient
@@ -118,7 +120,7 @@ def input_wise_ops(theta: torch.Tensor) -> torch.Tensor:
 
 
 def input_wise_coefficients(theta: torch.Tensor, hard: bool = False,
-                            straight_through: bool = False) -> torch.Tensor:
+                            straight_through: bool = False, product=None) -> torch.Tensor:
     """(..., 4) input-wise parameters -> (..., 4) basis coefficients.
 
     The input-wise parametrization (Ruettgers et al. 2025, "Light Differentiable Logic
@@ -129,12 +131,14 @@ def input_wise_coefficients(theta: torch.Tensor, hard: bool = False,
     relaxed truth tables as ``softmax(logits) @ TRUTH_TABLES`` with 4 instead of 16 numbers
     per neuron and no redundant directions, which is why the paper sees faster convergence.
     Hard: every entry rounded (``theta > 0``), exactly one of the 16 gates.
-    ``straight_through`` as in :func:`gate_coefficients`.
+    ``straight_through`` and ``product`` as in :func:`gate_coefficients`.
     """
     m, _ = _truth_matrices(theta.device, theta.dtype)
     if hard:
         return (theta > 0).to(theta.dtype) @ m
-    soft = torch.sigmoid(theta) @ m
+    p = torch.sigmoid(theta)
+    soft = (p @ m if product is None else
+            product(p.reshape(-1, 4), m).reshape(theta.shape))
     if straight_through:
         return (theta.detach() > 0).to(theta.dtype) @ m + (soft - soft.detach())
     return soft

@@ -110,10 +110,12 @@ class GateLayer(nn.Module):
         w = self.weight
         st = self.straight_through or self.always_straight_through
         if self.parametrization == "input_wise":
-            return input_wise_coefficients(w, hard=not self.training, straight_through=st)
+            return input_wise_coefficients(w, hard=not self.training, straight_through=st,
+                                           product=_ops.coeff_product)
         if self.training and self.gumbel:
             w = w + gumbel_noise(w.detach(), self.gumbel)
-        return gate_coefficients(w, hard=not self.training, straight_through=st)
+        return gate_coefficients(w, hard=not self.training, straight_through=st,
+                                 product=_ops.coeff_product)
 
     def ops(self) -> torch.Tensor:
         """The hard gate id of every neuron, uint8: the argmax gate, or input-wise the gate
@@ -486,6 +488,7 @@ class GroupSum(nn.Module):
             return group_sum(x.to(torch.int32), self.k, self.tau)
         if x.dtype in _checks.FLOAT_DTYPES:
             _checks.check_finite(x, "GroupSum")
+            return _ops.group_sum(x, self.k, self.tau)
         return group_sum(x, self.k, self.tau)
 
     def output_shape(self, input_shape):

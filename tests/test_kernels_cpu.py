@@ -178,6 +178,68 @@ def test_small_batch_dense_backward_is_bit_identical_on_any_thread_count(monkeyp
         torch.testing.assert_close(g, r, **TOL[dtype])
 
 
+# ----------------------------------------------------------------------------- coefficients, group sum
+def on_threads(fn, counts=(1, 2, 3)):
+    """fn() run on each thread count (small-call shortcut off by the caller's monkeypatch)."""
+    old = torch.get_num_threads()
+    try:
+        out = []
+        for nt in counts:
+            torch.set_num_threads(nt)
+            out.append(fn())
+        return out
+    finally:
+        torch.set_num_threads(old)
+
+
+@native
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("G,K,J", [(1, 4, 4), (40_000, 4, 4), (700, 16, 4), (333, 4, 16), (50, 3, 5)])
+def test_coeff_product_matches_matmul_on_any_thread_count(monkeypatch, dtype, G, K, J):
+    """The native (G, K) @ (K, J) of the gate coefficients and its gradient: the values of
+    ``p @ m``, the same bits on 1, 2 and 3 threads."""
+    monkeypatch.setattr(kernels, "SERIAL_WORK", 0)
+    gen = torch.Generator().manual_seed(G + K)
+    p = torch.rand(G, K, generator=gen, dtype=torch.float64).to(dtype)
+    m = torch.randn(K, J, generator=gen, dtype=torch.float64).to(dtype)
+    g = torch.randn(G, J, generator=gen, dtype=torch.float64).to(dtype)
+
+    def run(product):
+        q = p.clone().requires_grad_(True)
+        y = product(q, m)
+        return y.detach(), torch.autograd.grad(y, q, g)[0]
+    runs = on_threads(lambda: run(kernels.coeff_product))
+    for got in runs[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(got, runs[0]))
+    for a, b in zip(runs[0], run(lambda q, m: q @ m)):
+        torch.testing.assert_close(a, b, **TOL[dtype])
+
+
+@native
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("N,F_,k", [(2, 6, 3), (64, 20480, 10), (37, 500, 5)])
+def test_group_sum_of_feature_major_input_matches_reference(monkeypatch, dtype, N, F_, k):
+    """GroupSum of a dense layer's feature-major output: the reference's class scores, its
+    gradient exactly, in the feature-major layout (the dense backward then needs no transpose),
+    the same bits on any thread count."""
+    monkeypatch.setattr(kernels, "SERIAL_WORK", 0)
+    gen = torch.Generator().manual_seed(N + F_)
+    xt = torch.rand(F_, N, generator=gen, dtype=torch.float64).to(dtype)
+    g = torch.randn(N, k, generator=gen, dtype=torch.float64).to(dtype)
+
+    def run(fn):
+        x = xt.clone().requires_grad_(True)
+        y = fn(x.t(), k, 30.0)
+        return y.detach(), torch.autograd.grad(y, x, g)[0]
+    runs = on_threads(lambda: run(kernels.group_sum))
+    for got in runs[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(got, runs[0]))
+    y, gx = runs[0]
+    y_ref, gx_ref = run(F.group_sum)
+    torch.testing.assert_close(y, y_ref, **TOL[dtype])
+    assert torch.equal(gx, gx_ref) and gx.is_contiguous()
+
+
 # ----------------------------------------------------------------------------- tree conv + pool
 # (N, C, H, W, K, depth, (kh, kw), stride, padding, pool)
 TREE_CASES = [

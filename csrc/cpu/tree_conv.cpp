@@ -272,6 +272,17 @@ void forward_impl(const T* x, const int32_t* lc, const int32_t* ly, const int32_
 // ---------------------------------------------------------------- backward
 constexpr int64_t QB = 64;  // pool windows per backward chunk
 
+// Samples per backward block, at most `most`: an even number of equal blocks where the batch
+// allows, so that two threads get equal shares (blocks are handed out whole).
+inline int64_t even_blocks(int64_t N, int64_t most) {
+    const int64_t blocks = (N + most - 1) / most;
+    if (blocks <= 1) return N;
+    const int64_t even = blocks + blocks % 2;
+    for (int64_t b = even; b <= std::min(N, 2 * even); b += 2)
+        if (N % b == 0) return N / b;
+    return (N + even - 1) / even;
+}
+
 template <typename T, int L>
 void backward_impl(const T* x, const int32_t* lc, const int32_t* ly, const int32_t* lx,
                    const T* coeffs, const uint8_t* argmax, const T* grad_y, const ConvGeom& g,
@@ -294,7 +305,8 @@ void backward_impl(const T* x, const int32_t* lc, const int32_t* ly, const int32
     // sample blocks: >= ~256 windows per block (small planes), never more than N / threads
     const int64_t per_thread = (g.N + nt - 1) / nt;
     // (a larger budget than the forward: per-chunk set-up dominates on 2x2 pooled planes)
-    const int64_t NB = std::min<int64_t>(per_thread, samples_per_tile<T>(g, 256 * P / Q, 4 * kTileBytes));
+    const int64_t NB = even_blocks(
+        g.N, std::min<int64_t>(per_thread, samples_per_tile<T>(g, 256 * P / Q, 4 * kTileBytes)));
     const int64_t blocks = (g.N + NB - 1) / NB;
     std::vector<double> acc(size_t(nt) * size_t(g.K * G4), 0.0);
     T* gx_p = grad_x ? gxp.data() : nullptr;

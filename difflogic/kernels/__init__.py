@@ -1,9 +1,9 @@
 """Kernel dispatch: native C++ (``difflogic._C``), CUDA (:mod:`difflogic.kernels.cuda`) or the
 PyTorch reference.
 
-The layers call only the four kernels below (``dense``, ``tree_conv_pool`` and their hard
-forms); ``native_available``, ``native_info`` and ``cuda_unavailable_reason`` say which
-implementation runs.  ``backend`` selects the implementation:
+The layers call only the kernels below (``dense``, ``tree_conv_pool``, their hard forms,
+``group_sum``, ``coeff_product``); ``native_available``, ``native_info`` and
+``cuda_unavailable_reason`` say which implementation runs.  ``backend`` selects the implementation:
 
 * ``"auto"``  -- native kernels when the extension is importable and the tensors are on the CPU
   (float32/float64), the CUDA module for CUDA tensors when it is importable, else the plain
@@ -239,6 +239,68 @@ def dense(x, a, b, coeffs, backend="auto") -> torch.Tensor:
     if which == "cuda":
         return _cuda_module().dense(x, a, b, coeffs)
     return F.dense_reference(x, a, b, coeffs)
+
+
+# ------------------------------------------------------------------ gate coefficients
+class _RowProductFn(torch.autograd.Function):
+    """``p @ m`` for a constant ``m`` (K, J <= 16) by the native row product, both ways."""
+
+    @staticmethod
+    def forward(ctx, p, m):
+        ctx.save_for_backward(m)
+        out = torch.empty(p.shape[0], m.shape[1], dtype=p.dtype)
+        native_module.row_product(_np(p.contiguous()), _np(m.contiguous()), out.numpy(),
+                                  _nthreads(p.numel() * m.shape[1]))
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        (m,) = ctx.saved_tensors
+        gp = torch.empty(grad.shape[0], m.shape[0], dtype=grad.dtype)
+        native_module.row_product(_np(grad.contiguous()), _np(m.t().contiguous()), gp.numpy(),
+                                  _nthreads(gp.numel() * m.shape[1]))
+        return gp, None
+
+
+def coeff_product(p: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """``p @ m``: gate parameters (G, K) times the constant (K, J) map to basis coefficients
+    (:func:`difflogic.functional.gate_coefficients`), natively on the CPU: one pass over the
+    rows, the same numbers on any thread count."""
+    if (native_module is not None and p.device.type == "cpu" and p.dtype in _NATIVE_DTYPES
+            and m.dtype == p.dtype and p.dim() == 2 and m.dim() == 2
+            and 1 <= m.shape[0] <= 16 and 1 <= m.shape[1] <= 16 and not m.requires_grad):
+        return _RowProductFn.apply(p, m)
+    return p @ m
+
+
+# ------------------------------------------------------------------ group sum
+class _GroupSumFeatureMajorFn(torch.autograd.Function):
+    """Group sums of a feature-major (N, F) tensor (strides (1, N), what the dense kernels
+    return): one contiguous reduction of its (F, N) buffer; the gradient comes back in the same
+    layout, so the dense backward below it needs no transpose."""
+
+    @staticmethod
+    def forward(ctx, x, k):
+        xt = x.detach().t()
+        ctx.k, ctx.shape = k, xt.shape
+        return xt.view(k, xt.shape[0] // k, xt.shape[1]).sum(1).t()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        F_, N = ctx.shape
+        g = grad.t().contiguous()[:, None, :].expand(ctx.k, F_ // ctx.k, N)
+        return g.reshape(F_, N).t(), None
+
+
+def group_sum(x: torch.Tensor, k: int, tau: float) -> torch.Tensor:
+    """(N, F) float -> (N, k): :func:`difflogic.functional.group_sum`, by one contiguous
+    reduction when ``x`` is feature-major on the CPU (the output of a native dense layer)."""
+    if (x.dim() == 2 and x.device.type == "cpu" and x.dtype.is_floating_point and x.shape[0] > 1
+            and not x.is_contiguous() and x.t().is_contiguous() and x.shape[1] % k == 0):
+        return F.exact_div(_GroupSumFeatureMajorFn.apply(x, k), tau)
+    return F.group_sum(x, k, tau)
 
 
 # ------------------------------------------------------------------ fused tree conv + OR pool
