@@ -14,8 +14,9 @@ of each back end of the registry (:mod:`difflogic.backends`: ``get_backend(name)
 Inputs are a set of distinct samples (random, or test images) repeated to the batch size; the
 count is prime, so a sample lands on other bit lanes in each repeat, and the reference
 (the slow PyTorch forward) is computed once, on the distinct samples only.  A runner that
-offers ``counts_images(images, threads)`` (raw uint8 images, its own input encoding) is fed
-images; the others get the encoded bits (``Runner.counts``), and each row says which.
+offers ``counts_images(images, threads)`` (raw uint8 images or a table's float32 rows, its
+own input encoding) is fed them; the others get the encoded bits (``Runner.counts``), and
+each row says which.
 
 A back end that cannot run here is listed with its reason (``Backend.unavailable_reason``),
 not dropped; asked for by name, it is an error instead.
@@ -315,10 +316,9 @@ def batch_cap(inputs: Inputs, kind: str) -> int:
 
 # --------------------------------------------------------------------------- a whole bench
 def counter(runner, inputs: Inputs) -> tuple:
-    """(count(x, threads), input kind): raw images where the runner takes them, else bits
-    (a table's float32 rows go to the PyTorch model as they are, to the back ends encoded)."""
-    raw = inputs.has_images and (inputs.distinct.dtype == np.uint8 or isinstance(runner, TorchRunner))
-    if raw and callable(getattr(runner, "counts_images", None)):
+    """(count(x, threads), input kind): raw inputs (uint8 images, a table's float32 rows)
+    where the runner encodes them itself, else encoded bits."""
+    if inputs.has_images and callable(getattr(runner, "counts_images", None)):
         return runner.counts_images, "images"
     return runner.counts, "bits"
 

@@ -330,6 +330,7 @@ def test_bench_runs_a_table_model_on_its_rows(cancer, tmp_path, capsys):
         rows = [r for t in report["targets"] for r in t["rows"]]
         assert {t["target"] for t in report["targets"]} == {"torch", "c"}
         assert rows and all(r["status"] == "ok" for r in rows), rows
+        assert all(r["input"] == "images" for r in rows)   # raw rows: the C encodes them itself
 
 
 # ----------------------------------------------------------------------------- data layer

@@ -1051,14 +1051,16 @@ class CRunner(Runner):
         return self.net.counts(bits, encoded=True, threads=threads).astype(np.int64)
 
     def counts_images(self, images: np.ndarray, threads: int | None = None) -> np.ndarray:
-        """Class counts int64 (N, k) of raw uint8 images (N, *image shape), thermometer-encoded
-        inside the library (``dl_scores_u8``): the path a deployed caller uses."""
+        """Class counts int64 (N, k) of raw inputs (N, *input shape), encoded inside the
+        library: uint8 images (``dl_scores_u8``) or float32 values such as a table's rows
+        (``dl_scores_f32``), the paths a deployed caller uses."""
         enc = self.net.netlist.encoder
         if enc is None:
             raise ValueError("this netlist has no input encoder; pass encoded bits to counts() instead")
         images = np.asarray(images)
-        if images.dtype != np.uint8:
-            raise TypeError(f"images must be uint8 (N, {', '.join(map(str, enc.in_shape))}), got {images.dtype}")
+        if images.dtype not in (np.uint8, np.float32):
+            raise TypeError(f"inputs must be uint8 images or float32 values (N, "
+                            f"{', '.join(map(str, enc.in_shape))}), got {images.dtype}")
         return self.net.counts(images, threads=threads).astype(np.int64)
 
 
