@@ -114,8 +114,9 @@ def test_runner_counts_raw_images_through_the_c_encoder(compiled):
         got = runner.counts_images(xu, threads=threads)
         assert got.dtype == np.int64 and np.array_equal(got, ref), threads
     assert np.array_equal(runner.counts(encode_input(net, xu)), ref)
-    with pytest.raises(TypeError, match="images must be uint8"):
-        runner.counts_images(xu.astype(np.float32))
+    assert np.array_equal(runner.counts_images(xu.astype(np.float32) / np.float32(255)), ref)
+    with pytest.raises(TypeError, match="inputs must be uint8 images or float32 values"):
+        runner.counts_images(xu.astype(np.int16))
     with pytest.raises(ValueError, match="must have shape"):
         runner.counts_images(xu[..., :-1])
     bare = ir.Netlist(net.input_shape, net.ops, net.head)   # no encoder
