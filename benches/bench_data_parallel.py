@@ -5,8 +5,8 @@ thread (torchrun, DistributedDataParallel over gloo), quiet and with one core ke
                                           [--busy] [--json OUT.json]
 
 Each configuration runs ``difflogic train`` for ``--steps`` optimizer steps on fake data of the
-model's shapes (evaluation only at the end) and reports steps/s from the run's own step clock
-(``summary.json``'s training time: the sum of the step times, without start-up and evaluation;
+model's shapes (evaluation only at the end; a recipe's polish and later stages are not run) and
+reports steps/s from the run's own step clock (``summary.json``'s training time: the sum of the step times, without start-up and evaluation;
 under torchrun rank 0's, which includes its waits for the other rank).  ``--busy`` repeats
 every configuration with a spinning process pinned to the last core, as on a machine shared
 with other work.  The ratios are against 1 process x 1 thread on the same machine.
@@ -49,7 +49,7 @@ def run(model: str, procs: int, threads: int, steps: int, work: Path) -> float:
     args = ["train", *opts, "--data-dir", str(fake_data(dataset, work / dataset)),
             "--steps", str(steps), "--eval-every", str(steps), "--val-size", "100",
             "--no-test", "--threads", str(threads), "--progress", "none", "--overwrite",
-            "--out", str(out)]
+            "--stop-after", str(steps), "--out", str(out)]  # no polish, no later recipe stages
     if procs > 1:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(procs),
                "--master-addr", "127.0.0.1", "--master-port", str(free_port()), "-m",
