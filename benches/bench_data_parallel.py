@@ -6,8 +6,9 @@ thread (torchrun, DistributedDataParallel over gloo), quiet and with one core ke
 
 Each configuration runs ``difflogic train`` for ``--steps`` optimizer steps on fake data of the
 model's shapes (evaluation only at the end; a recipe's polish and later stages are not run) and
-reports steps/s from the run's own step clock (``summary.json``'s training time: the sum of the step times, without start-up and evaluation;
-under torchrun rank 0's, which includes its waits for the other rank).  ``--busy`` repeats
+reports steps/s from the run's own step clock (``summary.json``'s training time: the sum of the
+step times, without start-up and evaluation; under torchrun rank 0's, which includes its waits
+for the other rank).  ``--busy`` repeats
 every configuration with a spinning process pinned to the last core, as on a machine shared
 with other work.  The ratios are against 1 process x 1 thread on the same machine.
 """

@@ -571,9 +571,9 @@ def test_relaxed_accuracy_ignores_and_restores_gumbel_and_straight_through(monke
     calls = []  # (logits as used, hard, straight_through) of every gate layer forward
     orig = layers_mod.gate_coefficients
 
-    def spy(w, hard, straight_through):
+    def spy(w, hard, straight_through, **kw):
         calls.append((w.clone(), hard, straight_through))
-        return orig(w, hard=hard, straight_through=straight_through)
+        return orig(w, hard=hard, straight_through=straight_through, **kw)
     monkeypatch.setattr(layers_mod, "gate_coefficients", spy)
     layers = [m for m in model.modules() if hasattr(m, "gumbel")]
     assert layers
