@@ -53,7 +53,9 @@ def train_args(job, out, *extra):
 
 
 def env():
-    return dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    # collectives give up on a silent peer well within LIMIT, so a hang fails with its cause
+    return dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1",
+                DIFFLOGIC_DIST_TIMEOUT="60")
 
 
 def torchrun(args, nproc=2, extra=(), **kw):

@@ -17,10 +17,13 @@ import datetime
 import hashlib
 import json
 import os
+import threading
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from .runtime import log
 
 #: Seconds a collective waits for a silent peer before failing (a killed rank's peers usually
 #: fail at once, on the closed connection; this bounds the wait when a whole host goes away).
@@ -105,9 +108,21 @@ def start(world: World, device: torch.device) -> torch.device:
     return device
 
 
+#: Seconds :func:`stop` waits for the process group to shut down before the process exits
+#: anyway (a teardown that waits on a vanished peer must not keep a finished job alive).
+STOP_TIMEOUT_S = 30.0
+
+
 def stop() -> None:
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+    """Leave the process group, waiting at most :data:`STOP_TIMEOUT_S` for its teardown."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    done = threading.Thread(target=dist.destroy_process_group, daemon=True)
+    done.start()
+    done.join(STOP_TIMEOUT_S)
+    if done.is_alive():
+        log(f"difflogic train: the process group did not shut down within {STOP_TIMEOUT_S:g} s; "
+            "exiting without it")
 
 
 def check_same(world: World, what: str, value) -> None:
