@@ -121,10 +121,11 @@ static void dense_backward_small(const T* xt, const int32_t* a, const int32_t* b
             for (int64_t r = 0; r < in; ++r) std::memset(static_cast<void*>(gxt + r * N + lo), 0, size_t(w) * sizeof(T));
         }
         for (int64_t j = 0; j < out; ++j) {
-            if (j + kPrefetchGates < out) {
+            if (j + kPrefetchGates < out) {  // whole rows for owned sums, else own columns
                 const int64_t ja = a[j + kPrefetchGates], jb = b[j + kPrefetchGates];
-                prefetch_row(xt + ja * N, N);
-                prefetch_row(xt + jb * N, N);
+                const bool whole = ((j + kPrefetchGates) / 64) % tn == t || !gxt;
+                prefetch_row(xt + ja * N + (whole ? 0 : lo), whole ? N : w);
+                prefetch_row(xt + jb * N + (whole ? 0 : lo), whole ? N : w);
                 if (gxt && w > 0) {
                     prefetch_row(gxt + ja * N + lo, w);
                     prefetch_row(gxt + jb * N + lo, w);
