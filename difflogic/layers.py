@@ -111,11 +111,11 @@ class GateLayer(nn.Module):
         st = self.straight_through or self.always_straight_through
         if self.parametrization == "input_wise":
             return input_wise_coefficients(w, hard=not self.training, straight_through=st,
-                                           product=_ops.coeff_product)
+                                           product=_ops.coeff_product_for(w))
         if self.training and self.gumbel:
             w = w + gumbel_noise(w.detach(), self.gumbel)
         return gate_coefficients(w, hard=not self.training, straight_through=st,
-                                 product=_ops.coeff_product)
+                                 product=_ops.coeff_product_for(w))
 
     def ops(self) -> torch.Tensor:
         """The hard gate id of every neuron, uint8: the argmax gate, or input-wise the gate

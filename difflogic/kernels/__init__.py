@@ -263,6 +263,13 @@ class _RowProductFn(torch.autograd.Function):
         return gp, None
 
 
+def coeff_product_for(w: torch.Tensor):
+    """:func:`coeff_product` for gate parameters like ``w`` when it runs natively (CPU,
+    float32/float64), else None: other devices and dtypes keep the reference's own product."""
+    native = native_module is not None and w.device.type == "cpu" and w.dtype in _NATIVE_DTYPES
+    return coeff_product if native else None
+
+
 def coeff_product(p: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     """``p @ m``: gate parameters (G, K) times the constant (K, J) map to basis coefficients
     (:func:`difflogic.functional.gate_coefficients`), natively on the CPU: one pass over the
