@@ -53,6 +53,11 @@ def count_correct(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray
     return _count_correct_torch(model, images, labels, hard, batch_size, idx)
 
 
+def hard_engine(model: torch.nn.Module) -> str:
+    """What evaluates ``model``'s hard accuracy by default: "netlist" or "torch"."""
+    return "torch" if _netlist(model, "auto") is None else "netlist"
+
+
 def _netlist(model: torch.nn.Module, engine: str):
     """The model's hardened netlist when the hard evaluation should run on it, else None."""
     if engine == "torch":

@@ -65,6 +65,8 @@ def test_auto_uses_the_simulator_only_where_it_evaluates_the_same_inputs(monkeyp
     evaluate.count_correct(bits_only, images_for(bits_only, 10, 0), np.zeros(10, np.int64), hard=True)
     evaluate.count_correct(with_thr, images_for(with_thr, 10, 0), np.zeros(10, np.int64), hard=False)
     assert calls == []
+    assert evaluate.hard_engine(with_thr) == ("netlist" if sim.COMPILED else "torch")
+    assert evaluate.hard_engine(bits_only) == "torch"
 
 
 def test_an_unknown_engine_is_refused():

@@ -55,7 +55,7 @@ def run(args) -> int:
 
     from .. import checkpoint, data
     from ..device import resolve_device
-    from ..evaluate import accuracy
+    from ..evaluate import accuracy, hard_engine
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
@@ -85,7 +85,8 @@ def run(args) -> int:
     relaxed = accuracy(model, x, y, hard=False, batch_size=args.batch_size)
     result = {"checkpoint": str(path), "model": model.config.get("name"), "dataset": dataset,
               "split": args.split, "images": int(len(y)), "hard_acc": hard, "relaxed_acc": relaxed,
-              "gates": model.gate_count(), "hard_images_per_s": round(len(y) / max(t_hard, 1e-9))}
+              "gates": model.gate_count(), "hard_images_per_s": round(len(y) / max(t_hard, 1e-9)),
+              "hard_engine": hard_engine(model)}
     if args.json:
         print(json.dumps(result))
     else:
@@ -94,8 +95,9 @@ def run(args) -> int:
         print(f"  hard accuracy     {100 * hard:6.2f}%   (discretised gates: what export computes)")
         print(f"  relaxed accuracy  {100 * relaxed:6.2f}%")
         print(f"  gates             {result['gates']:,} (training count)")
-        print(f"  hard inference    {result['hard_images_per_s']:,} images/s (PyTorch, "
-              f"{torch.get_num_threads()} threads)")
+        engine = "the netlist simulator" if result["hard_engine"] == "netlist" else "PyTorch"
+        print(f"  hard inference    {result['hard_images_per_s']:,} images/s ({engine}, "
+              f"{torch.get_num_threads()} threads; `difflogic bench` times the back ends)")
     return 0
 
 
