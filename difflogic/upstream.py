@@ -113,11 +113,7 @@ class PackBitsTensor:
                              f"(shape {tuple(net.input_shape)}), the tensor has {self.features}")
         words = _to_sim_words(self.t, self.bit_count).reshape(*net.input_shape, -1)
         feats = sim.run_packed(net, words)
-        counts = np.zeros((self.batch_size, net.head.k), np.int32)
-        per = net.head.in_features // net.head.k
-        for j in range(net.head.k):  # bit-parallel popcount per class, then unpack per sample
-            group = sim.unpack(feats[j * per:(j + 1) * per], self.batch_size)
-            counts[:, j] = group.sum(1, dtype=np.int32)
+        counts = sim.group_counts(feats, net.head.k, self.batch_size).astype(np.int32)
         return torch.from_numpy(counts).to(self.device)
 
     def __repr__(self) -> str:

@@ -977,7 +977,6 @@ class CompiledNet:
         self.threads = int(threads) if threads else 1
         if self.threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads!r}")
-        _check_table_gates(table_gates)
         self.source, self.header = generate(net, chunk_gates=chunk_gates, header_name="dl.h",
                                             table_gates=table_gates)
         self.so_path = build_shared(self.source, self.header, opt_level=opt_level, cc=cc, lanes=lanes,

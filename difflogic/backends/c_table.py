@@ -32,10 +32,8 @@ def plan(blk: ir.GateBlock, node_loc: np.ndarray, last: np.ndarray, alloc_many) 
     (``last[g]``: the last step reading gate ``g``).  Returns (triples int32 (n, 3), runs int32
     (r, 2) of (op, count))."""
     first = blk.first_gate
-    lv = blk.levels()
     triples, runs = [], []
-    for level in range(1, int(lv.max(initial=0)) + 1):
-        g = np.flatnonzero(lv == level)
+    for g in blk.level_groups():
         wa, wb = node_loc[blk.a[g]], node_loc[blk.b[g]]
         order = np.lexsort((np.maximum(wa, wb), np.minimum(wa, wb), blk.op[g]))
         g, wa, wb = g[order], wa[order], wb[order]

@@ -107,6 +107,17 @@ class GateBlock:
             lv[at] = new
         return lv[first:]
 
+    def level_groups(self) -> list[np.ndarray]:
+        """The gate indices per level (levels 1, 2, ... of :meth:`levels`, each in gate order):
+        a level reads only earlier ones, so a level's gates can be handled as one array."""
+        lv = self.levels()
+        top = int(lv.max(initial=0))
+        if top <= 8:   # a few levels (dense layers): one scan each beats a sort
+            return [np.flatnonzero(lv == level) for level in range(1, top + 1)]
+        order = np.argsort(lv, kind="stable")
+        cuts = np.searchsorted(lv[order], np.arange(1, top + 2))
+        return [order[cuts[i]:cuts[i + 1]] for i in range(len(cuts) - 1)]
+
     def depth(self) -> int:
         """Gates on the longest path from a leaf to an output of the cell (0: only wires)."""
         lv = np.concatenate([np.zeros(self.first_gate, np.int64), self.levels()])

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from .. import ir
+from ...platform import cpu_count
 from . import (abc, const_fold, dce, output_polarity, passthrough, propagate_constants, prune_outputs,
                push_inverters, strash)
 
@@ -108,8 +108,7 @@ def _apply_memo(net: ir.Netlist, p, memo: dict, pool) -> ir.Netlist:
 
 
 def _fixed_point(cur: ir.Netlist, mods, seconds: dict) -> ir.Netlist:
-    with ThreadPoolExecutor(max_workers=max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                                            else os.cpu_count() or 1)) as pool:
+    with ThreadPoolExecutor(max_workers=cpu_count()) as pool:
         return _rounds(cur, mods, seconds, pool)
 
 

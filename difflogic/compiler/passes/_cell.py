@@ -89,17 +89,6 @@ def vunary(f0: np.ndarray, f1: np.ndarray, x: np.ndarray) -> np.ndarray:
     return np.where(f0 == f1, f0, np.where(f1 == 1, x, -1))
 
 
-def level_groups(blk: ir.GateBlock) -> list[np.ndarray]:
-    """The gate indices of ``blk`` per level (ascending, each in gate order)."""
-    lv = blk.levels()
-    top = int(lv.max(initial=0))
-    if top <= 8:   # a few levels (dense layers): one scan each beats a sort
-        return [np.flatnonzero(lv == level) for level in range(1, top + 1)]
-    order = np.argsort(lv, kind="stable")
-    cuts = np.searchsorted(lv[order], np.arange(1, top + 2))
-    return [order[cuts[i]:cuts[i + 1]] for i in range(len(cuts) - 1)]
-
-
 def vrewrite(blk: ir.GateBlock, simplify) -> ir.GateBlock:
     """What :func:`rewrite` returns, computed a level at a time with numpy.
 
@@ -110,7 +99,7 @@ def vrewrite(blk: ir.GateBlock, simplify) -> ir.GateBlock:
     first = blk.first_gate
     rep = np.arange(first + blk.n_gates, dtype=np.int64)   # old node -> old id of what it became
     nop, na, nb = blk.op.astype(np.int64), blk.a.astype(np.int64), blk.b.astype(np.int64)
-    for g in level_groups(blk):
+    for g in blk.level_groups():
         node, op, a, b = simplify((first, nop, na, nb), blk.op[g].astype(np.int64), rep[blk.a[g]], rep[blk.b[g]])
         gone = node >= 0
         rep[first + g[gone]] = node[gone]

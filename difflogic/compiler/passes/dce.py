@@ -10,7 +10,6 @@ import dataclasses
 import numpy as np
 
 from .. import ir
-from ._cell import level_groups
 
 SCOPE = "block"
 
@@ -34,7 +33,7 @@ def live_nodes(blk: ir.GateBlock) -> np.ndarray:
     first: a gate's readers are all on higher levels)."""
     live = np.zeros(blk.first_gate + blk.n_gates, bool)
     live[blk.outputs] = True
-    for g in reversed(level_groups(blk)):
+    for g in reversed(blk.level_groups()):
         g = g[live[blk.first_gate + g]]
         live[blk.a[g]] = True
         live[blk.b[g]] = True

@@ -11,7 +11,7 @@ import numpy as np
 
 from ... import gates
 from .. import ir
-from ._cell import HARD, NOT, assemble, level_groups, rewrite, unary, vunary
+from ._cell import HARD, NOT, assemble, rewrite, unary, vunary
 
 _SWAP = np.asarray(gates.SWAP_INPUTS, np.int64)
 
@@ -70,7 +70,7 @@ def run(blk):
     key = np.zeros((3, first + n), np.int64)            # per class label: op, a, b (labels)
     reg_code, reg_cls = np.zeros(0, np.int64), np.zeros(0, np.int64)
     member = np.zeros(n, bool)
-    for g in level_groups(blk):
+    for g in blk.level_groups():
         node, op, a, b = _canonical(blk.op[g].astype(np.int64), cls[blk.a[g]], cls[blk.b[g]])
         cls[first + g[node >= 0]] = node[node >= 0]
         g, op, a, b = g[node < 0], op[node < 0], a[node < 0], b[node < 0]
